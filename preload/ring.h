@@ -1,0 +1,79 @@
+/*
+ * ring.h — the producer side of the shared-memory ring (include/memscope.h).
+ * Used by the interposer and, through cgo, by the Go ring tests. No malloc,
+ * no locks, no stdio: every function here may run inside a malloc hook.
+ */
+#ifndef MS_RING_H
+#define MS_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/memscope.h"
+
+/* A process's view of one mapped ring. Read-only after ms_ring_attach. */
+struct ms_ring {
+	struct ms_ring_header *hdr;
+	uint8_t *slots; /* slot 0 */
+	uint64_t map_size;
+	uint32_t chunk_size;
+	uint32_t chunk_count;
+	uint32_t data_cap; /* chunk_size - MS_CHUNK_HEADER_SIZE */
+	int lossy;         /* MEMSCOPE_MODE=lossy or MS_RING_LOSSY */
+	uint64_t consumer_timeout_ns;
+};
+
+/*
+ * One producer thread's state. Zero-initialised is valid (no chunk yet).
+ * The interposer keeps one per thread in initial-exec TLS.
+ */
+struct ms_writer {
+	struct ms_chunk_header *chunk; /* owned chunk, or NULL */
+	uint8_t *data;                 /* chunk data */
+	uint32_t len;                  /* published length of chunk data */
+	uint32_t pending;              /* size of the record between begin and end, 0 if none */
+	uint64_t seq;                  /* sequence of chunk */
+	uint64_t gen;                  /* MS_STATE_GEN(seq), cached: no division per record */
+	uint64_t lost;                 /* dropped events not yet reported by a LOST record */
+	uint32_t pid;
+	uint32_t tid;
+};
+
+enum ms_attach_error {
+	MS_ATTACH_OK = 0,
+	MS_ATTACH_OPEN,    /* open/fstat failed (errno kept) */
+	MS_ATTACH_OWNER,   /* not a regular file owned by us */
+	MS_ATTACH_SIZE,    /* file too small or sizes inconsistent */
+	MS_ATTACH_MAGIC,   /* not a memscope ring */
+	MS_ATTACH_VERSION, /* another ABI version */
+	MS_ATTACH_MAP,     /* mmap failed */
+};
+
+/* Maps the ring at path (and closes the fd). Returns MS_ATTACH_*. */
+int ms_ring_attach(struct ms_ring *r, const char *path, int lossy);
+const char *ms_ring_attach_strerror(int err);
+
+/*
+ * Reserves room for one record of size bytes (multiple of 8, >= 16,
+ * <= data_cap) in w's chunk, taking a new chunk if needed. Returns where to
+ * write it, or NULL if the event must be dropped (counted in w->lost and the
+ * header). Between begin and end the caller only writes the record.
+ */
+void *ms_ring_begin(struct ms_ring *r, struct ms_writer *w, uint32_t size);
+
+/* Publishes the record started by the last successful ms_ring_begin. */
+void ms_ring_end(struct ms_ring *r, struct ms_writer *w);
+
+/* Seals w's chunk (thread exit). The next begin takes a new chunk. */
+void ms_ring_seal(struct ms_ring *r, struct ms_writer *w);
+
+/*
+ * Forgets w's chunk without touching it: the child of fork() inherits its
+ * parent's chunk pointer but not its ownership.
+ */
+void ms_ring_forget(struct ms_writer *w);
+
+/* CLOCK_MONOTONIC in ns (vDSO, no syscall). */
+uint64_t ms_now_ns(void);
+
+#endif

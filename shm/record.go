@@ -1,0 +1,509 @@
+package shm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// This file is the Go mirror of the record layouts in include/memscope.h:
+// explicit little-endian (native on every supported platform) decode and
+// encode, in the style of encoding/binary. layout_test.go checks every
+// offset and size here against the C header through cgo.
+
+// RecordType is ms_record_header.type.
+type RecordType uint16
+
+// Record types (enum ms_record_type).
+const (
+	RecAlloc   RecordType = 1
+	RecFree    RecordType = 2
+	RecRealloc RecordType = 3
+	RecStack   RecordType = 4
+	RecModule  RecordType = 5
+	RecThread  RecordType = 6
+	RecProcess RecordType = 7
+	RecLost    RecordType = 8
+	recMax     RecordType = 8
+)
+
+func (t RecordType) String() string {
+	switch t {
+	case RecAlloc:
+		return "ALLOC"
+	case RecFree:
+		return "FREE"
+	case RecRealloc:
+		return "REALLOC"
+	case RecStack:
+		return "STACK"
+	case RecModule:
+		return "MODULE"
+	case RecThread:
+		return "THREAD"
+	case RecProcess:
+		return "PROCESS"
+	case RecLost:
+		return "LOST"
+	}
+	return fmt.Sprintf("type(%d)", uint16(t))
+}
+
+// AllocKind is the allocation entry point (enum ms_alloc_kind).
+type AllocKind uint16
+
+// Allocation kinds.
+const (
+	KindMalloc        AllocKind = 1
+	KindCalloc        AllocKind = 2
+	KindRealloc       AllocKind = 3
+	KindReallocarray  AllocKind = 4
+	KindPosixMemalign AllocKind = 5
+	KindAlignedAlloc  AllocKind = 6
+	KindMemalign      AllocKind = 7
+	KindValloc        AllocKind = 8
+	KindPvalloc       AllocKind = 9
+	kindMax           AllocKind = 9
+)
+
+var kindNames = [...]string{"", "malloc", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc"}
+
+func (k AllocKind) String() string {
+	if k >= 1 && k <= kindMax {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint16(k))
+}
+
+// ModuleEvent is ms_module.event.
+type ModuleEvent uint16
+
+// Module events.
+const (
+	ModuleLoad   ModuleEvent = 1
+	ModuleUnload ModuleEvent = 2
+)
+
+// ProcessEvent is ms_process.event.
+type ProcessEvent uint32
+
+// Process events.
+const (
+	ProcessStart ProcessEvent = 1
+	ProcessFork  ProcessEvent = 2
+	ProcessExec  ProcessEvent = 3
+	ProcessExit  ProcessEvent = 4
+)
+
+func (e ProcessEvent) String() string {
+	switch e {
+	case ProcessStart:
+		return "start"
+	case ProcessFork:
+		return "fork"
+	case ProcessExec:
+		return "exec"
+	case ProcessExit:
+		return "exit"
+	}
+	return fmt.Sprintf("event(%d)", uint32(e))
+}
+
+// FlagTruncated is MS_RECF_TRUNCATED.
+const FlagTruncated = 0x1
+
+// Sizes and limits of the record layouts (mirrors of memscope.h).
+const (
+	RecordHeaderSize = 16
+	allocSize        = 48
+	freeSize         = 24
+	reallocSize      = 64
+	stackFixedSize   = 32
+	moduleFixedSize  = 96
+	segmentSize      = 32
+	threadSize       = 40
+	processFixedSize = 40
+	lostSize         = 24
+
+	MaxDepth       = 256
+	BuildIDMax     = 64
+	PathMax        = 2048
+	MaxSegments    = 16
+	ThreadNameMax  = 16
+	maxRecordBytes = 0xffff
+)
+
+var le = binary.LittleEndian
+
+// Record is one record as delivered by a Reader: the owner of the chunk it
+// was written in, and its bytes. Data aliases the ring (or the slice given
+// to DecodeChunk) and is only valid until the Reader's next call.
+type Record struct {
+	Pid   uint32
+	Tid   uint32
+	Type  RecordType
+	Flags uint32
+	TS    uint64
+	Data  []byte // the whole record, header included
+}
+
+// Alloc is MS_REC_ALLOC: a successful allocation, stamped after it returned.
+type Alloc struct {
+	Ptr     uint64
+	Size    uint64
+	StackID uint64
+	Kind    AllocKind
+	Align   uint32
+}
+
+// Free is MS_REC_FREE, stamped before the real free.
+type Free struct {
+	Ptr uint64
+}
+
+// Realloc is MS_REC_REALLOC. OldPtr 0 means it was a malloc; NewPtr 0 that
+// it freed OldPtr (realloc(p, 0)). TSBefore orders the release of OldPtr,
+// the record's TS the birth of NewPtr.
+type Realloc struct {
+	OldPtr   uint64
+	NewPtr   uint64
+	Size     uint64
+	StackID  uint64
+	TSBefore uint64
+	Kind     AllocKind
+}
+
+// Stack is MS_REC_STACK. PCs[0] is the return address into malloc's caller.
+type Stack struct {
+	ID  uint64
+	PCs []uint64
+}
+
+// Segment is one PT_LOAD segment of a Module.
+type Segment struct {
+	Vaddr  uint64
+	Memsz  uint64
+	Offset uint64
+	Flags  uint32
+}
+
+// Module is MS_REC_MODULE: an object loaded into (or unloaded from) a process.
+type Module struct {
+	Bias     uint64
+	Event    ModuleEvent
+	BuildID  []byte
+	Segments []Segment
+	Path     string
+}
+
+// Thread is MS_REC_THREAD.
+type Thread struct {
+	Tid  uint32
+	Name string
+}
+
+// Process is MS_REC_PROCESS.
+type Process struct {
+	Pid    uint32
+	Ppid   uint32
+	Event  ProcessEvent
+	Status int32
+	Exe    string
+	Arg0   string
+}
+
+// Lost is MS_REC_LOST: events the writing thread dropped before this record.
+type Lost struct {
+	Count uint64
+}
+
+// DecodeError says what is wrong with a record and where.
+type DecodeError struct {
+	Type   RecordType
+	Len    int
+	Reason string
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("%s record of %d bytes: %s", e.Type, e.Len, e.Reason)
+}
+
+func (r Record) errorf(format string, args ...any) error {
+	return &DecodeError{Type: r.Type, Len: len(r.Data), Reason: fmt.Sprintf(format, args...)}
+}
+
+func (r Record) need(t RecordType, n int) error {
+	if r.Type != t {
+		return r.errorf("decoded as %s", t)
+	}
+	if len(r.Data) < n {
+		return r.errorf("shorter than the %d bytes of its fixed part", n)
+	}
+	return nil
+}
+
+// Alloc decodes an ALLOC record.
+func (r Record) Alloc() (Alloc, error) {
+	if err := r.need(RecAlloc, allocSize); err != nil {
+		return Alloc{}, err
+	}
+	d := r.Data
+	return Alloc{
+		Ptr:     le.Uint64(d[16:]),
+		Size:    le.Uint64(d[24:]),
+		StackID: le.Uint64(d[32:]),
+		Kind:    AllocKind(le.Uint16(d[40:])),
+		Align:   le.Uint32(d[44:]),
+	}, nil
+}
+
+// Free decodes a FREE record.
+func (r Record) Free() (Free, error) {
+	if err := r.need(RecFree, freeSize); err != nil {
+		return Free{}, err
+	}
+	return Free{Ptr: le.Uint64(r.Data[16:])}, nil
+}
+
+// Realloc decodes a REALLOC record.
+func (r Record) Realloc() (Realloc, error) {
+	if err := r.need(RecRealloc, reallocSize); err != nil {
+		return Realloc{}, err
+	}
+	d := r.Data
+	return Realloc{
+		OldPtr:   le.Uint64(d[16:]),
+		NewPtr:   le.Uint64(d[24:]),
+		Size:     le.Uint64(d[32:]),
+		StackID:  le.Uint64(d[40:]),
+		TSBefore: le.Uint64(d[48:]),
+		Kind:     AllocKind(le.Uint16(d[56:])),
+	}, nil
+}
+
+// Stack decodes a STACK record. PCs is a fresh slice.
+func (r Record) Stack() (Stack, error) {
+	if err := r.need(RecStack, stackFixedSize); err != nil {
+		return Stack{}, err
+	}
+	d := r.Data
+	depth := int(le.Uint32(d[24:]))
+	if depth > MaxDepth {
+		return Stack{}, r.errorf("depth %d exceeds %d", depth, MaxDepth)
+	}
+	if stackFixedSize+8*depth > len(d) {
+		return Stack{}, r.errorf("depth %d does not fit", depth)
+	}
+	pcs := make([]uint64, depth)
+	for i := range pcs {
+		pcs[i] = le.Uint64(d[stackFixedSize+8*i:])
+	}
+	return Stack{ID: le.Uint64(d[16:]), PCs: pcs}, nil
+}
+
+// Module decodes a MODULE record.
+func (r Record) Module() (Module, error) {
+	if err := r.need(RecModule, moduleFixedSize); err != nil {
+		return Module{}, err
+	}
+	d := r.Data
+	m := Module{Bias: le.Uint64(d[16:]), Event: ModuleEvent(le.Uint16(d[24:]))}
+	nsegs := int(le.Uint16(d[26:]))
+	bidLen := int(le.Uint16(d[28:]))
+	pathLen := int(le.Uint16(d[30:]))
+	if bidLen > BuildIDMax {
+		return Module{}, r.errorf("build ID length %d exceeds %d", bidLen, BuildIDMax)
+	}
+	if nsegs > MaxSegments {
+		return Module{}, r.errorf("%d segments exceed %d", nsegs, MaxSegments)
+	}
+	if pathLen > PathMax {
+		return Module{}, r.errorf("path length %d exceeds %d", pathLen, PathMax)
+	}
+	end := moduleFixedSize + segmentSize*nsegs + pathLen
+	if end > len(d) {
+		return Module{}, r.errorf("%d segments and a %d-byte path do not fit", nsegs, pathLen)
+	}
+	m.BuildID = append([]byte(nil), d[32:32+bidLen]...)
+	m.Segments = make([]Segment, nsegs)
+	for i := range m.Segments {
+		s := d[moduleFixedSize+segmentSize*i:]
+		m.Segments[i] = Segment{Vaddr: le.Uint64(s), Memsz: le.Uint64(s[8:]), Offset: le.Uint64(s[16:]), Flags: le.Uint32(s[24:])}
+	}
+	off := moduleFixedSize + segmentSize*nsegs
+	m.Path = string(d[off : off+pathLen])
+	return m, nil
+}
+
+// Thread decodes a THREAD record.
+func (r Record) Thread() (Thread, error) {
+	if err := r.need(RecThread, threadSize); err != nil {
+		return Thread{}, err
+	}
+	d := r.Data
+	n := int(le.Uint32(d[20:]))
+	if n > ThreadNameMax {
+		return Thread{}, r.errorf("name length %d exceeds %d", n, ThreadNameMax)
+	}
+	return Thread{Tid: le.Uint32(d[16:]), Name: string(d[24 : 24+n])}, nil
+}
+
+// Process decodes a PROCESS record.
+func (r Record) Process() (Process, error) {
+	if err := r.need(RecProcess, processFixedSize); err != nil {
+		return Process{}, err
+	}
+	d := r.Data
+	p := Process{
+		Pid:    le.Uint32(d[16:]),
+		Ppid:   le.Uint32(d[20:]),
+		Event:  ProcessEvent(le.Uint32(d[24:])),
+		Status: int32(le.Uint32(d[28:])),
+	}
+	exeLen, argLen := int(le.Uint32(d[32:])), int(le.Uint32(d[36:]))
+	if exeLen > PathMax || argLen > PathMax || processFixedSize+exeLen+argLen > len(d) {
+		return Process{}, r.errorf("strings of %d and %d bytes do not fit", exeLen, argLen)
+	}
+	p.Exe = string(d[processFixedSize : processFixedSize+exeLen])
+	p.Arg0 = string(d[processFixedSize+exeLen : processFixedSize+exeLen+argLen])
+	return p, nil
+}
+
+// Lost decodes a LOST record.
+func (r Record) Lost() (Lost, error) {
+	if err := r.need(RecLost, lostSize); err != nil {
+		return Lost{}, err
+	}
+	return Lost{Count: le.Uint64(r.Data[16:])}, nil
+}
+
+// ParseRecordHeader validates the record header at the start of b, which
+// holds the rest of the chunk's published data, and returns the record.
+// It checks what every consumer relies on: a known type, a length that is
+// a multiple of 8, at least the header and at most what is left.
+func ParseRecordHeader(b []byte) (Record, error) {
+	if len(b) < RecordHeaderSize {
+		return Record{}, fmt.Errorf("record header needs %d bytes, %d left", RecordHeaderSize, len(b))
+	}
+	t := RecordType(le.Uint16(b))
+	n := int(le.Uint16(b[2:]))
+	switch {
+	case n == 0:
+		return Record{}, fmt.Errorf("%s record has length 0", t)
+	case n < RecordHeaderSize || n%8 != 0:
+		return Record{}, fmt.Errorf("%s record has length %d (not a multiple of 8 of at least %d)", t, n, RecordHeaderSize)
+	case n > len(b):
+		return Record{}, fmt.Errorf("%s record of length %d runs past the chunk (%d bytes left)", t, n, len(b))
+	case t == 0 || t > recMax:
+		return Record{}, fmt.Errorf("unknown record type %d", uint16(t))
+	}
+	return Record{Type: t, Flags: le.Uint32(b[4:]), TS: le.Uint64(b[8:]), Data: b[:n]}, nil
+}
+
+// ---- Encoding (tests, fuzz seeds, synthetic streams) ----
+
+func pad8(n int) int { return (n + 7) &^ 7 }
+
+func appendHeader(b []byte, t RecordType, n int, flags uint32, ts uint64) []byte {
+	b = le.AppendUint16(b, uint16(t))
+	b = le.AppendUint16(b, uint16(n))
+	b = le.AppendUint32(b, flags)
+	return le.AppendUint64(b, ts)
+}
+
+// AppendAlloc appends an ALLOC record.
+func AppendAlloc(b []byte, ts uint64, a Alloc) []byte {
+	b = appendHeader(b, RecAlloc, allocSize, 0, ts)
+	b = le.AppendUint64(b, a.Ptr)
+	b = le.AppendUint64(b, a.Size)
+	b = le.AppendUint64(b, a.StackID)
+	b = le.AppendUint16(b, uint16(a.Kind))
+	b = le.AppendUint16(b, 0)
+	return le.AppendUint32(b, a.Align)
+}
+
+// AppendFree appends a FREE record.
+func AppendFree(b []byte, ts uint64, f Free) []byte {
+	b = appendHeader(b, RecFree, freeSize, 0, ts)
+	return le.AppendUint64(b, f.Ptr)
+}
+
+// AppendRealloc appends a REALLOC record.
+func AppendRealloc(b []byte, ts uint64, r Realloc) []byte {
+	b = appendHeader(b, RecRealloc, reallocSize, 0, ts)
+	for _, v := range []uint64{r.OldPtr, r.NewPtr, r.Size, r.StackID, r.TSBefore} {
+		b = le.AppendUint64(b, v)
+	}
+	b = le.AppendUint16(b, uint16(r.Kind))
+	b = le.AppendUint16(b, 0)
+	return le.AppendUint32(b, 0)
+}
+
+// AppendStack appends a STACK record.
+func AppendStack(b []byte, ts uint64, flags uint32, s Stack) []byte {
+	b = appendHeader(b, RecStack, stackFixedSize+8*len(s.PCs), flags, ts)
+	b = le.AppendUint64(b, s.ID)
+	b = le.AppendUint32(b, uint32(len(s.PCs)))
+	b = le.AppendUint32(b, 0)
+	for _, pc := range s.PCs {
+		b = le.AppendUint64(b, pc)
+	}
+	return b
+}
+
+// AppendModule appends a MODULE record.
+func AppendModule(b []byte, ts uint64, m Module) []byte {
+	n := pad8(moduleFixedSize + segmentSize*len(m.Segments) + len(m.Path))
+	b = appendHeader(b, RecModule, n, 0, ts)
+	b = le.AppendUint64(b, m.Bias)
+	b = le.AppendUint16(b, uint16(m.Event))
+	b = le.AppendUint16(b, uint16(len(m.Segments)))
+	b = le.AppendUint16(b, uint16(len(m.BuildID)))
+	b = le.AppendUint16(b, uint16(len(m.Path)))
+	var bid [BuildIDMax]byte
+	copy(bid[:], m.BuildID)
+	b = append(b, bid[:]...)
+	for _, s := range m.Segments {
+		b = le.AppendUint64(b, s.Vaddr)
+		b = le.AppendUint64(b, s.Memsz)
+		b = le.AppendUint64(b, s.Offset)
+		b = le.AppendUint32(b, s.Flags)
+		b = le.AppendUint32(b, 0)
+	}
+	b = append(b, m.Path...)
+	return append(b, make([]byte, n-(moduleFixedSize+segmentSize*len(m.Segments)+len(m.Path)))...)
+}
+
+// AppendThread appends a THREAD record.
+func AppendThread(b []byte, ts uint64, t Thread) []byte {
+	b = appendHeader(b, RecThread, threadSize, 0, ts)
+	b = le.AppendUint32(b, t.Tid)
+	name := t.Name
+	if len(name) > ThreadNameMax {
+		name = name[:ThreadNameMax]
+	}
+	b = le.AppendUint32(b, uint32(len(name)))
+	var nb [ThreadNameMax]byte
+	copy(nb[:], name)
+	return append(b, nb[:]...)
+}
+
+// AppendProcess appends a PROCESS record.
+func AppendProcess(b []byte, ts uint64, p Process) []byte {
+	n := pad8(processFixedSize + len(p.Exe) + len(p.Arg0))
+	b = appendHeader(b, RecProcess, n, 0, ts)
+	b = le.AppendUint32(b, p.Pid)
+	b = le.AppendUint32(b, p.Ppid)
+	b = le.AppendUint32(b, uint32(p.Event))
+	b = le.AppendUint32(b, uint32(p.Status))
+	b = le.AppendUint32(b, uint32(len(p.Exe)))
+	b = le.AppendUint32(b, uint32(len(p.Arg0)))
+	b = append(b, p.Exe...)
+	b = append(b, p.Arg0...)
+	return append(b, make([]byte, n-(processFixedSize+len(p.Exe)+len(p.Arg0)))...)
+}
+
+// AppendLost appends a LOST record.
+func AppendLost(b []byte, ts uint64, l Lost) []byte {
+	b = appendHeader(b, RecLost, lostSize, 0, ts)
+	return le.AppendUint64(b, l.Count)
+}
