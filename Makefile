@@ -26,18 +26,23 @@ GO_SRC := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 # Time budget of the fuzz smoke run in `make test`.
 FUZZTIME ?= 10s
 
-.PHONY: all deps test test-go test-fuzz test-real lint bench clean
+.PHONY: all deps demo test test-go test-fuzz lint bench clean
 
 all: $(LIB) $(ANALYZER)
 
-# Debian packages the build needs. Installs only what is missing, once.
+# Debian packages the build and the tests need (libunwind for stacks,
+# llvm-addr2line as the symbolizer tests' oracle). Installs only what is
+# missing, once.
 $(DEPS_STAMP):
 	@mkdir -p $(BUILD)
-	@if ! printf '#include <libunwind.h>\n' | $(CC) -E -x c - >/dev/null 2>&1; then \
-		echo "make deps: installing libunwind-dev"; \
+	@missing=""; \
+	printf '#include <libunwind.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
+	command -v llvm-addr2line >/dev/null 2>&1 || missing="$$missing llvm"; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libunwind-dev >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@touch $@
 
@@ -66,8 +71,29 @@ test-fuzz: $(DEPS_STAMP)
 
 test: lint test-go test-fuzz
 
-bench: all
-	@echo "make bench: see issue 5"
+# Benchmark workloads (testdata/bench/*.c), built as users build programs.
+BENCH_PROGS := $(patsubst testdata/bench/%.c,$(BUILD)/bench/%,$(wildcard testdata/bench/*.c))
+# e.g. make bench BENCH_FLAGS='-runs 7 -only micro'
+BENCH_FLAGS ?=
+
+$(BUILD)/bench/%: testdata/bench/%.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread $< -o $@
+
+# The start time is taken before the build so the total printed covers
+# all of `make bench`.
+bench:
+	@start=$$(date +%s%N); \
+	$(MAKE) --no-print-directory all $(BENCH_PROGS) && \
+	$(GO) build -o $(BUILD)/memscope-bench ./cmd/memscope-bench && \
+	$(BUILD)/memscope-bench -build $(BUILD) -started-ns $$start $(BENCH_FLAGS)
+
+# Profile the bundled demo program and show its leak report.
+demo: all
+	@rm -rf $(BUILD)/demo-out && mkdir -p $(BUILD)/demo-out
+	$(CC) -g -O0 -o $(BUILD)/demo testdata/demo.c
+	$(ANALYZER) run --out $(BUILD)/demo-out -- $(BUILD)/demo
+	@cat $(BUILD)/demo-out/memscope.demo.*.leaks.txt
 
 clean:
 	rm -rf $(BUILD)

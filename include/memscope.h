@@ -23,17 +23,25 @@
  * I1  reserve_head only grows, by CAS, and only while
  *     reserve_head - last_read_to < chunk_count. Hence the previous
  *     occupant of slot i % N (sequence i - N) is below last_read_to: the
- *     consumer has finished with it and reset the slot (state = 0,
- *     consumed = 0) before publishing last_read_to (release).
+ *     consumer has finished with it and reset the slot (state =
+ *     MS_STATE_FREE(i), then consumed = 0) before publishing last_read_to
+ *     (release).
  * I2  slot.seq is MS_SEQ_CLAIMED(i) once the producer holding reservation i
  *     owns the slot, MS_SEQ_ABANDONED(i) if the consumer gave up on it
  *     first. Both moves are CASes from the previous occupant's value (0 for
  *     the first round), so exactly one of them wins: no slot has two owners.
  * I3  The owner writes pid and tid after claiming and before its first
  *     publish; a reader that sees len > 0 (acquire) may read them.
- * I4  state = SEALED | WRITING | GEN(i) | len, or 0 in a slot nobody has
- *     initialised since reset. Right after claiming, the owner CASes state
- *     from 0 to GEN(i). Bytes [0, len) of the chunk data are complete
+ * I4  state = SEALED | WRITING | GEN(i) | len once initialised. Before, it
+ *     is the slot's initial value for sequence i: 0 in the first round
+ *     (i < N, fresh file), MS_STATE_FREE(i) after a reset. Right after
+ *     claiming, the owner CASes state from that initial value to GEN(i);
+ *     the consumer may seal a claimed but uninitialised chunk (owner stuck
+ *     or dead between its two CASes) by a CAS from the same value to
+ *     SEALED | GEN(i). The initial value names the generation, so an owner
+ *     that slept through the seal, the commit and the reset of its slot
+ *     fails its CAS (a reset to a plain 0 would let it succeed on a slot
+ *     that is no longer its own). Bytes [0, len) of the chunk data are complete
  *     records and never change until the slot is reused. Only the owner
  *     grows len. GEN(i) is never 0, and a thread that slept through a whole
  *     wrap of the ring still expects its own GEN, so its CAS fails on a
@@ -89,6 +97,10 @@
 #define MS_STATE_GEN_MASK 0x3fffffffull /* after shifting */
 #define MS_STATE_GEN(i) ((((uint64_t)(i) % MS_STATE_GEN_MASK) + 1) << MS_STATE_GEN_SHIFT)
 #define MS_STATE_LEN_MASK 0xffffffffull
+/* Reset value of a slot waiting for sequence i (I1, I4); len all ones is never a real length. */
+#define MS_STATE_FREE(i) (MS_STATE_GEN(i) | MS_STATE_LEN_MASK)
+/* Value of state a slot holds for sequence i before its owner initialises it (I4). */
+#define MS_STATE_INITIAL(i, n) ((uint64_t)(i) < (uint64_t)(n) ? 0 : MS_STATE_FREE(i))
 
 struct ms_ring_header {
 	/* Written once by the creator before anyone else maps the file. */

@@ -170,9 +170,14 @@ static int reserve_seq(struct ms_ring *r, uint64_t *seq)
 		if (!counted) {
 			__atomic_fetch_add(&h->full_waits, 1, __ATOMIC_RELAXED);
 			counted = 1;
+			/*
+			 * Lossy, or the consumer is gone: drop now. Checking the
+			 * heartbeat before spinning keeps a dropped event cheap
+			 * (one vDSO clock read) once the consumer has gone away.
+			 */
+			if (r->lossy || consumer_is_stale(r))
+				return 0;
 		}
-		if (r->lossy)
-			return 0;
 		if (spins < MS_SPINS_BEFORE_WAIT) {
 			spins++;
 			cpu_relax();
@@ -220,7 +225,7 @@ static int take_chunk(struct ms_ring *r, struct ms_writer *w)
 	for (;;) {
 		uint64_t seq;
 		struct ms_chunk_header *c;
-		uint64_t zero = 0;
+		uint64_t initial;
 		if (!reserve_seq(r, &seq))
 			return 0;
 		c = slot_of(r, seq);
@@ -229,8 +234,15 @@ static int take_chunk(struct ms_ring *r, struct ms_writer *w)
 		c->pid = w->pid;
 		c->tid = w->tid;
 		c->claim_ns = ms_now_ns();
-		/* Fails only if the consumer sealed the still-empty chunk already. */
-		if (!cas(&c->state, &zero, MS_STATE_GEN(seq)))
+		/*
+		 * Fails only if the consumer sealed the still-empty chunk already
+		 * (we were stalled for seal_after). The expected value names our
+		 * generation (I4): if the slot has since been reset for a later
+		 * sequence, this CAS fails too instead of taking a slot we no
+		 * longer own.
+		 */
+		initial = MS_STATE_INITIAL(seq, r->chunk_count);
+		if (!cas(&c->state, &initial, MS_STATE_GEN(seq)))
 			continue;
 		w->chunk = c;
 		w->data = (uint8_t *)c + MS_CHUNK_HEADER_SIZE;
@@ -275,6 +287,16 @@ static void write_lost_record(struct ms_ring *r, struct ms_writer *w)
 
 void *ms_ring_begin(struct ms_ring *r, struct ms_writer *w, uint32_t size)
 {
+	/*
+	 * A record that can never fit (or breaks I7) would make the loop below
+	 * seal and take fresh chunks forever: drop it, counted.
+	 */
+	if (size < sizeof(struct ms_record_header) || size % 8 != 0 || size > r->data_cap ||
+	    size > UINT16_MAX) {
+		w->lost++;
+		__atomic_fetch_add(&r->hdr->dropped_events, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
 	for (;;) {
 		if (w->chunk) {
 			void *p = try_append(r, w, size);

@@ -57,7 +57,11 @@ const char *ms_ring_attach_strerror(int err);
  * Reserves room for one record of size bytes (multiple of 8, >= 16,
  * <= data_cap) in w's chunk, taking a new chunk if needed. Returns where to
  * write it, or NULL if the event must be dropped (counted in w->lost and the
- * header). Between begin and end the caller only writes the record.
+ * header). A size outside those bounds can never be written: it is dropped
+ * and counted the same way. Note data_cap is only MS_MIN_CHUNK_SIZE - 64 =
+ * 4032 bytes in the smallest ring, less than a PROCESS record with two
+ * MS_PATH_MAX strings: cut strings (MS_RECF_TRUNCATED) to fit data_cap.
+ * Between begin and end the caller only writes the record.
  */
 void *ms_ring_begin(struct ms_ring *r, struct ms_writer *w, uint32_t size);
 

@@ -132,6 +132,63 @@ const (
 	maxRecordBytes = 0xffff
 )
 
+// Field offsets of the record layouts (struct ms_* in memscope.h).
+const (
+	recOffType  = 0
+	recOffLen   = 2
+	recOffFlags = 4
+	recOffTS    = 8
+
+	allocOffPtr     = 16
+	allocOffSize    = 24
+	allocOffStackID = 32
+	allocOffKind    = 40
+	allocOffPad     = 42
+	allocOffAlign   = 44
+
+	freeOffPtr = 16
+
+	reallocOffOldPtr   = 16
+	reallocOffNewPtr   = 24
+	reallocOffSize     = 32
+	reallocOffStackID  = 40
+	reallocOffTSBefore = 48
+	reallocOffKind     = 56
+	reallocOffPad      = 58
+	reallocOffPad2     = 60
+
+	stackOffID    = 16
+	stackOffDepth = 24
+	stackOffPad   = 28
+	stackOffPCs   = 32
+
+	segOffVaddr  = 0
+	segOffMemsz  = 8
+	segOffOffset = 16
+	segOffFlags  = 24
+	segOffPad    = 28
+
+	moduleOffBias       = 16
+	moduleOffEvent      = 24
+	moduleOffNSegs      = 26
+	moduleOffBuildIDLen = 28
+	moduleOffPathLen    = 30
+	moduleOffBuildID    = 32
+
+	threadOffTid     = 16
+	threadOffNameLen = 20
+	threadOffName    = 24
+
+	processOffPid    = 16
+	processOffPpid   = 20
+	processOffEvent  = 24
+	processOffStatus = 28
+	processOffExeLen = 32
+	processOffArgLen = 36
+
+	lostOffCount = 16
+)
+
 var le = binary.LittleEndian
 
 // Record is one record as delivered by a Reader: the owner of the chunk it
@@ -243,25 +300,25 @@ func (r Record) need(t RecordType, n int) error {
 
 // Alloc decodes an ALLOC record.
 func (r Record) Alloc() (Alloc, error) {
-	if err := r.need(RecAlloc, allocSize); err != nil {
-		return Alloc{}, err
+	if r.Type != RecAlloc || len(r.Data) < allocSize {
+		return Alloc{}, r.need(RecAlloc, allocSize)
 	}
-	d := r.Data
+	d := (*[allocSize]byte)(r.Data) // one bounds check for all fields
 	return Alloc{
-		Ptr:     le.Uint64(d[16:]),
-		Size:    le.Uint64(d[24:]),
-		StackID: le.Uint64(d[32:]),
-		Kind:    AllocKind(le.Uint16(d[40:])),
-		Align:   le.Uint32(d[44:]),
+		Ptr:     le.Uint64(d[allocOffPtr:]),
+		Size:    le.Uint64(d[allocOffSize:]),
+		StackID: le.Uint64(d[allocOffStackID:]),
+		Kind:    AllocKind(le.Uint16(d[allocOffKind:])),
+		Align:   le.Uint32(d[allocOffAlign:]),
 	}, nil
 }
 
 // Free decodes a FREE record.
 func (r Record) Free() (Free, error) {
-	if err := r.need(RecFree, freeSize); err != nil {
-		return Free{}, err
+	if r.Type != RecFree || len(r.Data) < freeSize {
+		return Free{}, r.need(RecFree, freeSize)
 	}
-	return Free{Ptr: le.Uint64(r.Data[16:])}, nil
+	return Free{Ptr: le.Uint64(r.Data[freeOffPtr:])}, nil
 }
 
 // Realloc decodes a REALLOC record.
@@ -271,12 +328,12 @@ func (r Record) Realloc() (Realloc, error) {
 	}
 	d := r.Data
 	return Realloc{
-		OldPtr:   le.Uint64(d[16:]),
-		NewPtr:   le.Uint64(d[24:]),
-		Size:     le.Uint64(d[32:]),
-		StackID:  le.Uint64(d[40:]),
-		TSBefore: le.Uint64(d[48:]),
-		Kind:     AllocKind(le.Uint16(d[56:])),
+		OldPtr:   le.Uint64(d[reallocOffOldPtr:]),
+		NewPtr:   le.Uint64(d[reallocOffNewPtr:]),
+		Size:     le.Uint64(d[reallocOffSize:]),
+		StackID:  le.Uint64(d[reallocOffStackID:]),
+		TSBefore: le.Uint64(d[reallocOffTSBefore:]),
+		Kind:     AllocKind(le.Uint16(d[reallocOffKind:])),
 	}, nil
 }
 
@@ -286,7 +343,7 @@ func (r Record) Stack() (Stack, error) {
 		return Stack{}, err
 	}
 	d := r.Data
-	depth := int(le.Uint32(d[24:]))
+	depth := int(le.Uint32(d[stackOffDepth:]))
 	if depth > MaxDepth {
 		return Stack{}, r.errorf("depth %d exceeds %d", depth, MaxDepth)
 	}
@@ -295,9 +352,9 @@ func (r Record) Stack() (Stack, error) {
 	}
 	pcs := make([]uint64, depth)
 	for i := range pcs {
-		pcs[i] = le.Uint64(d[stackFixedSize+8*i:])
+		pcs[i] = le.Uint64(d[stackOffPCs+8*i:])
 	}
-	return Stack{ID: le.Uint64(d[16:]), PCs: pcs}, nil
+	return Stack{ID: le.Uint64(d[stackOffID:]), PCs: pcs}, nil
 }
 
 // Module decodes a MODULE record.
@@ -306,10 +363,10 @@ func (r Record) Module() (Module, error) {
 		return Module{}, err
 	}
 	d := r.Data
-	m := Module{Bias: le.Uint64(d[16:]), Event: ModuleEvent(le.Uint16(d[24:]))}
-	nsegs := int(le.Uint16(d[26:]))
-	bidLen := int(le.Uint16(d[28:]))
-	pathLen := int(le.Uint16(d[30:]))
+	m := Module{Bias: le.Uint64(d[moduleOffBias:]), Event: ModuleEvent(le.Uint16(d[moduleOffEvent:]))}
+	nsegs := int(le.Uint16(d[moduleOffNSegs:]))
+	bidLen := int(le.Uint16(d[moduleOffBuildIDLen:]))
+	pathLen := int(le.Uint16(d[moduleOffPathLen:]))
 	if bidLen > BuildIDMax {
 		return Module{}, r.errorf("build ID length %d exceeds %d", bidLen, BuildIDMax)
 	}
@@ -323,11 +380,11 @@ func (r Record) Module() (Module, error) {
 	if end > len(d) {
 		return Module{}, r.errorf("%d segments and a %d-byte path do not fit", nsegs, pathLen)
 	}
-	m.BuildID = append([]byte(nil), d[32:32+bidLen]...)
+	m.BuildID = append([]byte(nil), d[moduleOffBuildID:moduleOffBuildID+bidLen]...)
 	m.Segments = make([]Segment, nsegs)
 	for i := range m.Segments {
 		s := d[moduleFixedSize+segmentSize*i:]
-		m.Segments[i] = Segment{Vaddr: le.Uint64(s), Memsz: le.Uint64(s[8:]), Offset: le.Uint64(s[16:]), Flags: le.Uint32(s[24:])}
+		m.Segments[i] = Segment{Vaddr: le.Uint64(s[segOffVaddr:]), Memsz: le.Uint64(s[segOffMemsz:]), Offset: le.Uint64(s[segOffOffset:]), Flags: le.Uint32(s[segOffFlags:])}
 	}
 	off := moduleFixedSize + segmentSize*nsegs
 	m.Path = string(d[off : off+pathLen])
@@ -340,11 +397,11 @@ func (r Record) Thread() (Thread, error) {
 		return Thread{}, err
 	}
 	d := r.Data
-	n := int(le.Uint32(d[20:]))
+	n := int(le.Uint32(d[threadOffNameLen:]))
 	if n > ThreadNameMax {
 		return Thread{}, r.errorf("name length %d exceeds %d", n, ThreadNameMax)
 	}
-	return Thread{Tid: le.Uint32(d[16:]), Name: string(d[24 : 24+n])}, nil
+	return Thread{Tid: le.Uint32(d[threadOffTid:]), Name: string(d[threadOffName : threadOffName+n])}, nil
 }
 
 // Process decodes a PROCESS record.
@@ -354,12 +411,12 @@ func (r Record) Process() (Process, error) {
 	}
 	d := r.Data
 	p := Process{
-		Pid:    le.Uint32(d[16:]),
-		Ppid:   le.Uint32(d[20:]),
-		Event:  ProcessEvent(le.Uint32(d[24:])),
-		Status: int32(le.Uint32(d[28:])),
+		Pid:    le.Uint32(d[processOffPid:]),
+		Ppid:   le.Uint32(d[processOffPpid:]),
+		Event:  ProcessEvent(le.Uint32(d[processOffEvent:])),
+		Status: int32(le.Uint32(d[processOffStatus:])),
 	}
-	exeLen, argLen := int(le.Uint32(d[32:])), int(le.Uint32(d[36:]))
+	exeLen, argLen := int(le.Uint32(d[processOffExeLen:])), int(le.Uint32(d[processOffArgLen:]))
 	if exeLen > PathMax || argLen > PathMax || processFixedSize+exeLen+argLen > len(d) {
 		return Process{}, r.errorf("strings of %d and %d bytes do not fit", exeLen, argLen)
 	}
@@ -373,30 +430,56 @@ func (r Record) Lost() (Lost, error) {
 	if err := r.need(RecLost, lostSize); err != nil {
 		return Lost{}, err
 	}
-	return Lost{Count: le.Uint64(r.Data[16:])}, nil
+	return Lost{Count: le.Uint64(r.Data[lostOffCount:])}, nil
+}
+
+// fixedSizes is the size of each record type's fixed part (its C struct).
+var fixedSizes = [recMax + 1]int{
+	RecAlloc:   allocSize,
+	RecFree:    freeSize,
+	RecRealloc: reallocSize,
+	RecStack:   stackFixedSize,
+	RecModule:  moduleFixedSize,
+	RecThread:  threadSize,
+	RecProcess: processFixedSize,
+	RecLost:    lostSize,
 }
 
 // ParseRecordHeader validates the record header at the start of b, which
 // holds the rest of the chunk's published data, and returns the record.
 // It checks what every consumer relies on: a known type, a length that is
-// a multiple of 8, at least the header and at most what is left.
+// a multiple of 8, at least the type's fixed part and at most what is left.
 func ParseRecordHeader(b []byte) (Record, error) {
-	if len(b) < RecordHeaderSize {
-		return Record{}, fmt.Errorf("record header needs %d bytes, %d left", RecordHeaderSize, len(b))
+	// Fast path, small enough to inline into the consumer's loop.
+	if len(b) >= RecordHeaderSize {
+		t := RecordType(le.Uint16(b[recOffType:]))
+		n := int(le.Uint16(b[recOffLen:]))
+		if n <= len(b) && n%8 == 0 && t-1 < recMax && n >= fixedSizes[t] {
+			return Record{Type: t, Flags: le.Uint32(b[recOffFlags:]), TS: le.Uint64(b[recOffTS:]), Data: b[:n:n]}, nil
+		}
 	}
-	t := RecordType(le.Uint16(b))
-	n := int(le.Uint16(b[2:]))
+	return Record{}, recordHeaderError(b)
+}
+
+// recordHeaderError says why ParseRecordHeader refused b.
+func recordHeaderError(b []byte) error {
+	if len(b) < RecordHeaderSize {
+		return fmt.Errorf("record header needs %d bytes, %d left", RecordHeaderSize, len(b))
+	}
+	t := RecordType(le.Uint16(b[recOffType:]))
+	n := int(le.Uint16(b[recOffLen:]))
 	switch {
 	case n == 0:
-		return Record{}, fmt.Errorf("%s record has length 0", t)
+		return fmt.Errorf("%s record has length 0", t)
 	case n < RecordHeaderSize || n%8 != 0:
-		return Record{}, fmt.Errorf("%s record has length %d (not a multiple of 8 of at least %d)", t, n, RecordHeaderSize)
+		return fmt.Errorf("%s record has length %d (not a multiple of 8 of at least %d)", t, n, RecordHeaderSize)
 	case n > len(b):
-		return Record{}, fmt.Errorf("%s record of length %d runs past the chunk (%d bytes left)", t, n, len(b))
+		return fmt.Errorf("%s record of length %d runs past the chunk (%d bytes left)", t, n, len(b))
 	case t == 0 || t > recMax:
-		return Record{}, fmt.Errorf("unknown record type %d", uint16(t))
+		return fmt.Errorf("unknown record type %d", uint16(t))
+	default: // n < fixedSizes[t]
+		return fmt.Errorf("%s record has length %d, shorter than its fixed part (%d bytes)", t, n, fixedSizes[t])
 	}
-	return Record{Type: t, Flags: le.Uint32(b[4:]), TS: le.Uint64(b[8:]), Data: b[:n]}, nil
 }
 
 // ---- Encoding (tests, fuzz seeds, synthetic streams) ----

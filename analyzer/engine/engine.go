@@ -1,0 +1,385 @@
+// Package engine turns the ring's records into per-process heap state: a
+// live table per process (with generations per address for out-of-order
+// arrival), per-site aggregates, the totals of DESIGN.md §6, the peak with
+// per-site values at the peak, a timeline, modules and thread names.
+//
+// Records of one thread arrive in program order; records of different
+// threads and processes interleave and can arrive up to a chunk's seal
+// delay out of time order. Heap events wait in a reorder window and are
+// applied in timestamp order across all threads and processes; an event
+// that arrives after later events of its process were applied is counted
+// as late and still applied (its generation pairing stays exact; only the
+// heap curve and peak see it at its arrival).
+//
+// An Engine is not safe for concurrent use: one goroutine applies records
+// and reads state (Snapshot copies what a concurrent reader needs).
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"memscope/shm"
+)
+
+// Options configures an Engine.
+type Options struct {
+	// ReorderWindow is how long heap events wait for older events of other
+	// threads before they are applied in timestamp order. Default 100 ms;
+	// negative means no window (apply on arrival).
+	ReorderWindow time.Duration
+	// TimelineInterval is the spacing of timeline samples. Default 10 ms.
+	TimelineInterval time.Duration
+}
+
+// Engine holds the state of every traced process.
+type Engine struct {
+	window   uint64 // ns
+	interval uint64 // ns
+
+	procs   map[uint32]*proc
+	threads map[uint64]*thread
+	last    *thread // the thread of the previous record (records come in runs)
+	heap    threadHeap
+	pool    blockPool
+
+	stacks map[uint64][]uint64
+
+	procRecs   map[uint64]shm.Process // PROCESS records waiting in the window
+	nextProcID uint64
+
+	maxSeen  uint64 // largest timestamp seen
+	released uint64 // events with key <= released have been applied
+	slack    uint64 // release in steps of at least this many key units
+}
+
+// New returns an empty Engine.
+func New(opts Options) *Engine {
+	w := opts.ReorderWindow
+	switch {
+	case w == 0:
+		w = 100 * time.Millisecond
+	case w < 0:
+		w = 0
+	}
+	iv := opts.TimelineInterval
+	if iv <= 0 {
+		iv = 10 * time.Millisecond
+	}
+	return &Engine{
+		window:   uint64(w),
+		interval: uint64(iv),
+		procs:    map[uint32]*proc{},
+		threads:  map[uint64]*thread{},
+		stacks:   map[uint64][]uint64{},
+		procRecs: map[uint64]shm.Process{},
+		slack:    uint64(w) / 16 << kindBit,
+	}
+}
+
+func (e *Engine) proc(pid uint32) *proc {
+	p := e.procs[pid]
+	if p == nil {
+		p = newProc(pid, e.interval)
+		e.procs[pid] = p
+	}
+	return p
+}
+
+func (e *Engine) thread(pid, tid uint32) *thread {
+	if th := e.last; th != nil && th.pid == pid && th.tid == tid {
+		return th
+	}
+	k := uint64(pid)<<32 | uint64(tid)
+	th := e.threads[k]
+	if th == nil {
+		p := e.proc(pid)
+		th = &thread{pid: pid, tid: tid, proc: p, heapIdx: -1}
+		e.threads[k] = th
+		p.threads = append(p.threads, th)
+	}
+	e.last = th
+	return th
+}
+
+// Apply decodes one record and applies it, or queues it in the reorder
+// window. rec.Data is not retained. A record that does not decode gives an
+// error naming its pid, tid and type; the engine's state is unchanged.
+func (e *Engine) Apply(rec shm.Record) error {
+	switch rec.Type {
+	case shm.RecAlloc:
+		a, err := rec.Alloc()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evAlloc), ptr: a.Ptr, size: a.Size, stack: a.StackID})
+	case shm.RecFree:
+		f, err := rec.Free()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evFree), ptr: f.Ptr})
+	case shm.RecRealloc:
+		r, err := rec.Realloc()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		if r.TSBefore > rec.TS {
+			return recErr(rec, fmt.Errorf("ts_before %d is after ts %d", r.TSBefore, rec.TS))
+		}
+		th := e.thread(rec.Pid, rec.Tid)
+		if r.OldPtr != 0 {
+			e.queue(th, event{key: eventKey(r.TSBefore, evFree), ptr: r.OldPtr})
+		}
+		if r.NewPtr != 0 {
+			e.queue(th, event{key: eventKey(rec.TS, evAlloc), ptr: r.NewPtr, size: r.Size, stack: r.StackID})
+		}
+	case shm.RecStack:
+		s, err := rec.Stack()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		if _, ok := e.stacks[s.ID]; !ok {
+			e.stacks[s.ID] = s.PCs
+		}
+	case shm.RecModule:
+		m, err := rec.Module()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		if m.Event != shm.ModuleLoad && m.Event != shm.ModuleUnload {
+			return recErr(rec, fmt.Errorf("unknown module event %d", m.Event))
+		}
+		e.proc(rec.Pid).addModule(rec.TS, m)
+	case shm.RecThread:
+		t, err := rec.Thread()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		e.proc(rec.Pid).threadNames[t.Tid] = t.Name
+	case shm.RecProcess:
+		pr, err := rec.Process()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		if pr.Event < shm.ProcessStart || pr.Event > shm.ProcessExit {
+			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
+		}
+		e.nextProcID++
+		e.procRecs[e.nextProcID] = pr
+		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evProc), ptr: e.nextProcID})
+	case shm.RecLost:
+		l, err := rec.Lost()
+		if err != nil {
+			return recErr(rec, err)
+		}
+		e.proc(rec.Pid).t.DroppedEvents += l.Count
+	default:
+		return fmt.Errorf("pid %d tid %d: unknown record type %d", rec.Pid, rec.Tid, uint16(rec.Type))
+	}
+	return nil
+}
+
+func recErr(rec shm.Record, err error) error {
+	return fmt.Errorf("pid %d tid %d: %s record at ts %d: %w", rec.Pid, rec.Tid, rec.Type, rec.TS, err)
+}
+
+// queue adds ev to th's run and applies what left the window.
+func (e *Engine) queue(th *thread, ev event) {
+	wasEmpty := th.empty()
+	th.push(&e.pool, ev)
+	if wasEmpty {
+		e.heap.add(th)
+	}
+	ts := ev.ts()
+	if ts > e.maxSeen {
+		e.maxSeen = ts
+	}
+	if ev.key <= e.released {
+		// Behind what was applied already: apply it now.
+		e.release(e.released)
+		return
+	}
+	if e.maxSeen >= e.window {
+		if limit := eventKey(e.maxSeen-e.window, 1<<kindBit-1); limit >= e.released+e.slack {
+			e.release(limit)
+		}
+	}
+}
+
+// release applies, in key order, every pending event with key <= limit.
+func (e *Engine) release(limit uint64) {
+	if limit > e.released {
+		e.released = limit
+	}
+	for len(e.heap) > 0 {
+		th := e.heap[0]
+		if th.headKey() > limit {
+			return
+		}
+		bound := e.heap.secondKey()
+		if limit < bound {
+			bound = limit
+		}
+		for !th.empty() && th.headKey() <= bound {
+			e.applyEvent(th, th.pop(&e.pool))
+		}
+		if th.empty() {
+			e.heap.removeRoot()
+		} else {
+			e.heap.down(0)
+		}
+	}
+}
+
+func (e *Engine) applyEvent(th *thread, ev event) {
+	p := th.proc
+	switch ev.key & (1<<kindBit - 1) {
+	case evAlloc:
+		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack)
+	case evFree:
+		p.free(th, ev.ts(), ev.ptr)
+	case evProc:
+		pr := e.procRecs[ev.ptr]
+		delete(e.procRecs, ev.ptr)
+		e.applyProcess(th, ev.ts(), pr)
+	}
+}
+
+// applyProcess applies a PROCESS record in timestamp order.
+func (e *Engine) applyProcess(th *thread, ts uint64, pr shm.Process) {
+	p := th.proc
+	p.applied(ts)
+	setNames := func() {
+		if pr.Exe != "" {
+			p.exe = pr.Exe
+		}
+		if pr.Arg0 != "" {
+			p.argv0 = pr.Arg0
+		}
+	}
+	switch pr.Event {
+	case shm.ProcessStart, shm.ProcessExec:
+		// A new image. START for a process already seen means an exec
+		// whose library missed the old image's end (or a reused pid).
+		if p.started || p.heapEvents || pr.Event == shm.ProcessExec {
+			if p.started || p.heapEvents {
+				p.execs++
+			}
+			p.resetImage(ts)
+		}
+		p.started = true
+		p.ppid = pr.Ppid
+		setNames()
+	case shm.ProcessFork:
+		p.started = true
+		p.ppid = pr.Ppid
+		setNames()
+		if parent := e.procs[pr.Ppid]; parent != nil && parent != p {
+			p.copyFrom(parent, ts)
+		} else {
+			p.startTS = ts
+		}
+	case shm.ProcessExit:
+		p.libExit, p.libExitKnown = pr.Status, true
+	}
+	if p.startTS == 0 {
+		p.startTS = ts
+	}
+}
+
+// Advance tells the engine that the clock has reached now (CLOCK_MONOTONIC
+// ns), so events older than the window are applied even when no newer
+// record arrives (an idle ring; the live view).
+func (e *Engine) Advance(now uint64) {
+	if now > e.maxSeen {
+		e.maxSeen = now
+	}
+	if e.maxSeen >= e.window {
+		if limit := eventKey(e.maxSeen-e.window, 1<<kindBit-1); limit > e.released {
+			e.release(limit)
+		}
+	}
+}
+
+// Flush applies every pending event of every process.
+func (e *Engine) Flush() { e.release(math.MaxUint64) }
+
+// EndProcess applies everything pending up to the last event of pid (of
+// every process, so that a child's fork record older than the parent's end
+// still sees the parent), returns pid's final state and forgets it. Call
+// it once the process is gone and the ring has been drained of its
+// records. It returns nil for a pid the engine never saw.
+func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
+	p := e.procs[pid]
+	if p == nil {
+		return nil
+	}
+	var limit uint64
+	for _, th := range p.threads {
+		if !th.empty() && th.lastKey() > limit {
+			limit = th.lastKey()
+		}
+	}
+	if limit > 0 {
+		e.release(limit)
+	}
+	for _, th := range p.threads {
+		// Left only by a thread whose timestamps went backwards (bad
+		// input): apply the rest in its order.
+		if th.heapIdx >= 0 {
+			e.heap.remove(th.heapIdx)
+		}
+		for !th.empty() {
+			e.applyEvent(th, th.pop(&e.pool))
+		}
+	}
+	out := p.snapshot(e.stacks, exit)
+	for _, th := range p.threads {
+		th.release(&e.pool)
+		delete(e.threads, uint64(th.pid)<<32|uint64(th.tid))
+		if e.last == th {
+			e.last = nil
+		}
+	}
+	delete(e.procs, pid)
+	return out
+}
+
+// Snapshot returns a copy of pid's current state (nil if unknown), with
+// the live values of the moment as "at exit"; pending events stay pending.
+func (e *Engine) Snapshot(pid uint32) *Process {
+	p := e.procs[pid]
+	if p == nil {
+		return nil
+	}
+	return p.snapshot(e.stacks, ExitStatus{})
+}
+
+// Pids returns the processes the engine holds state for, ascending.
+func (e *Engine) Pids() []uint32 {
+	out := make([]uint32, 0, len(e.procs))
+	for pid := range e.procs {
+		out = append(out, pid)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Stack returns the PCs of a stack id (shared: do not modify), innermost
+// first: pcs[0] is the return address into the caller of malloc.
+func (e *Engine) Stack(id uint64) ([]uint64, bool) {
+	pcs, ok := e.stacks[id]
+	return pcs, ok
+}
+
+// Pending returns how many events wait in the reorder window.
+func (e *Engine) Pending() int {
+	n := 0
+	for _, th := range e.heap {
+		n += th.pending
+	}
+	return n
+}

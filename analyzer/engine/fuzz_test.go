@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"memscope/shm"
+)
+
+// FuzzApply feeds arbitrary record sequences (valid headers, arbitrary
+// payloads, pids and tids from the input) and ends every process: the
+// engine must return errors, never panic, and keep its invariants.
+func FuzzApply(f *testing.F) {
+	var seed []byte
+	seed = shm.AppendProcess(seed, 5, shm.Process{Pid: 1, Event: shm.ProcessStart, Exe: "/x"})
+	seed = shm.AppendAlloc(seed, 10, shm.Alloc{Ptr: 0x10, Size: 4, StackID: 1})
+	seed = shm.AppendRealloc(seed, 12, shm.Realloc{OldPtr: 0x10, NewPtr: 0x20, Size: 8, StackID: 1, TSBefore: 11})
+	seed = shm.AppendFree(seed, 9, shm.Free{Ptr: 0x20})
+	seed = shm.AppendProcess(seed, 13, shm.Process{Pid: 2, Ppid: 1, Event: shm.ProcessFork})
+	seed = shm.AppendFree(seed, 14, shm.Free{Ptr: 0x20})
+	seed = shm.AppendProcess(seed, 15, shm.Process{Pid: 2, Event: shm.ProcessExec})
+	seed = shm.AppendStack(seed, 1, 0, shm.Stack{ID: 1, PCs: []uint64{1, 2}})
+	seed = shm.AppendLost(seed, 16, shm.Lost{Count: 3})
+	f.Add(seed, byte(3))
+	f.Fuzz(func(t *testing.T, data []byte, sel byte) {
+		e := New(Options{ReorderWindow: time.Duration(sel%4) * 5})
+		for i := 0; len(data) >= shm.RecordHeaderSize; i++ {
+			rec, err := shm.ParseRecordHeader(data)
+			if err != nil {
+				return
+			}
+			data = data[len(rec.Data):]
+			// pid and tid from the record's bytes: a few processes and threads.
+			v := binary.LittleEndian.Uint32(rec.Data[len(rec.Data)-4:])
+			rec.Pid, rec.Tid = 1+v%3, 1+(v>>8)%4
+			_ = e.Apply(rec)
+			if i%7 == 6 {
+				e.Advance(rec.TS)
+			}
+		}
+		for _, pid := range e.Pids() {
+			p := e.EndProcess(pid, ExitStatus{})
+			if p.Totals.Allocations-p.Totals.Frees != p.Totals.LiveObjects {
+				t.Fatalf("pid %d: %d allocations - %d frees != %d live", pid, p.Totals.Allocations, p.Totals.Frees, p.Totals.LiveObjects)
+			}
+			var live, bytes uint64
+			for _, s := range p.Sites {
+				live += s.LiveObjects
+				bytes += s.LiveBytes
+			}
+			if live != p.Totals.LiveObjects || bytes != p.Totals.LiveBytes {
+				t.Fatalf("pid %d: sites hold %d objects/%d bytes, totals %d/%d", pid, live, bytes, p.Totals.LiveObjects, p.Totals.LiveBytes)
+			}
+		}
+		if e.Pending() != 0 {
+			t.Fatalf("%d events pending after every process ended", e.Pending())
+		}
+	})
+}

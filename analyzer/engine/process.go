@@ -1,0 +1,436 @@
+package engine
+
+import (
+	"sort"
+
+	"memscope/shm"
+)
+
+// Process is the state of one traced process, as plain data for reports.
+// EndProcess and Snapshot return one that the engine no longer touches.
+type Process struct {
+	Pid   uint32
+	Ppid  uint32
+	Exe   string // executable path as the library reported it
+	Argv0 string
+	// Execs counts the images this pid replaced by execve: the state
+	// describes the last image only (the blocks of earlier images are
+	// discarded, not leaks, and their counts are not part of Totals).
+	Execs int
+
+	StartTS uint64 // timestamp of the first event of the (last) image, or of the fork
+	EndTS   uint64 // timestamp of the last event applied
+
+	Threads map[uint32]string // thread names by tid
+	Modules []Module          // in load order; unloaded ones keep their UnloadTS
+	Sites   []Site            // sorted by (StackID, Tid)
+	Stacks  map[uint64][]uint64
+	Totals  Totals
+	// Timeline holds the heap at fixed intervals (Options.TimelineInterval,
+	// on multiples of it) and a final sample at EndTS.
+	Timeline []Sample
+	Exit     ExitStatus
+}
+
+// Module is an object mapped into the process, from its MODULE records.
+type Module struct {
+	Path     string
+	BuildID  []byte
+	Bias     uint64 // runtime address - ELF virtual address
+	Segments []shm.Segment
+	LoadTS   uint64
+	UnloadTS uint64 // 0 while loaded
+}
+
+// Contains says whether the runtime address pc is in one of m's segments.
+func (m *Module) Contains(pc uint64) bool {
+	a := pc - m.Bias
+	for _, s := range m.Segments {
+		if a >= s.Vaddr && a-s.Vaddr < s.Memsz {
+			return true
+		}
+	}
+	return false
+}
+
+// Site aggregates the allocations of one call stack in one thread.
+type Site struct {
+	StackID uint64 // 0: no stack recorded
+	Tid     uint32
+	FirstTS uint64 // first allocation: its PCs are resolved against the modules mapped then
+
+	Allocs      uint64 // allocating calls (realloc included)
+	AllocBytes  uint64 // requested bytes of those calls
+	LiveObjects uint64 // still allocated at exit (or at the snapshot)
+	LiveBytes   uint64
+	PeakObjects uint64 // allocated at the moment of peak heap
+	PeakBytes   uint64
+	Temporaries uint64 // allocations freed by the next event of their thread
+}
+
+// Totals are the process-wide counts of DESIGN.md §6.
+type Totals struct {
+	Allocations    uint64 // successful allocating calls; realloc of a non-null block counts 1 + 1 free
+	Frees          uint64 // frees that closed a known block; Allocations - Frees == LiveObjects
+	BytesAllocated uint64 // sum of requested sizes
+	LiveObjects    uint64 // at exit (or at the snapshot)
+	LiveBytes      uint64
+	PeakBytes      uint64 // maximum of live bytes over time
+	PeakObjects    uint64 // live objects at that moment
+	PeakTS         uint64 // when the peak was first reached
+	// TemporaryAllocations counts, as heaptrack does, allocations whose
+	// block is freed by the very next allocator event of the same thread
+	// (a free, or the release half of a realloc), with nothing between.
+	TemporaryAllocations uint64
+	DroppedEvents        uint64 // from LOST records: the report is incomplete if > 0
+	UnknownFrees         uint64 // frees of addresses never seen allocated (counted, otherwise ignored)
+	LateEvents           uint64 // events that arrived after later events of the process were applied
+}
+
+// Sample is one point of the timeline.
+type Sample struct {
+	TS          uint64
+	HeapBytes   uint64
+	LiveObjects uint64
+}
+
+// ExitStatus is how a process ended. The lead fills it from wait(2); when
+// it is not Known, the status of the library's PROCESS exit record is used.
+type ExitStatus struct {
+	Known  bool
+	Code   int // exit code when Signal == 0
+	Signal int // terminating signal, 0 if the process exited
+}
+
+// ShellCode encodes the status as a shell does: the exit code, or
+// 128+signal for a process killed by a signal. ok is false when unknown.
+func (s ExitStatus) ShellCode() (code int, ok bool) {
+	if !s.Known {
+		return 0, false
+	}
+	if s.Signal != 0 {
+		return 128 + s.Signal, true
+	}
+	return s.Code, true
+}
+
+// ModuleAt returns the module that held pc at time ts: the one mapped then,
+// else (records of the loader can follow the first allocations of a
+// constructor) the one containing pc whose lifetime is nearest to ts; nil
+// if no module contains pc.
+func (p *Process) ModuleAt(pc, ts uint64) *Module {
+	var best *Module
+	var bestDist uint64
+	for i := range p.Modules {
+		m := &p.Modules[i]
+		if !m.Contains(pc) {
+			continue
+		}
+		var d uint64
+		switch {
+		case ts < m.LoadTS:
+			d = m.LoadTS - ts
+		case m.UnloadTS != 0 && ts >= m.UnloadTS:
+			d = ts - m.UnloadTS + 1
+		default:
+			return m
+		}
+		if best == nil || d < bestDist {
+			best, bestDist = m, d
+		}
+	}
+	return best
+}
+
+// ---- internal state ----
+
+// site is a Site plus the epoch of its peak snapshot: before a site changes,
+// if the process reached a new peak since the site's last change, the
+// site's live values are its values at that peak (peakObjects/peakBytes).
+type site struct {
+	Site
+	snapEpoch uint64
+}
+
+// proc is the mutable state of one process.
+type proc struct {
+	pid, ppid    uint32
+	exe, argv0   string
+	execs        int
+	startTS      uint64
+	maxApplied   uint64 // largest timestamp applied
+	started      bool   // a PROCESS start/fork/exec was applied
+	heapEvents   bool   // an alloc or free was applied
+	libExit      int32
+	libExitKnown bool
+
+	threadNames map[uint32]string
+	modules     []Module
+	threads     []*thread // queues of this pid in the engine
+
+	live      liveTable
+	sites     []site
+	siteIndex siteTable
+
+	t         Totals // LiveObjects/LiveBytes kept current
+	peakEpoch uint64
+
+	pending      map[uint64][]uint64 // unmatched frees: addr -> ts, for late allocations
+	pendingCount int
+
+	timeline   []Sample
+	interval   uint64
+	nextSample uint64
+}
+
+// maxPending bounds the unmatched frees remembered for pairing with late
+// allocations; past it they are only counted.
+const maxPending = 1 << 16
+
+func newProc(pid uint32, interval uint64) *proc {
+	return &proc{pid: pid, interval: interval, threadNames: map[uint32]string{}}
+}
+
+// resetImage discards the image's heap state (exec).
+func (p *proc) resetImage(ts uint64) {
+	p.live = liveTable{}
+	p.sites = nil
+	p.siteIndex = siteTable{}
+	p.t = Totals{DroppedEvents: p.t.DroppedEvents}
+	p.peakEpoch = 0
+	p.pending, p.pendingCount = nil, 0
+	p.timeline = nil
+	p.nextSample = 0
+	p.heapEvents = false
+	p.startTS = ts
+	for i := range p.modules {
+		m := &p.modules[i]
+		if m.UnloadTS == 0 && m.LoadTS <= ts {
+			m.UnloadTS = ts
+		}
+	}
+}
+
+// copyFrom makes p the child of a fork of parent at ts.
+func (p *proc) copyFrom(parent *proc, ts uint64) {
+	p.live = parent.live.clone()
+	p.sites = append([]site(nil), parent.sites...)
+	p.siteIndex = parent.siteIndex.clone()
+	dropped := p.t.DroppedEvents
+	p.t = parent.t
+	p.t.DroppedEvents = dropped
+	p.t.UnknownFrees, p.t.LateEvents = 0, 0
+	// The child's peak starts at its heap at the fork; every site's
+	// snapshot is taken lazily at that epoch.
+	p.peakEpoch = parent.peakEpoch + 1
+	p.t.PeakBytes, p.t.PeakObjects, p.t.PeakTS = p.t.LiveBytes, p.t.LiveObjects, ts
+	p.pending, p.pendingCount = nil, 0
+	p.timeline = nil
+	p.nextSample = 0
+	p.startTS = ts
+	for tid, n := range parent.threadNames {
+		if _, ok := p.threadNames[tid]; !ok {
+			p.threadNames[tid] = n
+		}
+	}
+	var mods []Module
+	for _, m := range parent.modules {
+		if m.LoadTS <= ts && (m.UnloadTS == 0 || m.UnloadTS > ts) {
+			m.UnloadTS = 0
+			mods = append(mods, m)
+		}
+	}
+	p.modules = append(mods, p.modules...)
+	if p.exe == "" {
+		p.exe, p.argv0 = parent.exe, parent.argv0
+	}
+}
+
+// touch brings s's peak snapshot up to date before s changes.
+func (p *proc) touch(s *site) {
+	if s.snapEpoch != p.peakEpoch {
+		s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
+		s.snapEpoch = p.peakEpoch
+	}
+}
+
+// tick records timeline samples for the boundaries up to ts.
+func (p *proc) tick(ts uint64) {
+	if ts < p.nextSample {
+		return
+	}
+	if p.startTS == 0 {
+		p.startTS = ts
+	}
+	b := ts - ts%p.interval
+	if p.nextSample != 0 && p.nextSample < b {
+		// Flat since the previous boundary: one point at its start.
+		p.timeline = append(p.timeline, Sample{TS: p.nextSample, HeapBytes: p.t.LiveBytes, LiveObjects: p.t.LiveObjects})
+	}
+	p.timeline = append(p.timeline, Sample{TS: b, HeapBytes: p.t.LiveBytes, LiveObjects: p.t.LiveObjects})
+	p.nextSample = b + p.interval
+}
+
+// applied notes that an event at ts is applied; it reports lateness.
+func (p *proc) applied(ts uint64) {
+	if ts < p.maxApplied {
+		p.t.LateEvents++
+	} else {
+		p.maxApplied = ts
+	}
+	p.tick(ts)
+}
+
+// siteFor returns the index of the site (stack, tid), created at ts if new.
+func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
+	if i, ok := p.siteIndex.get(stack, tid); ok {
+		return i
+	}
+	i := uint32(len(p.sites))
+	p.sites = append(p.sites, site{Site: Site{StackID: stack, Tid: tid, FirstTS: ts}, snapEpoch: p.peakEpoch})
+	p.siteIndex.put(stack, tid, i)
+	return i
+}
+
+func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
+	late := ts < p.maxApplied
+	p.applied(ts)
+	p.heapEvents = true
+	if ptr == 0 {
+		return
+	}
+	si := p.siteFor(stack, th.tid, ts)
+	s := &p.sites[si]
+	p.touch(s)
+	s.Allocs++
+	s.AllocBytes += size
+	p.t.Allocations++
+	p.t.BytesAllocated += size
+	th.lastAlloc, th.lastAllocTS, th.lastAllocOK = ptr, ts, true
+	if late && p.pairPending(ptr, ts) {
+		// Its free was applied before it arrived: born and dead already.
+		p.t.Frees++
+		p.t.UnknownFrees--
+		return
+	}
+	s.LiveObjects++
+	s.LiveBytes += size
+	p.t.LiveObjects++
+	p.t.LiveBytes += size
+	p.live.insert(liveBlock{addr: ptr, ts: ts, size: size, site: si})
+	if p.t.LiveBytes > p.t.PeakBytes {
+		p.t.PeakBytes, p.t.PeakObjects, p.t.PeakTS = p.t.LiveBytes, p.t.LiveObjects, ts
+		p.peakEpoch++
+	}
+}
+
+func (p *proc) free(th *thread, ts, ptr uint64) {
+	p.applied(ts)
+	p.heapEvents = true
+	temp := th.lastAllocOK && th.lastAlloc == ptr
+	lastTS := th.lastAllocTS
+	th.lastAllocOK = false
+	b, ok := p.live.remove(ptr, ts)
+	if !ok {
+		p.t.UnknownFrees++
+		if p.pendingCount < maxPending {
+			if p.pending == nil {
+				p.pending = make(map[uint64][]uint64)
+			}
+			p.pending[ptr] = append(p.pending[ptr], ts)
+			p.pendingCount++
+		}
+		return
+	}
+	s := &p.sites[b.site]
+	p.touch(s)
+	s.LiveObjects--
+	s.LiveBytes -= b.size
+	p.t.Frees++
+	p.t.LiveObjects--
+	p.t.LiveBytes -= b.size
+	if temp && b.ts == lastTS {
+		s.Temporaries++
+		p.t.TemporaryAllocations++
+	}
+}
+
+// pairPending matches a late allocation of ptr at ts with the earliest
+// unmatched free of ptr at or after ts.
+func (p *proc) pairPending(ptr, ts uint64) bool {
+	frees := p.pending[ptr]
+	best := -1
+	for i, f := range frees {
+		if f >= ts && (best < 0 || f < frees[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	frees = append(frees[:best], frees[best+1:]...)
+	if len(frees) == 0 {
+		delete(p.pending, ptr)
+	} else {
+		p.pending[ptr] = frees
+	}
+	p.pendingCount--
+	return true
+}
+
+func (p *proc) addModule(ts uint64, m shm.Module) {
+	if m.Event == shm.ModuleUnload {
+		for i := len(p.modules) - 1; i >= 0; i-- {
+			o := &p.modules[i]
+			if o.UnloadTS == 0 && o.Bias == m.Bias && o.Path == m.Path {
+				o.UnloadTS = ts
+				return
+			}
+		}
+		return
+	}
+	p.modules = append(p.modules, Module{Path: m.Path, BuildID: m.BuildID, Bias: m.Bias, Segments: m.Segments, LoadTS: ts})
+}
+
+// snapshot returns the state as a Process that shares nothing mutable.
+func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
+	out := &Process{
+		Pid: p.pid, Ppid: p.ppid, Exe: p.exe, Argv0: p.argv0, Execs: p.execs,
+		StartTS: p.startTS, EndTS: p.maxApplied,
+		Threads: make(map[uint32]string, len(p.threadNames)),
+		Modules: make([]Module, len(p.modules)),
+		Sites:   make([]Site, len(p.sites)),
+		Stacks:  map[uint64][]uint64{},
+		Totals:  p.t,
+		Exit:    exit,
+	}
+	for tid, n := range p.threadNames {
+		out.Threads[tid] = n
+	}
+	copy(out.Modules, p.modules)
+	for i := range p.sites {
+		s := p.sites[i].Site
+		if p.sites[i].snapEpoch != p.peakEpoch {
+			s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
+		}
+		out.Sites[i] = s
+		if pcs, ok := stacks[s.StackID]; ok {
+			out.Stacks[s.StackID] = pcs
+		}
+	}
+	sort.Slice(out.Sites, func(i, j int) bool {
+		a, b := &out.Sites[i], &out.Sites[j]
+		if a.StackID != b.StackID {
+			return a.StackID < b.StackID
+		}
+		return a.Tid < b.Tid
+	})
+	out.Timeline = append([]Sample(nil), p.timeline...)
+	if p.maxApplied != 0 {
+		out.Timeline = append(out.Timeline, Sample{TS: p.maxApplied, HeapBytes: p.t.LiveBytes, LiveObjects: p.t.LiveObjects})
+	}
+	if !exit.Known && p.libExitKnown {
+		out.Exit = ExitStatus{Known: true, Code: int(p.libExit)}
+	}
+	return out
+}

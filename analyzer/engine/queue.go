@@ -1,0 +1,224 @@
+package engine
+
+// Events waiting in the reorder window. Each thread's records arrive in
+// program order, hence (with one monotonic clock) in timestamp order, so a
+// thread's pending events form one sorted run: a FIFO queue. The engine
+// merges the runs through a min-heap of threads keyed by their head event,
+// and applies whole stretches of one run at a time (up to the next
+// thread's head), so the heap is touched once per run, not once per event.
+
+// Event kinds, in the low bits of the key: at equal timestamps a free is
+// applied before an allocation (a block freed and reused at the same
+// nanosecond), process records last.
+const (
+	evFree  = 0
+	evAlloc = 1
+	evProc  = 2
+	kindBit = 2
+	maxTS   = 1<<(64-kindBit) - 1
+)
+
+// event is one pending heap or process event: 32 bytes.
+type event struct {
+	key   uint64 // ts << kindBit | kind
+	ptr   uint64 // evProc: id of the pending PROCESS record
+	size  uint64
+	stack uint64
+}
+
+func eventKey(ts uint64, kind uint64) uint64 {
+	if ts > maxTS {
+		ts = maxTS
+	}
+	return ts<<kindBit | kind
+}
+
+func (ev *event) ts() uint64 { return ev.key >> kindBit }
+
+// blockEvents is the size of the fixed blocks pending events are kept in:
+// a run grows and shrinks a block at a time, blocks are recycled through
+// the engine's pool, so the window costs no copying and no garbage.
+const blockEvents = 1024
+
+type eventBlock struct {
+	ev   [blockEvents]event
+	next *eventBlock
+}
+
+// blockPool recycles eventBlocks; it keeps at most maxPooledBlocks.
+type blockPool struct{ free []*eventBlock }
+
+const maxPooledBlocks = 2048 // 64 MiB
+
+func (p *blockPool) get() *eventBlock {
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		return b
+	}
+	return new(eventBlock)
+}
+
+func (p *blockPool) put(b *eventBlock) {
+	b.next = nil
+	if len(p.free) < maxPooledBlocks {
+		p.free = append(p.free, b)
+	}
+}
+
+// thread is one (pid, tid) stream: its pending events (a FIFO of blocks)
+// and the per-thread state of the temporary-allocation rule.
+type thread struct {
+	pid, tid uint32
+	proc     *proc
+	heapIdx  int // position in the engine's heap, -1 when not in it
+
+	headBlk, tailBlk *eventBlock
+	headIdx, tailIdx int // next to pop in headBlk; next free in tailBlk
+	pending          int
+
+	lastAlloc, lastAllocTS uint64
+	lastAllocOK            bool
+}
+
+func (th *thread) empty() bool { return th.pending == 0 }
+
+func (th *thread) headKey() uint64 { return th.headBlk.ev[th.headIdx].key }
+
+func (th *thread) lastKey() uint64 { return th.tailBlk.ev[th.tailIdx-1].key }
+
+func (th *thread) pop(pool *blockPool) event {
+	ev := th.headBlk.ev[th.headIdx]
+	th.headIdx++
+	th.pending--
+	if th.pending == 0 {
+		// Keep the (now empty) block for the next run.
+		th.headIdx, th.tailIdx = 0, 0
+		if th.headBlk != th.tailBlk {
+			for b := th.headBlk; b != th.tailBlk; {
+				next := b.next
+				pool.put(b)
+				b = next
+			}
+			th.headBlk = th.tailBlk
+		}
+	} else if th.headIdx == blockEvents {
+		b := th.headBlk
+		th.headBlk, th.headIdx = b.next, 0
+		pool.put(b)
+	}
+	return ev
+}
+
+func (th *thread) push(pool *blockPool, ev event) {
+	if th.tailBlk == nil {
+		th.tailBlk = pool.get()
+		th.headBlk = th.tailBlk
+	} else if th.tailIdx == blockEvents {
+		b := pool.get()
+		th.tailBlk.next = b
+		th.tailBlk, th.tailIdx = b, 0
+	}
+	th.tailBlk.ev[th.tailIdx] = ev
+	th.tailIdx++
+	th.pending++
+}
+
+// release gives th's blocks back to the pool (the thread is forgotten).
+func (th *thread) release(pool *blockPool) {
+	for b := th.headBlk; b != nil; {
+		next := b.next
+		pool.put(b)
+		b = next
+	}
+	th.headBlk, th.tailBlk, th.headIdx, th.tailIdx, th.pending = nil, nil, 0, 0, 0
+}
+
+// threadHeap is a min-heap of threads with pending events, by head key.
+type threadHeap []*thread
+
+func (h threadHeap) less(i, j int) bool { return h[i].headKey() < h[j].headKey() }
+
+func (h threadHeap) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+
+func (h *threadHeap) add(th *thread) {
+	*h = append(*h, th)
+	th.heapIdx = len(*h) - 1
+	h.up(th.heapIdx)
+}
+
+func (h *threadHeap) removeRoot() {
+	old := *h
+	n := len(old) - 1
+	old.swap(0, n)
+	old[n].heapIdx = -1
+	old[n] = nil
+	*h = old[:n]
+	if n > 0 {
+		h.down(0)
+	}
+}
+
+// remove takes the thread at position i out of the heap.
+func (h *threadHeap) remove(i int) {
+	old := *h
+	n := len(old) - 1
+	if i != n {
+		old.swap(i, n)
+	}
+	old[n].heapIdx = -1
+	old[n] = nil
+	*h = old[:n]
+	if i < n {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+func (h threadHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+func (h threadHeap) down(i int) {
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h.swap(i, m)
+		i = m
+	}
+}
+
+// secondKey is the smallest head key below the root, or ^0.
+func (h threadHeap) secondKey() uint64 {
+	k := ^uint64(0)
+	if len(h) > 1 {
+		k = h[1].headKey()
+	}
+	if len(h) > 2 {
+		if k2 := h[2].headKey(); k2 < k {
+			k = k2
+		}
+	}
+	return k
+}

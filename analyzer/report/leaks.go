@@ -1,0 +1,259 @@
+package report
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	"memscope/analyzer/engine"
+)
+
+// LeakReport is the leak report of one process (DESIGN.md §6): the blocks
+// still allocated when it ended, grouped by allocation stack.
+type LeakReport struct {
+	Pid, Ppid uint32
+	Program   string
+	Exit      engine.ExitStatus
+	Complete  bool // no events were dropped
+	Totals    engine.Totals
+
+	// LeakedBytes/Objects count every leak, suppressed ones included, so
+	// that LeakedObjects == Totals.Allocations - Totals.Frees.
+	LeakedBytes, LeakedObjects uint64
+	// UnsuppressedBytes/Objects are what --fail-on-leak looks at.
+	UnsuppressedBytes, UnsuppressedObjects uint64
+
+	Leaks []Leak // by bytes descending, then objects descending, then frames
+	// SuppressionsUsed lists the patterns that matched, in file order.
+	SuppressionsUsed []SuppressionUse
+}
+
+// Leak is one group: the leaked blocks allocated from one stack (all
+// threads).
+type Leak struct {
+	StackID    uint64
+	Bytes      uint64
+	Objects    uint64
+	Suppressed bool
+	Frames     []Frame // frames[0]: the caller of the allocator
+}
+
+// SuppressionUse is a suppression that matched leaks, with what it hid
+// (LSan's "Suppressions used" table: objects and bytes).
+type SuppressionUse struct {
+	Pattern string
+	Objects uint64
+	Bytes   uint64
+}
+
+// Leaks builds the leak report of p. supp may be nil.
+func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
+	r := &LeakReport{
+		Pid: p.Pid, Ppid: p.Ppid, Program: p.Exe, Exit: p.Exit,
+		Complete: p.Totals.DroppedEvents == 0, Totals: p.Totals,
+	}
+	type group struct {
+		bytes, objects, firstTS uint64
+	}
+	groups := map[uint64]*group{}
+	for _, s := range p.Sites {
+		if s.LiveObjects == 0 {
+			continue
+		}
+		g := groups[s.StackID]
+		if g == nil {
+			g = &group{firstTS: s.FirstTS}
+			groups[s.StackID] = g
+		}
+		g.bytes += s.LiveBytes
+		g.objects += s.LiveObjects
+		if s.FirstTS < g.firstTS {
+			g.firstTS = s.FirstTS
+		}
+	}
+	used := map[string]*SuppressionUse{}
+	for id, g := range groups {
+		l := Leak{StackID: id, Bytes: g.bytes, Objects: g.objects, Frames: syms.Frames(p, id, g.firstTS)}
+		if pat, ok := supp.Match(l.Frames); ok {
+			l.Suppressed = true
+			u := used[pat]
+			if u == nil {
+				u = &SuppressionUse{Pattern: pat}
+				used[pat] = u
+			}
+			u.Objects += l.Objects
+			u.Bytes += l.Bytes
+		} else {
+			r.UnsuppressedBytes += l.Bytes
+			r.UnsuppressedObjects += l.Objects
+		}
+		r.LeakedBytes += l.Bytes
+		r.LeakedObjects += l.Objects
+		r.Leaks = append(r.Leaks, l)
+	}
+	sort.Slice(r.Leaks, func(i, j int) bool { return leakLess(&r.Leaks[i], &r.Leaks[j]) })
+	if supp != nil {
+		for _, pat := range supp.Patterns {
+			if u := used[pat]; u != nil {
+				r.SuppressionsUsed = append(r.SuppressionsUsed, *u)
+				delete(used, pat)
+			}
+		}
+	}
+	return r
+}
+
+// leakLess orders by bytes, then objects (both descending), then by the
+// frames' addresses, then by stack id: a total, deterministic order.
+func leakLess(a, b *Leak) bool {
+	if a.Bytes != b.Bytes {
+		return a.Bytes > b.Bytes
+	}
+	if a.Objects != b.Objects {
+		return a.Objects > b.Objects
+	}
+	for k := 0; k < len(a.Frames) && k < len(b.Frames); k++ {
+		if a.Frames[k].Address != b.Frames[k].Address {
+			return a.Frames[k].Address < b.Frames[k].Address
+		}
+	}
+	if len(a.Frames) != len(b.Frames) {
+		return len(a.Frames) < len(b.Frames)
+	}
+	return a.StackID < b.StackID
+}
+
+// WriteText writes the report in LeakSanitizer's shape:
+//
+//	==PID==memscope: detected memory leaks
+//
+//	Leak of N byte(s) in M object(s) allocated from:
+//	    #0 0xADDR in FUNC FILE:LINE
+//	    #1 0xADDR in FUNC (MODULE+0xOFF)     function known, no line info
+//	    #2 0xADDR (MODULE+0xOFF)             nothing known
+//
+//	SUMMARY: memscope: N byte(s) leaked in M allocation(s).
+//
+// As in LSan, suppressed leaks are not listed; a "Suppressions used" table
+// says what each pattern hid, and SUMMARY counts unsuppressed leaks only
+// (the JSON's leaked_bytes/leaked_objects include suppressed ones). A
+// warning line follows the first one when events were dropped.
+func (r *LeakReport) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	if r.UnsuppressedObjects > 0 {
+		fmt.Fprintf(bw, "==%d==memscope: detected memory leaks\n", r.Pid)
+	} else {
+		fmt.Fprintf(bw, "==%d==memscope: no leaks detected\n", r.Pid)
+	}
+	if !r.Complete {
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were dropped; this report is incomplete.\n", r.Pid, r.Totals.DroppedEvents)
+	}
+	for _, l := range r.Leaks {
+		if l.Suppressed {
+			continue
+		}
+		fmt.Fprintf(bw, "\nLeak of %d byte(s) in %d object(s) allocated from:\n", l.Bytes, l.Objects)
+		if len(l.Frames) == 0 {
+			bw.WriteString("    <empty stack>\n")
+		}
+		for i, f := range l.Frames {
+			fmt.Fprintf(bw, "    #%d %s\n", i, frameText(f))
+		}
+	}
+	bw.WriteString("\n")
+	if len(r.SuppressionsUsed) > 0 {
+		bw.WriteString("-----------------------------------------------------\n")
+		bw.WriteString("Suppressions used:\n")
+		bw.WriteString("  count      bytes template\n")
+		for _, u := range r.SuppressionsUsed {
+			fmt.Fprintf(bw, "%7d %10d %s\n", u.Objects, u.Bytes, u.Pattern)
+		}
+		bw.WriteString("-----------------------------------------------------\n\n")
+	}
+	fmt.Fprintf(bw, "SUMMARY: memscope: %d byte(s) leaked in %d allocation(s).\n", r.UnsuppressedBytes, r.UnsuppressedObjects)
+	return bw.Flush()
+}
+
+func frameText(f Frame) string {
+	where := "(<unknown module>)"
+	if f.Module != "" {
+		where = fmt.Sprintf("(%s+%#x)", f.Module, f.Offset)
+	}
+	switch {
+	case f.Function == "":
+		return fmt.Sprintf("%#x %s", f.Address, where)
+	case f.File == "":
+		return fmt.Sprintf("%#x in %s %s", f.Address, f.Function, where)
+	case f.Line == 0:
+		return fmt.Sprintf("%#x in %s %s", f.Address, f.Function, f.File)
+	}
+	return fmt.Sprintf("%#x in %s %s:%d", f.Address, f.Function, f.File, f.Line)
+}
+
+// The JSON schema of DESIGN.md §6; field order is the schema's.
+type jsonReport struct {
+	Version       int        `json:"version"`
+	Pid           uint32     `json:"pid"`
+	Ppid          uint32     `json:"ppid"`
+	Program       string     `json:"program"`
+	ExitStatus    *int       `json:"exit_status"`
+	Complete      bool       `json:"complete"`
+	Totals        jsonTotals `json:"totals"`
+	LeakedBytes   uint64     `json:"leaked_bytes"`
+	LeakedObjects uint64     `json:"leaked_objects"`
+	Leaks         []jsonLeak `json:"leaks"`
+}
+
+type jsonTotals struct {
+	Allocations          uint64 `json:"allocations"`
+	Frees                uint64 `json:"frees"`
+	BytesAllocated       uint64 `json:"bytes_allocated"`
+	PeakBytes            uint64 `json:"peak_bytes"`
+	TemporaryAllocations uint64 `json:"temporary_allocations"`
+	DroppedEvents        uint64 `json:"dropped_events"`
+}
+
+type jsonLeak struct {
+	Bytes      uint64      `json:"bytes"`
+	Objects    uint64      `json:"objects"`
+	Suppressed bool        `json:"suppressed"`
+	Frames     []jsonFrame `json:"frames"`
+}
+
+type jsonFrame struct {
+	Address  string `json:"address"`
+	Function string `json:"function"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Module   string `json:"module"`
+}
+
+// WriteJSON writes the report as one line of JSON (DESIGN.md §6). Every
+// leak is listed, suppressed ones with "suppressed": true; exit_status is
+// the exit code, 128+N for a process killed by signal N, null if unknown.
+func (r *LeakReport) WriteJSON(w io.Writer) error {
+	jr := jsonReport{
+		Version: 1, Pid: r.Pid, Ppid: r.Ppid, Program: r.Program, Complete: r.Complete,
+		Totals: jsonTotals{
+			Allocations: r.Totals.Allocations, Frees: r.Totals.Frees, BytesAllocated: r.Totals.BytesAllocated,
+			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,
+		},
+		LeakedBytes: r.LeakedBytes, LeakedObjects: r.LeakedObjects,
+		Leaks: make([]jsonLeak, 0, len(r.Leaks)),
+	}
+	if code, ok := r.Exit.ShellCode(); ok {
+		jr.ExitStatus = &code
+	}
+	for _, l := range r.Leaks {
+		jl := jsonLeak{Bytes: l.Bytes, Objects: l.Objects, Suppressed: l.Suppressed, Frames: make([]jsonFrame, 0, len(l.Frames))}
+		for _, f := range l.Frames {
+			jl.Frames = append(jl.Frames, jsonFrame{Address: fmt.Sprintf("%#x", f.Address), Function: f.Function, File: f.File, Line: f.Line, Module: f.Module})
+		}
+		jr.Leaks = append(jr.Leaks, jl)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(jr)
+}

@@ -1,0 +1,208 @@
+package report
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/google/pprof/profile"
+
+	"memscope/analyzer/engine"
+)
+
+// Inuse selects what the inuse_* sample values of a profile mean.
+type Inuse int
+
+const (
+	InuseAtExit Inuse = iota // live when the process ended (memscope.PROG.PID.pb.gz)
+	InuseAtPeak              // live at the moment of peak heap (memscope.PROG.PID.peak.pb.gz)
+)
+
+// ProfileOptions are the parts of a profile the process state lacks.
+type ProfileOptions struct {
+	TimeNanos int64 // wall-clock time of the process end, 0 if unknown
+}
+
+// Profile builds the pprof heap profile of p: sample types alloc_objects,
+// alloc_space, inuse_objects, inuse_space (default inuse_space), one sample
+// per (stack, thread) site with the thread's name as label "thread";
+// every location symbolized (inlined frames as extra lines, innermost
+// first), mappings with file, build ID and the executable segment's
+// address range and file offset.
+func Profile(p *engine.Process, syms *Symbols, inuse Inuse, opts ProfileOptions) *profile.Profile {
+	prof := &profile.Profile{
+		SampleType: []*profile.ValueType{
+			{Type: "alloc_objects", Unit: "count"},
+			{Type: "alloc_space", Unit: "bytes"},
+			{Type: "inuse_objects", Unit: "count"},
+			{Type: "inuse_space", Unit: "bytes"},
+		},
+		DefaultSampleType: "inuse_space",
+		PeriodType:        &profile.ValueType{Type: "space", Unit: "bytes"},
+		Period:            1,
+		TimeNanos:         opts.TimeNanos,
+	}
+	if p.EndTS > p.StartTS {
+		prof.DurationNanos = int64(p.EndTS - p.StartTS)
+	}
+	switch inuse {
+	case InuseAtExit:
+		prof.Comments = []string{"memscope: inuse = live at process exit"}
+	case InuseAtPeak:
+		prof.Comments = []string{fmt.Sprintf("memscope: inuse = live at peak heap (%d bytes, +%s)", p.Totals.PeakBytes, relTime(p, p.Totals.PeakTS))}
+	}
+
+	b := pprofBuilder{prof: prof, syms: syms, p: p,
+		mappings: map[mappingKey]*profile.Mapping{}, functions: map[funcKey]*profile.Function{}, locations: map[locKey]*profile.Location{}}
+	for _, s := range p.Sites {
+		sample := &profile.Sample{
+			Location: b.stack(s.StackID, s.FirstTS),
+			Label:    map[string][]string{"thread": {threadName(p, s.Tid)}},
+			NumLabel: map[string][]int64{"tid": {int64(s.Tid)}},
+		}
+		live, liveBytes := s.LiveObjects, s.LiveBytes
+		if inuse == InuseAtPeak {
+			live, liveBytes = s.PeakObjects, s.PeakBytes
+		}
+		sample.Value = []int64{int64(s.Allocs), int64(s.AllocBytes), int64(live), int64(liveBytes)}
+		prof.Sample = append(prof.Sample, sample)
+	}
+	return prof
+}
+
+// WriteProfile writes p's profile, gzipped protobuf, to w.
+func WriteProfile(w io.Writer, p *engine.Process, syms *Symbols, inuse Inuse, opts ProfileOptions) error {
+	prof := Profile(p, syms, inuse, opts)
+	if err := prof.CheckValid(); err != nil {
+		return fmt.Errorf("pprof profile of pid %d: %w", p.Pid, err)
+	}
+	return prof.Write(w)
+}
+
+func threadName(p *engine.Process, tid uint32) string {
+	if n := p.Threads[tid]; n != "" {
+		return n
+	}
+	return "tid " + strconv.FormatUint(uint64(tid), 10)
+}
+
+type mappingKey struct {
+	m   *engine.Module
+	seg int
+}
+
+type funcKey struct{ name, file string }
+
+type locKey struct {
+	pc uint64
+	m  *engine.Module
+}
+
+type pprofBuilder struct {
+	prof      *profile.Profile
+	syms      *Symbols
+	p         *engine.Process
+	mappings  map[mappingKey]*profile.Mapping
+	functions map[funcKey]*profile.Function
+	locations map[locKey]*profile.Location
+	noStack   *profile.Location
+}
+
+func (b *pprofBuilder) stack(stackID, ts uint64) []*profile.Location {
+	infos := b.syms.stackPCs(b.p, stackID, ts)
+	if len(infos) == 0 {
+		return []*profile.Location{b.noStackLocation()}
+	}
+	locs := make([]*profile.Location, 0, len(infos))
+	for _, info := range infos {
+		locs = append(locs, b.location(info))
+	}
+	return locs
+}
+
+// noStackLocation stands for allocations recorded without a usable stack.
+func (b *pprofBuilder) noStackLocation() *profile.Location {
+	if b.noStack == nil {
+		f := b.function("[no stack]", "")
+		b.noStack = &profile.Location{ID: uint64(len(b.prof.Location) + 1), Line: []profile.Line{{Function: f}}}
+		b.prof.Location = append(b.prof.Location, b.noStack)
+	}
+	return b.noStack
+}
+
+func (b *pprofBuilder) location(info pcInfo) *profile.Location {
+	k := locKey{info.pc, info.module}
+	if l := b.locations[k]; l != nil {
+		return l
+	}
+	l := &profile.Location{ID: uint64(len(b.prof.Location) + 1), Address: info.pc}
+	if info.module != nil {
+		l.Mapping = b.mapping(info)
+	}
+	known := false
+	for _, f := range info.frames {
+		if f.Function == "" {
+			continue
+		}
+		known = true
+		l.Line = append(l.Line, profile.Line{Function: b.function(f.Function, f.File), Line: int64(f.Line)})
+	}
+	if !known {
+		// Name the frame by module+offset so that -top shows where it is;
+		// the mapping keeps what pprof needs to re-symbolize from the file.
+		name := fmt.Sprintf("%#x", info.pc)
+		if info.module != nil {
+			name = fmt.Sprintf("%s+%#x", info.path, info.pc-info.module.Bias)
+			l.Mapping.HasFunctions = false
+		}
+		l.Line = []profile.Line{{Function: b.function(name, "")}}
+	}
+	b.locations[k] = l
+	b.prof.Location = append(b.prof.Location, l)
+	return l
+}
+
+func (b *pprofBuilder) function(name, file string) *profile.Function {
+	k := funcKey{name, file}
+	if f := b.functions[k]; f != nil {
+		return f
+	}
+	f := &profile.Function{ID: uint64(len(b.prof.Function) + 1), Name: name, SystemName: name, Filename: file}
+	b.functions[k] = f
+	b.prof.Function = append(b.prof.Function, f)
+	return f
+}
+
+// mapping returns the mapping of the segment of info's module holding the
+// PC (its executable segment, normally).
+func (b *pprofBuilder) mapping(info pcInfo) *profile.Mapping {
+	m := info.module
+	seg := -1
+	for i, s := range m.Segments {
+		if a := info.pc - m.Bias; a >= s.Vaddr && a-s.Vaddr < s.Memsz {
+			seg = i
+			break
+		}
+	}
+	k := mappingKey{m, seg}
+	if pm := b.mappings[k]; pm != nil {
+		return pm
+	}
+	pm := &profile.Mapping{
+		ID:              uint64(len(b.prof.Mapping) + 1),
+		File:            info.path,
+		BuildID:         hex.EncodeToString(m.BuildID),
+		HasFunctions:    true,
+		HasFilenames:    true,
+		HasLineNumbers:  true,
+		HasInlineFrames: true,
+	}
+	if seg >= 0 {
+		s := m.Segments[seg]
+		pm.Start, pm.Limit, pm.Offset = m.Bias+s.Vaddr, m.Bias+s.Vaddr+s.Memsz, s.Offset
+	}
+	b.mappings[k] = pm
+	b.prof.Mapping = append(b.prof.Mapping, pm)
+	return pm
+}

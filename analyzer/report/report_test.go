@@ -1,0 +1,483 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/symbolize"
+	"memscope/shm"
+)
+
+// tableSymbolizer answers from a table of (module path, file address); it
+// stands in for the DWARF reader, which has its own tests.
+type tableSymbolizer map[symKey][]symbolize.Frame
+
+func (t tableSymbolizer) Symbolize(m symbolize.Module, addr uint64) ([]symbolize.Frame, error) {
+	if f, ok := t[symKey{path: m.Path, buildID: string(m.BuildID), fileAddr: addr}]; ok {
+		return f, nil
+	}
+	return []symbolize.Frame{{}}, nil
+}
+
+const (
+	pid, ppid     = 1234, 1200
+	mainTid       = 1234
+	workerTid     = 1235
+	appBias       = 0x555500000000
+	selfBias      = 0x7f0000000000
+	fooBias       = 0x7f1000000000
+	pcHook        = 0x7f0000001100
+	pcMakeNode    = 0x5555000011c9
+	pcMain        = 0x5555000012f0
+	pcInlined     = 0x555500001400
+	pcSuppressMe  = 0x555500001500
+	pcFooUnknown  = 0x7f1000002010
+	pcFooInit     = 0x7f1000002020
+	stackNode     = 0x11
+	stackList     = 0x22
+	stackFoo      = 0x33
+	stackSuppress = 0x44
+	appPath       = "/abs/path/app"
+	fooPath       = "/usr/lib/libfoo.so"
+	selfPath      = "/opt/memscope/build/libmemscope.so"
+	ms            = uint64(time.Millisecond)
+)
+
+var appBuildID = []byte{0xde, 0xad, 0xbe, 0xef}
+
+func symbols() *Symbols {
+	return NewSymbols(tableSymbolizer{
+		{appPath, string(appBuildID), 0x11c8}: {{Function: "make_node", File: "/src/list.c", Line: 12}},
+		{appPath, string(appBuildID), 0x12ef}: {{Function: "main", File: "/src/list.c", Line: 40}},
+		{appPath, string(appBuildID), 0x13ff}: {{Function: "helper", File: "/src/list.h", Line: 5, Inlined: true}, {Function: "make_list", File: "/src/list.c", Line: 20}},
+		{appPath, string(appBuildID), 0x14ff}: {{Function: "suppress_me", File: "/src/third_party.c", Line: 7}},
+		{fooPath, "\x01\x02", 0x201f}:         {{Function: "foo_init"}},
+		{selfPath, "", 0x10ff}:                {{Function: "malloc", File: "/memscope/preload/hooks.c", Line: 1}},
+	})
+}
+
+type recs struct {
+	t   *testing.T
+	all []shm.Record
+}
+
+func (r *recs) add(tid uint32, b []byte) {
+	rec, err := shm.ParseRecordHeader(b)
+	require.NoError(r.t, err)
+	rec.Pid, rec.Tid = pid, tid
+	r.all = append(r.all, rec)
+}
+
+func (r *recs) malloc(tid uint32, ts, ptr, size, stack uint64) {
+	r.add(tid, shm.AppendAlloc(nil, ts, shm.Alloc{Ptr: ptr, Size: size, StackID: stack, Kind: shm.KindMalloc}))
+}
+
+func (r *recs) free(tid uint32, ts, ptr uint64) {
+	r.add(tid, shm.AppendFree(nil, ts, shm.Free{Ptr: ptr}))
+}
+
+// syntheticProcess is a process with known leaks, built from encoded
+// records through the engine.
+func syntheticProcess(t *testing.T, lost uint64) *engine.Process {
+	r := &recs{t: t}
+	r.add(mainTid, shm.AppendProcess(nil, 1*ms, shm.Process{Pid: pid, Ppid: ppid, Event: shm.ProcessStart, Exe: appPath, Arg0: "app"}))
+	r.add(mainTid, shm.AppendModule(nil, 1*ms, shm.Module{Bias: appBias, Event: shm.ModuleLoad, BuildID: appBuildID, Path: "",
+		Segments: []shm.Segment{{Vaddr: 0, Memsz: 0x1000, Offset: 0, Flags: 4}, {Vaddr: 0x1000, Memsz: 0x2000, Offset: 0x1000, Flags: 5}}}))
+	r.add(mainTid, shm.AppendModule(nil, 1*ms, shm.Module{Bias: selfBias, Event: shm.ModuleLoad, Path: selfPath,
+		Segments: []shm.Segment{{Vaddr: 0x1000, Memsz: 0x1000, Offset: 0x1000, Flags: 5}}}))
+	r.add(mainTid, shm.AppendModule(nil, 1*ms, shm.Module{Bias: fooBias, Event: shm.ModuleLoad, BuildID: []byte{1, 2}, Path: fooPath,
+		Segments: []shm.Segment{{Vaddr: 0x2000, Memsz: 0x1000, Offset: 0x2000, Flags: 5}}}))
+	r.add(mainTid, shm.AppendThread(nil, 1*ms, shm.Thread{Tid: mainTid, Name: "app"}))
+	r.add(workerTid, shm.AppendThread(nil, 1*ms, shm.Thread{Tid: workerTid, Name: "worker"}))
+	for _, s := range []shm.Stack{
+		{ID: stackNode, PCs: []uint64{pcHook, pcMakeNode, pcMain}},
+		{ID: stackList, PCs: []uint64{pcInlined, pcMain}},
+		{ID: stackFoo, PCs: []uint64{pcFooUnknown, pcFooInit, pcMain}},
+		{ID: stackSuppress, PCs: []uint64{pcSuppressMe, pcMain}},
+	} {
+		r.add(mainTid, shm.AppendStack(nil, 2*ms, 0, s))
+	}
+	r.malloc(mainTid, 10*ms, 0x1000, 300, stackNode)
+	r.malloc(mainTid, 11*ms, 0x2000, 50, stackNode)
+	r.free(mainTid, 12*ms, 0x2000) // temporary
+	r.malloc(mainTid, 13*ms, 0x3000, 150, stackList)
+	r.malloc(workerTid, 14*ms, 0x4000, 150, stackList)
+	r.malloc(workerTid, 15*ms, 0x5000, 24, stackFoo)
+	r.malloc(mainTid, 16*ms, 0x6000, 1000, stackSuppress)
+	r.malloc(mainTid, 17*ms, 0x7000, 4000, stackNode) // peak: 5624 bytes
+	r.free(workerTid, 18*ms, 0x9999)                  // unknown
+	r.free(mainTid, 19*ms, 0x7000)                    // temporary
+	if lost > 0 {
+		r.add(workerTid, shm.AppendLost(nil, 20*ms, shm.Lost{Count: lost}))
+	}
+	e := engine.New(engine.Options{})
+	for _, rec := range r.all {
+		require.NoError(t, e.Apply(rec))
+	}
+	p := e.EndProcess(pid, engine.ExitStatus{Known: true, Code: 0})
+	require.NotNil(t, p)
+	return p
+}
+
+func suppressions(t *testing.T) *Suppressions {
+	s, err := ParseSuppressions(strings.NewReader("# third-party code\nleak:suppress_me\n\nleak:never_matches\n"), "supp.txt")
+	require.NoError(t, err)
+	return s
+}
+
+func TestLeakText(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	var b bytes.Buffer
+	require.NoError(t, Leaks(p, symbols(), suppressions(t)).WriteText(&b))
+	assert.Equal(t, `==1234==memscope: detected memory leaks
+
+Leak of 300 byte(s) in 2 object(s) allocated from:
+    #0 0x555500001400 in helper /src/list.h:5
+    #1 0x555500001400 in make_list /src/list.c:20
+    #2 0x5555000012f0 in main /src/list.c:40
+
+Leak of 300 byte(s) in 1 object(s) allocated from:
+    #0 0x5555000011c9 in make_node /src/list.c:12
+    #1 0x5555000012f0 in main /src/list.c:40
+
+Leak of 24 byte(s) in 1 object(s) allocated from:
+    #0 0x7f1000002010 (/usr/lib/libfoo.so+0x2010)
+    #1 0x7f1000002020 in foo_init (/usr/lib/libfoo.so+0x2020)
+    #2 0x5555000012f0 in main /src/list.c:40
+
+-----------------------------------------------------
+Suppressions used:
+  count      bytes template
+      1       1000 suppress_me
+-----------------------------------------------------
+
+SUMMARY: memscope: 624 byte(s) leaked in 4 allocation(s).
+`, b.String())
+}
+
+func TestLeakTextIncompleteAndNoLeaks(t *testing.T) {
+	p := syntheticProcess(t, 5)
+	var b bytes.Buffer
+	supp, err := ParseSuppressions(strings.NewReader("leak:main\n"), "all")
+	require.NoError(t, err)
+	require.NoError(t, Leaks(p, symbols(), supp).WriteText(&b))
+	assert.Equal(t, `==1234==memscope: no leaks detected
+==1234==WARNING: memscope: 5 event(s) were dropped; this report is incomplete.
+
+-----------------------------------------------------
+Suppressions used:
+  count      bytes template
+      5       1624 main
+-----------------------------------------------------
+
+SUMMARY: memscope: 0 byte(s) leaked in 0 allocation(s).
+`, b.String())
+}
+
+func TestLeakJSON(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	var b bytes.Buffer
+	r := Leaks(p, symbols(), suppressions(t))
+	require.NoError(t, r.WriteJSON(&b))
+	assert.Equal(t, `{"version":1,"pid":1234,"ppid":1200,"program":"/abs/path/app","exit_status":0,"complete":true,`+
+		`"totals":{"allocations":7,"frees":2,"bytes_allocated":5674,"peak_bytes":5624,"temporary_allocations":2,"dropped_events":0},`+
+		`"leaked_bytes":1624,"leaked_objects":5,"leaks":[`+
+		`{"bytes":1000,"objects":1,"suppressed":true,"frames":[`+
+		`{"address":"0x555500001500","function":"suppress_me","file":"/src/third_party.c","line":7,"module":"/abs/path/app"},`+
+		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
+		`{"bytes":300,"objects":2,"suppressed":false,"frames":[`+
+		`{"address":"0x555500001400","function":"helper","file":"/src/list.h","line":5,"module":"/abs/path/app"},`+
+		`{"address":"0x555500001400","function":"make_list","file":"/src/list.c","line":20,"module":"/abs/path/app"},`+
+		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
+		`{"bytes":300,"objects":1,"suppressed":false,"frames":[`+
+		`{"address":"0x5555000011c9","function":"make_node","file":"/src/list.c","line":12,"module":"/abs/path/app"},`+
+		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
+		`{"bytes":24,"objects":1,"suppressed":false,"frames":[`+
+		`{"address":"0x7f1000002010","function":"","file":"","line":0,"module":"/usr/lib/libfoo.so"},`+
+		`{"address":"0x7f1000002020","function":"foo_init","file":"","line":0,"module":"/usr/lib/libfoo.so"},`+
+		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]}]}`+"\n", b.String())
+	assert.Equal(t, uint64(624), r.UnsuppressedBytes)
+	assert.Equal(t, uint64(4), r.UnsuppressedObjects)
+	assert.Equal(t, p.Totals.Allocations-p.Totals.Frees, r.LeakedObjects)
+}
+
+func TestExitStatusJSON(t *testing.T) {
+	for _, tc := range []struct {
+		exit engine.ExitStatus
+		want string
+	}{
+		{engine.ExitStatus{Known: true, Code: 3}, `"exit_status":3,`},
+		{engine.ExitStatus{Known: true, Signal: 6}, `"exit_status":134,`},
+		{engine.ExitStatus{}, `"exit_status":null,`},
+	} {
+		var b bytes.Buffer
+		require.NoError(t, (&LeakReport{Exit: tc.exit, Complete: true}).WriteJSON(&b))
+		assert.Contains(t, b.String(), tc.want)
+		assert.Contains(t, b.String(), `"leaks":[]`)
+	}
+}
+
+// flatByLeaf sums a sample value by the innermost function of each sample.
+func flatByLeaf(t *testing.T, p *profile.Profile, index string) map[string]int64 {
+	idx := -1
+	for i, st := range p.SampleType {
+		if st.Type == index {
+			idx = i
+		}
+	}
+	require.GreaterOrEqual(t, idx, 0)
+	out := map[string]int64{}
+	for _, s := range p.Sample {
+		if v := s.Value[idx]; v != 0 {
+			out[s.Location[0].Line[0].Function.Name] += v
+		}
+	}
+	return out
+}
+
+func TestPprof(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	syms := symbols()
+	for _, tc := range []struct {
+		inuse     Inuse
+		wantInuse map[string]int64
+	}{
+		{InuseAtExit, map[string]int64{"helper": 300, "make_node": 300, "/usr/lib/libfoo.so+0x2010": 24, "suppress_me": 1000}},
+		{InuseAtPeak, map[string]int64{"helper": 300, "make_node": 4300, "/usr/lib/libfoo.so+0x2010": 24, "suppress_me": 1000}},
+	} {
+		var b bytes.Buffer
+		require.NoError(t, WriteProfile(&b, p, syms, tc.inuse, ProfileOptions{}))
+		prof, err := profile.Parse(&b)
+		require.NoError(t, err)
+		require.NoError(t, prof.CheckValid())
+		assert.Equal(t, "inuse_space", prof.DefaultSampleType)
+		var types []string
+		for _, st := range prof.SampleType {
+			types = append(types, st.Type+"/"+st.Unit)
+		}
+		assert.Equal(t, []string{"alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"}, types)
+		assert.Equal(t, tc.wantInuse, flatByLeaf(t, prof, "inuse_space"))
+		assert.Equal(t, map[string]int64{"helper": 300, "make_node": 4350, "/usr/lib/libfoo.so+0x2010": 24, "suppress_me": 1000}, flatByLeaf(t, prof, "alloc_space"))
+		assert.Equal(t, map[string]int64{"helper": 2, "make_node": 3, "/usr/lib/libfoo.so+0x2010": 1, "suppress_me": 1}, flatByLeaf(t, prof, "alloc_objects"))
+
+		// Threads are labels; the list site has a sample per thread.
+		threads := map[string]int64{}
+		for _, s := range prof.Sample {
+			if s.Location[0].Line[0].Function.Name == "helper" {
+				threads[s.Label["thread"][0]] += s.Value[3]
+			}
+		}
+		assert.Equal(t, map[string]int64{"app": 150, "worker": 150}, threads)
+
+		// No frame of libmemscope; inlined lines innermost first.
+		for _, l := range prof.Location {
+			for _, ln := range l.Line {
+				assert.NotEqual(t, "malloc", ln.Function.Name)
+			}
+			if l.Address == pcInlined {
+				require.Len(t, l.Line, 2)
+				assert.Equal(t, "helper", l.Line[0].Function.Name)
+				assert.Equal(t, "/src/list.h", l.Line[0].Function.Filename)
+				assert.Equal(t, int64(5), l.Line[0].Line)
+				assert.Equal(t, "make_list", l.Line[1].Function.Name)
+			}
+		}
+		var maps []string
+		for _, m := range prof.Mapping {
+			maps = append(maps, m.File+" "+m.BuildID+" "+hexs(m.Start, m.Limit, m.Offset))
+		}
+		assert.ElementsMatch(t, []string{
+			"/abs/path/app deadbeef 0x555500001000-0x555500003000@0x1000",
+			"/usr/lib/libfoo.so 0102 0x7f1000002000-0x7f1000003000@0x2000",
+		}, maps)
+	}
+}
+
+func hexs(start, limit, off uint64) string { return fmt.Sprintf("%#x-%#x@%#x", start, limit, off) }
+
+// TestGoToolPprofTop runs the real `go tool pprof -top` on a written file.
+func TestGoToolPprofTop(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	p := syntheticProcess(t, 0)
+	dir := t.TempDir()
+	syms := symbols()
+	require.NoError(t, WriteFileAtomic(dir, FileBase(p)+".pb.gz", func(w io.Writer) error {
+		return WriteProfile(w, p, syms, InuseAtExit, ProfileOptions{})
+	}))
+	out, err := exec.Command(gobin, "tool", "pprof", "-top", filepath.Join(dir, "memscope.app.1234.pb.gz")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	text := string(out)
+	for _, want := range []string{"Type: inuse_space", "1000B", "suppress_me", "300B", "make_node", "helper", "24B"} {
+		assert.Contains(t, text, want)
+	}
+}
+
+func TestTemplateMatch(t *testing.T) {
+	tests := []struct {
+		templ, str string
+		want       bool
+	}{
+		{"make_node", "make_node", true},
+		{"node", "make_node", true}, // substring
+		{"^make", "make_node", true},
+		{"^node", "make_node", false},
+		{"node$", "make_node", true},
+		{"make$", "make_node", false},
+		{"^make_node$", "make_node", true},
+		{"^make_node$", "make_node2", false},
+		{"make*node", "make_a_node", true},
+		{"make*node", "node_make", false},
+		{"^std::*allocator", "std::__1::allocator<int>", true},
+		{"*", "anything", true},
+		{"libfoo.so", "/usr/lib/libfoo.so", true},
+		{"^/usr/lib/", "/usr/lib/libfoo.so", true},
+		{"list.c", "/src/list.c", true},
+		{"x", "", false}, // empty strings never match
+		{"a*$", "abc", true},
+		{"c$", "abc", true},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, TemplateMatch(tc.templ, tc.str), "%q vs %q", tc.templ, tc.str)
+	}
+}
+
+func TestParseSuppressions(t *testing.T) {
+	s, err := ParseSuppressions(strings.NewReader("  # c\nleak:a*b\n\tleak: ^c$ \n"), "f")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a*b", "^c$"}, s.Patterns)
+	for _, bad := range []struct{ text, msg string }{
+		{"leak:a\nnocolon\n", `f:2: "nocolon" is not TYPE:PATTERN`},
+		{"race:x\n", `f:1: suppression type "race" is not supported (only leak:)`},
+		{"leak:\n", "f:1: empty pattern"},
+	} {
+		_, err := ParseSuppressions(strings.NewReader(bad.text), "f")
+		require.Error(t, err)
+		assert.Equal(t, bad.msg, err.Error())
+	}
+	// Matching on function, file or module of any frame.
+	frames := []Frame{{Function: "f1", File: "/src/a.c", Module: "/bin/app"}, {Function: "g2", File: "/src/b.c", Module: "/lib/libz.so"}}
+	for _, tc := range []struct {
+		pat  string
+		want bool
+	}{{"g2", true}, {"b.c", true}, {"libz", true}, {"^/lib/", true}, {"h3", false}, {"^f1$", true}, {"^a.c", false}} {
+		_, ok := (&Suppressions{Patterns: []string{tc.pat}}).Match(frames)
+		assert.Equal(t, tc.want, ok, tc.pat)
+	}
+}
+
+func TestTrace(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	var b bytes.Buffer
+	require.NoError(t, WriteTrace(&b, p, []RSSSample{{TS: p.StartTS + 2500, Bytes: 4096}}))
+	var doc struct {
+		TraceEvents []struct {
+			Name string         `json:"name"`
+			Ph   string         `json:"ph"`
+			TS   float64        `json:"ts"`
+			Pid  int            `json:"pid"`
+			Args map[string]any `json:"args"`
+		} `json:"traceEvents"`
+	}
+	require.NoError(t, json.Unmarshal(b.Bytes(), &doc))
+	heap := map[float64]float64{}
+	var rss, peaks int
+	for _, ev := range doc.TraceEvents {
+		assert.Equal(t, pid, ev.Pid)
+		switch {
+		case ev.Ph == "C" && ev.Name == "heap":
+			heap[ev.TS] = ev.Args["bytes"].(float64)
+		case ev.Ph == "C" && ev.Name == "rss":
+			rss++
+			assert.Equal(t, 2.5, ev.TS)
+		case ev.Ph == "i":
+			peaks++
+			assert.Equal(t, float64(16000), ev.TS) // 17 ms - start at 1 ms
+		}
+	}
+	// Samples on 10 ms multiples, before the event that crosses them (the
+	// process starts at 1 ms: 0 ms is clamped to 0 µs), and the last at 19 ms.
+	assert.Equal(t, map[float64]float64{0: 0, 9000: 0, 18000: 1624}, heap)
+	assert.Equal(t, 1, rss)
+	assert.Equal(t, 1, peaks)
+}
+
+func TestSummary(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	var b bytes.Buffer
+	require.NoError(t, WriteSummary(&b, p, Leaks(p, symbols(), suppressions(t)), []string{"memscope.app.1234.pb.gz"}))
+	assert.Equal(t, `memscope: pid 1234 (app) exited with status 0
+  heap usage: 7 allocs, 2 frees, 5.5 KiB (5674 bytes) allocated, 2 temporary
+  peak heap:  5.5 KiB (5624 bytes) in 6 objects at +16ms
+  leaked:     1.6 KiB (1624 bytes) in 5 objects (1000 B in 1 objects suppressed)
+    300 B in 2 objects from 0x555500001400 in helper /src/list.h:5
+    300 B in 1 objects from 0x5555000011c9 in make_node /src/list.c:12
+    24 B in 1 objects from 0x7f1000002010 (/usr/lib/libfoo.so+0x2010)
+  dropped events: 0
+  frees of unknown blocks: 1, late events: 0
+  wrote memscope.app.1234.pb.gz
+`, b.String())
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, WriteFileAtomic(dir, "out.txt", func(w io.Writer) error {
+		_, err := io.WriteString(w, "hello\n")
+		return err
+	}))
+	got, err := os.ReadFile(filepath.Join(dir, "out.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "hello\n", string(got))
+
+	// A failing writer leaves the old file and no temporary behind.
+	err = WriteFileAtomic(dir, "out.txt", func(w io.Writer) error {
+		io.WriteString(w, "partial")
+		return os.ErrInvalid
+	})
+	require.ErrorIs(t, err, os.ErrInvalid)
+	got, _ = os.ReadFile(filepath.Join(dir, "out.txt"))
+	assert.Equal(t, "hello\n", string(got))
+	entries, _ := os.ReadDir(dir)
+	require.Len(t, entries, 1)
+
+	// A symlink at the final name is refused and not followed.
+	target := filepath.Join(dir, "target")
+	require.NoError(t, os.WriteFile(target, []byte("keep"), 0o600))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, "link.txt")))
+	err = WriteFileAtomic(dir, "link.txt", func(w io.Writer) error { return nil })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "symbolic link")
+	got, _ = os.ReadFile(target)
+	assert.Equal(t, "keep", string(got))
+	fi, err := os.Lstat(filepath.Join(dir, "link.txt"))
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Mode()&os.ModeSymlink)
+
+	// Bad names and unwritable directories give errors.
+	require.Error(t, WriteFileAtomic(dir, "../x", func(w io.Writer) error { return nil }))
+	require.Error(t, WriteFileAtomic(filepath.Join(dir, "missing"), "x", func(w io.Writer) error { return nil }))
+	entries, _ = os.ReadDir(dir)
+	assert.Len(t, entries, 3)
+}
+
+func TestFileBase(t *testing.T) {
+	assert.Equal(t, "memscope.app.1234", FileBase(&engine.Process{Pid: 1234, Exe: "/abs/path/app"}))
+	assert.Equal(t, "memscope.my_prog.7", FileBase(&engine.Process{Pid: 7, Argv0: "./my prog"}))
+	assert.Equal(t, "memscope.unknown.8", FileBase(&engine.Process{Pid: 8}))
+	assert.Equal(t, "memscope.unknown.9", FileBase(&engine.Process{Pid: 9, Exe: "/"}))
+}

@@ -1,0 +1,81 @@
+package session
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/report"
+)
+
+// outputs writes the files of DESIGN.md §1 for each process that ends,
+// sharing one symbol cache across the run.
+type outputs struct {
+	cfg      Config
+	syms     *report.Symbols
+	supp     *report.Suppressions
+	warned   int           // how many of syms.Warnings were printed
+	dropped  func() uint64 // events dropped in the ring, attributed or not
+	reported uint64        // dropped events attributed to the processes reported so far
+}
+
+func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
+	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), dropped: dropped}
+	if cfg.Suppressions != "" {
+		s, err := report.ParseSuppressions(strings.NewReader(cfg.Suppressions), cfg.SuppressionsName)
+		if err != nil {
+			return nil, err
+		}
+		o.supp = s
+	}
+	return o, nil
+}
+
+// write produces every report of p and its summary. A file that cannot be
+// written is said on stderr; the others are still written.
+func (o *outputs) write(p *engine.Process) ProcessResult {
+	leaks := report.Leaks(p, o.syms, o.supp)
+	o.reported += p.Totals.DroppedEvents
+	if total := o.dropped(); total > o.reported && leaks.Complete {
+		// Events a producer dropped and never got to attribute (it died
+		// before writing its LOST record) may have been this process's.
+		leaks.Complete = false
+		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %d dropped event(s) in the ring could not be attributed to a process; pid %d's report may be incomplete\n", total-o.reported, p.Pid)
+	}
+	base := report.FileBase(p)
+	opts := report.ProfileOptions{TimeNanos: time.Now().UnixNano()}
+	files := []struct {
+		suffix string
+		write  func(io.Writer) error
+	}{
+		{".pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtExit, opts) }},
+		{".peak.pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtPeak, opts) }},
+		{".leaks.txt", leaks.WriteText},
+		{".leaks.json", leaks.WriteJSON},
+		{".trace.json", func(w io.Writer) error { return report.WriteTrace(w, p, nil) }},
+	}
+	res := ProcessResult{
+		Pid:          p.Pid,
+		Program:      p.Exe,
+		LeakedBytes:  leaks.LeakedBytes,
+		Unsuppressed: leaks.UnsuppressedObjects > 0,
+	}
+	for _, f := range files {
+		name := base + f.suffix
+		if err := report.WriteFileAtomic(o.cfg.OutDir, name, f.write); err != nil {
+			fmt.Fprintf(o.cfg.Stderr, "memscope: cannot write %s: %v\n", filepath.Join(o.cfg.OutDir, name), err)
+			continue
+		}
+		res.Files = append(res.Files, filepath.Join(o.cfg.OutDir, name))
+	}
+	for ; o.warned < len(o.syms.Warnings); o.warned++ {
+		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %s\n", o.syms.Warnings[o.warned])
+	}
+	if err := report.WriteSummary(o.cfg.Stderr, p, leaks, res.Files); err != nil {
+		fmt.Fprintf(o.cfg.Stderr, "memscope: summary: %v\n", err)
+	}
+	return res
+}

@@ -1,0 +1,267 @@
+// Package session is one recording session: a ring, the consumer that
+// drains it into the engine, the lifecycle of every process that writes to
+// it, and the reports written when each of them ends. `run` feeds it the
+// exits it reaps; `record` lets it watch the processes itself.
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"memscope/analyzer/engine"
+	"memscope/shm"
+)
+
+// Config is what a session needs besides its ring.
+type Config struct {
+	Ring             *shm.Ring
+	OutDir           string
+	Suppressions     string // LSan-format suppressions text
+	SuppressionsName string // its file name, for messages
+	KeepRing         bool
+	Stderr           io.Writer
+
+	// PollInterval is how long the consumer sleeps when the ring is empty.
+	PollInterval time.Duration
+	// Grace is how long record mode waits, once every known process is
+	// gone and the ring is idle, for a process it has not heard of yet
+	// (a child between fork and its first record).
+	Grace time.Duration
+}
+
+// Exit is the end of one process, as its reaper saw it.
+type Exit struct {
+	Pid    uint32
+	Code   int
+	Signal int
+}
+
+// Result is what a session found.
+type Result struct {
+	Processes         []ProcessResult
+	UnsuppressedLeaks bool
+	DroppedEvents     uint64
+}
+
+// ProcessResult is the outcome for one traced process.
+type ProcessResult struct {
+	Pid          uint32
+	Program      string
+	Files        []string
+	LeakedBytes  uint64
+	Unsuppressed bool
+}
+
+// Traced reports whether pid wrote anything to the ring.
+func (r Result) Traced(pid uint32) bool {
+	for _, p := range r.Processes {
+		if p.Pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) defaults() {
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Millisecond
+	}
+	if c.Grace == 0 {
+		c.Grace = 500 * time.Millisecond
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+}
+
+// pidWatch follows a process we did not start, through a pidfd.
+type pidWatch struct {
+	fd   int
+	gone bool
+}
+
+func watchPid(pid uint32) *pidWatch {
+	fd, err := unix.PidfdOpen(int(pid), 0)
+	if err != nil {
+		return &pidWatch{fd: -1, gone: true} // ESRCH: already gone
+	}
+	return &pidWatch{fd: fd}
+}
+
+// exited polls the pidfd without blocking.
+func (w *pidWatch) exited() bool {
+	if w.gone {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	if err == nil && n > 0 {
+		w.gone = true
+		unix.Close(w.fd)
+	}
+	return w.gone
+}
+
+func (w *pidWatch) close() {
+	if !w.gone {
+		unix.Close(w.fd)
+		w.gone = true
+	}
+}
+
+// ending is a process known to be gone whose last records may still be
+// in the ring.
+type ending struct {
+	pid    uint32
+	status engine.ExitStatus
+}
+
+// Run consumes cfg.Ring until every process that writes to it is gone and
+// reported. With exits != nil (run mode) processes end when their exit
+// arrives there and the session ends when the channel is closed; with
+// exits == nil (record mode) the session watches each process it hears of
+// through a pidfd and ends once all are gone and the ring has stayed idle
+// for cfg.Grace. The ring is closed, and removed unless cfg.KeepRing.
+func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err error) {
+	cfg.defaults()
+	ring := cfg.Ring
+	defer func() {
+		ring.Close()
+		if !cfg.KeepRing {
+			os.Remove(ring.Path())
+		}
+	}()
+	rd, err := ring.NewReader(shm.ReaderOptions{})
+	if err != nil {
+		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
+	}
+	out, err := newOutputs(cfg, func() uint64 { return ring.Info().DroppedEvents })
+	if err != nil {
+		return res, err
+	}
+	eng := engine.New(engine.Options{})
+	apply := func(rec shm.Record) error { return eng.Apply(rec) }
+
+	var endings []ending
+	ended := map[uint32]bool{}
+	watches := map[uint32]*pidWatch{}
+	defer func() {
+		for _, w := range watches {
+			w.close()
+		}
+	}()
+	exitsOpen := exits != nil
+	var idleSince time.Time
+
+	finish := func(e ending) {
+		p := eng.EndProcess(e.pid, e.status)
+		if p == nil {
+			return // never traced (static binary, FOLLOW_FORK=0, not ours)
+		}
+		res.Processes = append(res.Processes, out.write(p))
+	}
+
+	for {
+		n, err := rd.Poll(apply)
+		if err != nil {
+			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
+		}
+		if n > 0 {
+			if err := rd.Commit(); err != nil {
+				return res, fmt.Errorf("ring %s: commit: %w", ring.Path(), err)
+			}
+		}
+		eng.Advance(nowNS())
+
+		// Learn who has ended.
+		if exitsOpen {
+		drain:
+			for {
+				select {
+				case e, ok := <-exits:
+					if !ok {
+						exitsOpen = false
+						break drain
+					}
+					rd.SealProcess(e.Pid)
+					endings = append(endings, ending{e.Pid, engine.ExitStatus{Known: true, Code: e.Code, Signal: e.Signal}})
+				default:
+					break drain
+				}
+			}
+		} else if exits == nil {
+			for _, pid := range eng.Pids() {
+				if watches[pid] == nil && !ended[pid] {
+					watches[pid] = watchPid(pid)
+				}
+			}
+			for pid, w := range watches {
+				if w.exited() {
+					delete(watches, pid)
+					ended[pid] = true
+					rd.SealProcess(pid)
+					endings = append(endings, ending{pid: pid})
+				}
+			}
+		}
+
+		// Report those whose records have all been read.
+		kept := endings[:0]
+		for _, e := range endings {
+			if rd.Pending(e.pid) {
+				kept = append(kept, e)
+				continue
+			}
+			finish(e)
+		}
+		endings = kept
+
+		if len(endings) == 0 && !exitsOpen {
+			if exits != nil {
+				break // run mode: the whole tree has been reaped and reported
+			}
+			if len(watches) == 0 && rd.Idle() && n == 0 {
+				if idleSince.IsZero() {
+					idleSince = time.Now()
+				} else if time.Since(idleSince) >= cfg.Grace {
+					break
+				}
+			} else {
+				idleSince = time.Time{}
+			}
+		}
+		if ctx.Err() != nil && exits == nil {
+			break // record mode interrupted: report what we have
+		}
+		if n == 0 {
+			time.Sleep(cfg.PollInterval)
+		}
+	}
+
+	// Whatever the engine still holds belongs to processes whose end we did
+	// not see (record mode interrupted, or records of a pid that was never
+	// reaped): report them with an unknown status.
+	eng.Flush()
+	for _, pid := range eng.Pids() {
+		finish(ending{pid: pid})
+	}
+	st := rd.Stats()
+	res.DroppedEvents = st.Dropped
+	for _, p := range res.Processes {
+		if p.Unsuppressed {
+			res.UnsuppressedLeaks = true
+		}
+	}
+	return res, nil
+}
+
+func nowNS() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"memscope/analyzer/session"
+	"memscope/shm"
+)
+
+func newRecordCommand() *cobra.Command {
+	var of outputFlags
+	var ringPath string
+	c := &cobra.Command{
+		Use:   "record --ring PATH",
+		Short: "Consume a ring written by LD_PRELOAD=libmemscope.so and report on its processes",
+		Long: `record is what libmemscope.so starts when a program is run with a bare
+LD_PRELOAD (no MEMSCOPE_RING): it consumes the ring the library created, writes
+each process's reports when it ends, and exits when every process that wrote to
+the ring is gone. A record stopped early can be restarted on the same ring: it
+resumes from the last committed point.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := c.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			if ringPath == "" {
+				return fmt.Errorf("--ring is required")
+			}
+			cfg, err := of.sessionConfig()
+			if err != nil {
+				return err
+			}
+			ring, err := shm.Open(ringPath)
+			if err != nil {
+				return err
+			}
+			cfg.Ring = ring
+			res, err := session.Run(ctx, cfg, nil)
+			if err != nil {
+				return err
+			}
+			if of.failOnLeak && res.UnsuppressedLeaks {
+				return &exitError{code: LeakExitCode}
+			}
+			return nil
+		},
+	}
+	of.register(c)
+	c.Flags().StringVar(&ringPath, "ring", "", "ring file to consume (required)")
+	return c
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"memscope/analyzer/session"
+	"memscope/shm"
+)
+
+// LeakExitCode is what --fail-on-leak exits with when unsuppressed leaks
+// remain: LeakSanitizer's code, so CI scripts written for LSan keep working.
+const LeakExitCode = 23
+
+// outputFlags are the flags run and record share: where reports go and
+// how leaks are judged.
+type outputFlags struct {
+	outDir       string
+	failOnLeak   bool
+	suppressions string
+	keepRing     bool
+}
+
+func (o *outputFlags) register(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&o.outDir, "out", envDefault("MEMSCOPE_OUT", "."), "directory for the reports (env MEMSCOPE_OUT)")
+	f.BoolVar(&o.failOnLeak, "fail-on-leak", false, fmt.Sprintf("exit %d when unsuppressed leaks remain", LeakExitCode))
+	f.StringVar(&o.suppressions, "suppressions", os.Getenv("MEMSCOPE_SUPPRESSIONS"), "LeakSanitizer-format suppressions file (env MEMSCOPE_SUPPRESSIONS)")
+	f.BoolVar(&o.keepRing, "keep-ring", false, "keep the ring file after the run is reported")
+}
+
+// sessionConfig checks the output flags and turns them into a session.Config.
+func (o *outputFlags) sessionConfig() (session.Config, error) {
+	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr}
+	if err := checkOutDir(o.outDir); err != nil {
+		return cfg, err
+	}
+	if o.suppressions != "" {
+		data, err := os.ReadFile(o.suppressions)
+		if err != nil {
+			return cfg, fmt.Errorf("--suppressions: %w", err)
+		}
+		cfg.Suppressions = string(data)
+		cfg.SuppressionsName = o.suppressions
+	}
+	return cfg, nil
+}
+
+// checkOutDir fails early, before PROG runs, if reports could not be written.
+func checkOutDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--out %s is not a directory", dir)
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("--out %s is not writable", dir)
+	}
+	return nil
+}
+
+type runFlags struct {
+	outputFlags
+	lib      string
+	ringSize uint64
+	depth    int
+	lossy    bool
+}
+
+func newRunCommand() *cobra.Command {
+	var rf runFlags
+	c := &cobra.Command{
+		Use:   "run [flags] -- PROG [ARGS...]",
+		Short: "Run PROG with libmemscope.so preloaded and report on every process it starts",
+		Long: `run creates a ring, starts PROG with libmemscope.so preloaded, consumes the ring
+while PROG runs, follows every process of its tree (fork, exec, orphans), writes
+each process's reports when it ends, prints a summary on stderr and exits with
+PROG's exit status (128+N when a signal N killed it), or with 23 under
+--fail-on-leak when unsuppressed leaks remain. PROG's stdin, stdout and stderr
+are untouched; Ctrl-C reaches PROG and the reports are still written.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runProgram(c.Context(), &rf, args)
+		},
+	}
+	c.Flags().SetInterspersed(false) // flags after PROG belong to PROG
+	rf.register(c)
+	f := c.Flags()
+	f.StringVar(&rf.lib, "lib", os.Getenv("MEMSCOPE_LIB"), "interposer to preload (default: libmemscope.so beside this program)")
+	rf.ringSize = uint64(shm.DefaultRingSize)
+	if v := os.Getenv("MEMSCOPE_RING_SIZE"); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "memscope-analyze: MEMSCOPE_RING_SIZE: %v; using the default\n", err)
+		} else {
+			rf.ringSize = n
+		}
+	}
+	f.Var(sizeFlag{&rf.ringSize}, "ring-size", "ring capacity, e.g. 64M (env MEMSCOPE_RING_SIZE)")
+	f.IntVar(&rf.depth, "depth", envInt("MEMSCOPE_DEPTH", 64), fmt.Sprintf("call stack depth recorded, 1..%d (env MEMSCOPE_DEPTH)", shm.MaxDepth))
+	f.BoolVar(&rf.lossy, "lossy", os.Getenv("MEMSCOPE_MODE") == "lossy", "drop events instead of slowing PROG when the ring is full (env MEMSCOPE_MODE=lossy)")
+	return c
+}
+
+func envInt(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memscope-analyze: %s=%q is not a number; using %d\n", name, v, def)
+		return def
+	}
+	return n
+}
+
+func runProgram(ctx context.Context, rf *runFlags, args []string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if rf.depth < 1 || rf.depth > shm.MaxDepth {
+		return fmt.Errorf("--depth %d: want 1..%d", rf.depth, shm.MaxDepth)
+	}
+	cfg, err := rf.sessionConfig()
+	if err != nil {
+		return err
+	}
+	prog, err := resolveProgram(args[0])
+	if err != nil {
+		return err
+	}
+	lib, err := findLibrary(rf.lib)
+	if err != nil {
+		return err
+	}
+	dir, err := shm.DefaultDir()
+	if err != nil {
+		return err
+	}
+	ringPath := filepath.Join(dir, fmt.Sprintf("run.%d.%d.ring", os.Getpid(), time.Now().UnixNano()))
+	ring, err := shm.Create(ringPath, shm.Options{Size: rf.ringSize, Lossy: rf.lossy})
+	if err != nil {
+		return err
+	}
+	cfg.Ring = ring
+
+	// Orphans of the traced tree are reparented to us, so every process
+	// of the run is reaped (and reported) here.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		ring.Close()
+		os.Remove(ringPath)
+		return fmt.Errorf("cannot become the subreaper of the run: %w", err)
+	}
+	env := childEnv(lib, map[string]string{
+		"MEMSCOPE_RING":  ringPath,
+		"MEMSCOPE_DEPTH": strconv.Itoa(rf.depth),
+	})
+	exits := reapChildren()
+	pid, err := startTraced(prog, args, env)
+	if err != nil {
+		ring.Close()
+		os.Remove(ringPath)
+		return err
+	}
+	stopSignals := forwardSignals(pid)
+	defer stopSignals()
+
+	rootStatus := exitStatus{Code: -1}
+	sessExits := make(chan session.Exit, 64)
+	go func() {
+		defer close(sessExits)
+		for e := range exits {
+			if int(e.pid) == pid {
+				rootStatus = e.status
+			}
+			sessExits <- session.Exit{Pid: e.pid, Code: e.status.Code, Signal: e.status.Signal}
+		}
+	}()
+	res, err := session.Run(ctx, cfg, sessExits)
+	if err != nil {
+		return err
+	}
+	if !res.Traced(uint32(pid)) {
+		if isStaticELF(prog) {
+			fmt.Fprintf(os.Stderr, "memscope: %s is statically linked, so libmemscope.so could not be loaded into it: nothing was recorded\n", prog)
+		} else {
+			fmt.Fprintf(os.Stderr, "memscope: %s never loaded libmemscope.so (setuid, or LD_PRELOAD removed?): nothing was recorded\n", prog)
+		}
+	}
+	if rf.failOnLeak && res.UnsuppressedLeaks {
+		return &exitError{code: LeakExitCode}
+	}
+	if code := shellStatus(rootStatus); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+// Command memscope-bench is `make bench`: it runs allocation workloads
+// bare, under memscope (memscope-analyze run) and under heaptrack, in
+// alternating rounds, and prints one table of medians and ratios, written
+// also to build/bench.json.
+//
+//	memscope-bench [-runs 5] [-build build] [-only REGEXP] ...
+//
+// Times are wall clock from fork/exec to reaped, so on a small machine the
+// analyzer competing with the program for CPU shows in the figures, as it
+// does for users. Each figure is the median of -runs runs; a round runs
+// bare, memscope, heaptrack back to back, so slow drift of the machine
+// affects all three alike.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "memscope-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	start := time.Now()
+	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
+	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
+	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload analyzer)")
+	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
+	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
+	jsonPath := flag.String("json", "", "where to write the JSON table (default BUILD/bench.json)")
+	goCmd := flag.String("go", "go", "go command, for the analyzer engine's benchmarks")
+	benchtime := flag.String("benchtime", "1s", "-benchtime of the analyzer engine's benchmarks")
+	var sz sizes
+	flag.Int64Var(&sz.microPairs, "micro-pairs", 10_000_000, "malloc/free pairs of the micro rows")
+	flag.Int64Var(&sz.threadPairs, "thread-pairs", 5_000_000, "malloc/free pairs done by each thread of the threads rows")
+	flag.Int64Var(&sz.sizeOps, "size-ops", 2_000_000, "allocations of the sizes row")
+	flag.IntVar(&sz.dicts, "dicts", 200_000, "dicts built by the python row")
+	flag.IntVar(&sz.startupRuns, "startup-runs", 200, "runs of /bin/true per timed batch, bare and memscope")
+	flag.IntVar(&sz.startupHeaptrack, "startup-runs-heaptrack", 20, "runs of /bin/true per timed batch under heaptrack (about 0.2 s each)")
+	flag.Parse()
+	if *startedNs != 0 {
+		start = time.Unix(0, *startedNs)
+	}
+	if *runs < 1 {
+		return fmt.Errorf("-runs %d: want at least 1", *runs)
+	}
+	if *jsonPath == "" {
+		*jsonPath = filepath.Join(*buildDir, "bench.json")
+	}
+	selected := func(string) bool { return true }
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("-only: %w", err)
+		}
+		selected = re.MatchString
+	}
+
+	cpuBefore, cpuErr := readCPUAccount()
+	measureStart := time.Now()
+	rep := &report{Version: 1, Date: start.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), Runs: *runs}
+	rep.Host, _ = os.Hostname()
+	if *runs < 5 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("only %d runs per figure (-runs): not for publication", *runs))
+	}
+
+	analyzer, err := filepath.Abs(filepath.Join(*buildDir, "memscope-analyze"))
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(analyzer); err != nil {
+		return fmt.Errorf("%w (run make first)", err)
+	}
+	tmp, err := os.MkdirTemp("", "memscope-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	library, err := filepath.Abs(filepath.Join(*buildDir, "libmemscope.so"))
+	if err != nil {
+		return err
+	}
+	r := &runner{analyzer: analyzer, library: library, tmp: tmp}
+	if !*noHeaptrack {
+		if p, err := exec.LookPath("heaptrack"); err == nil {
+			r.heaptrack = p
+		} else {
+			rep.Notes = append(rep.Notes, "heaptrack is not installed: its columns are skipped")
+		}
+	}
+
+	python, pyNote := findPython()
+	if pyNote != "" {
+		rep.Notes = append(rep.Notes, pyNote)
+	}
+	var ws []*workload
+	for _, w := range workloads(filepath.Join(*buildDir, "bench"), *srcDir, sz, python) {
+		if selected(w.id) {
+			ws = append(ws, w)
+		}
+	}
+
+	// Warm-up, not timed: page cache for every binary, and a check that
+	// each tool works at all, so a broken one is reported once, not per row.
+	var toolErr [numTools]error
+	if len(ws) > 0 {
+		warm := &workload{id: "warmup", name: "warm-up /bin/true", prog: "/bin/true", env: os.Environ()}
+		for t := tool(0); t < numTools; t++ {
+			if t == heaptrack && r.heaptrack == "" {
+				continue
+			}
+			if _, err := r.run(t, warm, 1); err != nil {
+				toolErr[t] = err
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+		}
+	}
+	for _, w := range ws {
+		if _, err := runOnce(append([]string{w.prog}, w.args...), w.env, false); err != nil {
+			w.err[bare] = err
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", w.name, err))
+		}
+	}
+
+	for _, w := range ws {
+		tools := []tool{bare, memscope}
+		if r.heaptrack != "" && !w.preloadOnly {
+			tools = append(tools, heaptrack)
+		}
+		for _, t := range tools {
+			if toolErr[t] != nil && w.err[t] == nil {
+				w.err[t] = toolErr[t]
+			}
+		}
+		for round := 1; round <= *runs && w.err[bare] == nil; round++ {
+			for _, t := range tools {
+				if w.err[t] != nil {
+					continue
+				}
+				s, err := r.run(t, w, w.repeats(t))
+				if err != nil {
+					w.err[t] = err
+					rep.Errors = append(rep.Errors, err.Error())
+					continue
+				}
+				w.samples[t] = append(w.samples[t], s)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "memscope-bench: %s measured (%.0f s so far)\n", w.name, time.Since(start).Seconds())
+	}
+
+	rep.Rows = buildRows(ws, rep)
+	if selected("analyzer") {
+		fmt.Fprintf(os.Stderr, "analyzer engine: go test -bench (GOMAXPROCS=1, -count %d)\n", *runs)
+		metrics, note := runGoBench(*goCmd, *benchtime, *runs)
+		rep.GoBench = metrics
+		if note != "" {
+			rep.Notes = append(rep.Notes, note)
+		}
+		rep.Rows = append(rep.Rows, analyzerRows(metrics)...)
+	}
+	rep.Notes = append(rep.Notes, methodNotes(r, sz, python)...)
+	rep.Notes = append(rep.Notes, droppedSummary(rep.Rows))
+	if cpuAfter, err := readCPUAccount(); err == nil && cpuErr == nil {
+		rep.OtherCPUSeconds = otherLoad(cpuBefore, cpuAfter)
+		wall := time.Since(measureStart).Seconds()
+		if cores := rep.OtherCPUSeconds / wall; cores > 0.05 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("WARNING: the machine was not idle: other processes used %.0f CPU-s during the %.0f s of measuring (%.2f of %d cores on average); the figures are disturbed, rerun on a quiet machine", rep.OtherCPUSeconds, wall, cores, runtime.NumCPU()))
+		} else {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("machine idle apart from the benchmark: other processes used %.1f CPU-s in %.0f s", rep.OtherCPUSeconds, wall))
+		}
+	}
+
+	rep.TotalSeconds = time.Since(start).Seconds()
+	printTable(os.Stdout, rep)
+	if err := writeJSON(*jsonPath, rep); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s\n", *jsonPath)
+	return nil
+}
+
+// buildRows turns the samples into table rows, in table order, with the
+// goals of issue 5 beside them.
+func buildRows(ws []*workload, rep *report) []row {
+	byID := map[string]*workload{}
+	for _, w := range ws {
+		byID[w.id] = w
+	}
+	var rows []row
+	for _, w := range ws {
+		r := timeRow(w)
+		switch w.id {
+		case "micro10":
+			r.check("ms/ht <= 0.25", func() (bool, bool) {
+				if r.MemscopeOverHeaptrack == nil {
+					return false, false
+				}
+				return *r.MemscopeOverHeaptrack <= 0.25, true
+			})
+		case "python":
+			r.check("x bare <= 1.5", func() (bool, bool) {
+				if r.MemscopeRatio == nil {
+					return false, false
+				}
+				return *r.MemscopeRatio <= 1.5, true
+			})
+		case "startup", "startup-preload":
+			// Per-run figures in ms: the batch time over its runs.
+			r.Unit = "ms/run"
+			for _, p := range []*float64{r.Bare, r.Memscope, r.Heaptrack} {
+				if p != nil {
+					*p *= 1e3
+				}
+			}
+			goal := "memscope-bare <= +1 ms"
+			if r.Memscope != nil && r.Bare != nil {
+				goal = fmt.Sprintf("%+.2f ms <= +1 ms", *r.Memscope-*r.Bare)
+			}
+			r.check(goal, func() (bool, bool) {
+				if r.Memscope == nil || r.Bare == nil {
+					return false, false
+				}
+				return *r.Memscope-*r.Bare <= 1, true
+			})
+		}
+		rows = append(rows, r)
+		if w.id == "threads4" || (w.id == "threads2" && byID["threads4"] == nil) {
+			rows = append(rows, scalingRows(byID)...)
+		}
+	}
+	return rows
+}
+
+// scalingRows: with every thread doing the same work, throughput with N
+// threads over throughput with 1 is N*time(1)/time(N).
+func scalingRows(byID map[string]*workload) []row {
+	one := byID["threads1"]
+	if one == nil {
+		return nil
+	}
+	var rows []row
+	for _, n := range []int{2, 4} {
+		w := byID[fmt.Sprintf("threads%d", n)]
+		if w == nil {
+			continue
+		}
+		r := row{Workload: fmt.Sprintf("scaling %d/1 thr", n), Unit: "x"}
+		scale := func(t tool) *float64 {
+			t1, tn := medianSeconds(one, t), medianSeconds(w, t)
+			if t1 == nil || tn == nil || *tn == 0 {
+				return nil
+			}
+			return ptr(float64(n) * *t1 / *tn)
+		}
+		r.Bare, r.Memscope, r.Heaptrack = scale(bare), scale(memscope), scale(heaptrack)
+		if n == 2 {
+			r.check("memscope >= 1.7x", func() (bool, bool) {
+				if r.Memscope == nil {
+					return false, false
+				}
+				return *r.Memscope >= 1.7, true
+			})
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// analyzerRows picks the events/s and bytes-per-live-block metrics out of
+// the engine's benchmarks; n/a rows when there are none.
+func analyzerRows(metrics []benchMetric) []row {
+	var rows []row
+	for _, m := range metrics {
+		if v, ok := eventsPerSecond(m); ok {
+			r := row{Workload: "analyzer " + m.Benchmark, Unit: "events/s", Memscope: ptr(v)}
+			r.check(">= 20 M events/s", func() (bool, bool) { return v >= 20e6, true })
+			rows = append(rows, r)
+		}
+		if v, ok := bytesPerLiveBlock(m); ok {
+			r := row{Workload: "analyzer " + m.Benchmark, Unit: "B/live block", Memscope: ptr(v)}
+			r.check("<= 48 B/live block", func() (bool, bool) { return v <= 48, true })
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		rows = append(rows,
+			row{Workload: "analyzer events/s", Unit: "events/s", Goal: ">= 20 M events/s", Note: "n/a: no engine benchmark reports events/s"},
+			row{Workload: "analyzer B/live block", Unit: "B/live block", Goal: "<= 48 B/live block", Note: "n/a: no engine benchmark reports bytes per live block"})
+	}
+	return rows
+}
+
+func droppedSummary(rows []row) string {
+	var measured, bad int
+	for _, r := range rows {
+		if r.DroppedEvents == nil {
+			continue
+		}
+		measured++
+		if *r.DroppedEvents != 0 || r.IncompleteReports != 0 {
+			bad++
+		}
+	}
+	switch {
+	case measured == 0:
+		return "goal 0 dropped events in every row: n/a (no memscope run succeeded)"
+	case bad == 0:
+		return fmt.Sprintf("goal 0 dropped events in every row: ok (%d rows, every report complete)", measured)
+	default:
+		return fmt.Sprintf("goal 0 dropped events in every row: MISSED in %d of %d rows", bad, measured)
+	}
+}
+
+// methodNotes say how the figures were obtained.
+func methodNotes(r *runner, sz sizes, python string) []string {
+	notes := []string{
+		"times: wall clock from fork/exec to reaped, median over runs; ratios are ratios of the medians",
+		"memscope = `memscope-analyze run --out TMP -- PROG`: includes the analyzer's start, its CPU competing with PROG on these cores, and writing every report",
+		fmt.Sprintf("micro: %d malloc(32)/free pairs, one thread; threads: %d pairs per thread, scaling = N*t(1)/t(N)", sz.microPairs, sz.threadPairs),
+		fmt.Sprintf("sizes: %d allocations, 8 B..1 MiB, 25%% kept alive in a 4096-slot pool", sz.sizeOps),
+		fmt.Sprintf("startup: per-run time of a batch of %d /bin/true (heaptrack: batch of %d); startup LD_PRELOAD: `LD_PRELOAD=libmemscope.so /bin/true`, the library starting its own detached analyzer, whose work is not timed (only its CPU competing)", sz.startupRuns, sz.startupHeaptrack),
+		fmt.Sprintf("analyzer RSS: max VmHWM of the memscope-analyze process itself, sampled every %v from /proc/PID/status (its children excluded; pages of the shared ring it touched included); median over runs", hwmPollInterval),
+	}
+	if python != "" {
+		notes = append(notes, fmt.Sprintf("python: %s testdata/bench/dicts.py %d with PYTHONMALLOC=malloc", python, sz.dicts))
+	}
+	if r.heaptrack != "" {
+		notes = append(notes, "heaptrack = `heaptrack -o TMP PROG`: includes heaptrack_interpret and compressing its data file, as heaptrack users experience it")
+	}
+	return notes
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// row is one line of the table, and one element of bench.json's rows.
+type row struct {
+	Workload string `json:"workload"`
+	// Unit of Bare, Memscope and Heaptrack: "s" (wall time of one run),
+	// "ms/run" (startup: batch time / runs in the batch), "x" (thread
+	// scaling), "events/s" or "B/live block" (analyzer engine).
+	Unit      string   `json:"unit"`
+	Bare      *float64 `json:"bare,omitempty"`
+	Memscope  *float64 `json:"memscope,omitempty"`
+	Heaptrack *float64 `json:"heaptrack,omitempty"`
+	// Ratios of the medians.
+	MemscopeRatio         *float64 `json:"memscope_over_bare,omitempty"`
+	HeaptrackRatio        *float64 `json:"heaptrack_over_bare,omitempty"`
+	MemscopeOverHeaptrack *float64 `json:"memscope_over_heaptrack,omitempty"`
+	// AnalyzerPeakRSS is the median over runs of memscope-analyze's own
+	// peak VmHWM (the ring's pages it has touched included).
+	AnalyzerPeakRSS *uint64 `json:"analyzer_peak_rss_bytes,omitempty"`
+	// DroppedEvents is summed over every memscope run of the row.
+	DroppedEvents     *int64 `json:"dropped_events,omitempty"`
+	IncompleteReports int    `json:"incomplete_reports,omitempty"`
+	Goal              string `json:"goal,omitempty"`
+	GoalMet           *bool  `json:"goal_met,omitempty"`
+	Note              string `json:"note,omitempty"`
+
+	Samples map[string][]sample `json:"samples,omitempty"`
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// medianSeconds is the median wall time of one execution of w under t,
+// or nil when t was not run or failed.
+func medianSeconds(w *workload, t tool) *float64 {
+	if w.err[t] != nil || len(w.samples[t]) == 0 {
+		return nil
+	}
+	var v []float64
+	for _, s := range w.samples[t] {
+		v = append(v, s.Seconds/float64(w.repeats(t)))
+	}
+	return ptr(median(v))
+}
+
+func ratio(a, b *float64) *float64 {
+	if a == nil || b == nil || *b == 0 {
+		return nil
+	}
+	return ptr(*a / *b)
+}
+
+// timeRow turns the samples of w into a row of times.
+func timeRow(w *workload) row {
+	r := row{Workload: w.name, Unit: "s", Samples: map[string][]sample{}}
+	r.Bare = medianSeconds(w, bare)
+	r.Memscope = medianSeconds(w, memscope)
+	r.Heaptrack = medianSeconds(w, heaptrack)
+	r.MemscopeRatio = ratio(r.Memscope, r.Bare)
+	r.HeaptrackRatio = ratio(r.Heaptrack, r.Bare)
+	r.MemscopeOverHeaptrack = ratio(r.Memscope, r.Heaptrack)
+	for t := tool(0); t < numTools; t++ {
+		if len(w.samples[t]) > 0 {
+			r.Samples[t.String()] = w.samples[t]
+		}
+	}
+	var notes []string
+	for t := tool(0); t < numTools; t++ {
+		if w.err[t] != nil {
+			notes = append(notes, fmt.Sprintf("%s failed", t))
+		}
+	}
+	if ms := w.samples[memscope]; len(ms) > 0 && w.err[memscope] == nil {
+		var hwm []float64
+		var dropped int64
+		for _, s := range ms {
+			hwm = append(hwm, float64(s.AnalyzerHWM))
+			dropped += s.Dropped
+			r.IncompleteReports += s.Incomplete
+		}
+		r.AnalyzerPeakRSS = ptr(uint64(median(hwm)))
+		r.DroppedEvents = ptr(dropped)
+		if dropped != 0 || r.IncompleteReports != 0 {
+			notes = append(notes, fmt.Sprintf("%d dropped events, %d incomplete reports", dropped, r.IncompleteReports))
+		}
+	}
+	r.Note = strings.Join(notes, "; ")
+	return r
+}
+
+// check fills in a goal and whether the measured value meets it.
+func (r *row) check(goal string, met func() (bool, bool)) {
+	r.Goal = goal
+	if ok, known := met(); known {
+		r.GoalMet = ptr(ok)
+	}
+}
+
+// report is the whole of bench.json.
+type report struct {
+	Version      int      `json:"version"`
+	Date         string   `json:"date"`
+	Host         string   `json:"host"`
+	CPUs         int      `json:"cpus"`
+	Runs         int      `json:"runs"`
+	Rows         []row    `json:"rows"`
+	Notes        []string `json:"notes"`
+	TotalSeconds float64  `json:"total_seconds"`
+	// OtherCPUSeconds is CPU time used by processes that are not the
+	// benchmark's while it measured (from /proc/stat): noise.
+	OtherCPUSeconds float64  `json:"other_cpu_seconds"`
+	Errors          []string `json:"errors,omitempty"`
+	// GoBench holds every metric of the engine's Go benchmarks.
+	GoBench []benchMetric `json:"go_bench,omitempty"`
+}
+
+func fmtValue(v *float64, unit string) string {
+	if v == nil {
+		return "-"
+	}
+	switch unit {
+	case "s":
+		if *v < 1 {
+			return fmt.Sprintf("%.0f ms", *v*1e3)
+		}
+		return fmt.Sprintf("%.2f s", *v)
+	case "ms/run":
+		return fmt.Sprintf("%.2f ms", *v)
+	case "x":
+		return fmt.Sprintf("%.2fx", *v)
+	case "events/s":
+		return fmt.Sprintf("%.1f M/s", *v/1e6)
+	case "B/live block":
+		return fmt.Sprintf("%.1f B", *v)
+	}
+	return fmt.Sprintf("%.3g %s", *v, unit)
+}
+
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *v)
+}
+
+func fmtMiB(v *uint64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(*v)/(1<<20))
+}
+
+func fmtDropped(r row) string {
+	if r.DroppedEvents == nil {
+		return "-"
+	}
+	if r.IncompleteReports > 0 {
+		return fmt.Sprintf("%d (%d incomplete)", *r.DroppedEvents, r.IncompleteReports)
+	}
+	return fmt.Sprint(*r.DroppedEvents)
+}
+
+func fmtGoal(r row) string {
+	if r.Goal == "" {
+		return ""
+	}
+	switch {
+	case r.GoalMet == nil:
+		return r.Goal + " (n/a)"
+	case *r.GoalMet:
+		return r.Goal + " ok"
+	default:
+		return r.Goal + " MISSED"
+	}
+}
+
+// printTable writes the one table, then its notes. The workload and goal
+// columns are left-aligned, the figures right-aligned.
+func printTable(w io.Writer, rep *report) {
+	lines := [][]string{{"workload", "bare", "memscope", "ms/bare", "heaptrack", "ht/bare", "ms/ht", "analyzer RSS", "dropped", "goal"}}
+	for _, r := range rep.Rows {
+		lines = append(lines, []string{r.Workload,
+			fmtValue(r.Bare, r.Unit), fmtValue(r.Memscope, r.Unit), fmtRatio(r.MemscopeRatio),
+			fmtValue(r.Heaptrack, r.Unit), fmtRatio(r.HeaptrackRatio), fmtRatio(r.MemscopeOverHeaptrack),
+			fmtMiB(r.AnalyzerPeakRSS), fmtDropped(r), fmtGoal(r)})
+	}
+	width := make([]int, len(lines[0]))
+	for _, l := range lines {
+		for i, c := range l {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	last := len(width) - 1
+	for _, l := range lines {
+		var b strings.Builder
+		for i, c := range l {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			switch i {
+			case 0:
+				b.WriteString(c + pad)
+			case last:
+				b.WriteString("  " + c)
+			default:
+				b.WriteString("  " + pad + c)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Rows {
+		if r.Note != "" {
+			fmt.Fprintf(w, "  %s: %s\n", r.Workload, r.Note)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(w, "ERROR %s\n", e)
+	}
+	fmt.Fprintf(w, "total time of make bench: %.0f s\n", rep.TotalSeconds)
+}
+
+// writeJSON writes rep to path through a temporary file and a rename, so
+// a reader never sees half a file.
+func writeJSON(path string, rep *report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".bench-*.json")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// median of v (mean of the middle two for an even count); 0 when empty.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tool is one way of running a workload.
+type tool int
+
+const (
+	bare tool = iota
+	memscope
+	heaptrack
+	numTools
+)
+
+func (t tool) String() string {
+	return [...]string{"bare", "memscope", "heaptrack"}[t]
+}
+
+// hwmPollInterval is how often the analyzer's VmHWM is sampled. VmHWM is
+// a high-water mark kept by the kernel, so a sample misses only growth in
+// the last interval before the analyzer exits.
+const hwmPollInterval = 25 * time.Millisecond
+
+// sample is what one timed run of a workload under one tool measured.
+type sample struct {
+	Seconds float64 `json:"seconds"` // wall clock, fork/exec to reaped, all repetitions
+	// CPUSeconds is user+system time of the process started and every
+	// descendant it reaped: for memscope, analyzer plus PROG.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// WaitMaxRSS is ru_maxrss from wait4: the maximum over the process
+	// and the descendants it reaped (so for memscope, max(analyzer, PROG)).
+	WaitMaxRSS uint64 `json:"wait4_maxrss_bytes"`
+	// AnalyzerHWM is the largest VmHWM of the memscope-analyze process
+	// itself (not its children), sampled from /proc/PID/status.
+	AnalyzerHWM uint64 `json:"analyzer_vmhwm_bytes,omitempty"`
+	// Reports is the number of leaks.json files memscope wrote;
+	// Dropped and Incomplete are summed over them.
+	Reports    int   `json:"reports,omitempty"`
+	Dropped    int64 `json:"dropped_events"`
+	Incomplete int   `json:"incomplete_reports,omitempty"`
+}
+
+// runner starts the workloads under each tool.
+type runner struct {
+	analyzer  string // build/memscope-analyze
+	library   string // build/libmemscope.so
+	heaptrack string // "" when not installed
+	tmp       string // scratch directory for reports, removed at the end
+	seq       int    // makes every run's output directory unique
+}
+
+// run executes w under t, repeat times in a row, and returns the totals.
+func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
+	r.seq++
+	out := filepath.Join(r.tmp, fmt.Sprintf("%s-%s-%d", w.id, t, r.seq))
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return sample{}, err
+	}
+	defer os.RemoveAll(out)
+
+	var total sample
+	for i := 0; i < repeat; i++ {
+		argv, env := append([]string{w.prog}, w.args...), w.env
+		switch {
+		case t == memscope && w.preloadOnly:
+			// As `LD_PRELOAD=libmemscope.so PROG`: the library creates the
+			// ring and starts a detached `memscope-analyze record`.
+			env = append(withoutEnv(withoutEnv(withoutEnv(env, "LD_PRELOAD"), "MEMSCOPE_OUT"), "MEMSCOPE_RING"),
+				"LD_PRELOAD="+r.library, "MEMSCOPE_OUT="+out)
+		case t == memscope:
+			argv = append([]string{r.analyzer, "run", "--out", out, "--", w.prog}, w.args...)
+		case t == heaptrack:
+			// heaptrack appends the compression suffix (.zst or .gz).
+			argv = append([]string{r.heaptrack, "-o", filepath.Join(out, fmt.Sprintf("heaptrack.%d", i)), w.prog}, w.args...)
+		}
+		s, err := runOnce(argv, env, t == memscope && !w.preloadOnly)
+		if err != nil {
+			return total, fmt.Errorf("%s under %s: %w", w.name, t, err)
+		}
+		total.Seconds += s.Seconds
+		total.CPUSeconds += s.CPUSeconds
+		total.WaitMaxRSS = max(total.WaitMaxRSS, s.WaitMaxRSS)
+		total.AnalyzerHWM = max(total.AnalyzerHWM, s.AnalyzerHWM)
+	}
+	switch t {
+	case memscope:
+		if w.preloadOnly {
+			// Not timed: the detached analyzers finish on their own.
+			waitForReports(out, repeat, time.Minute)
+		}
+		if err := readLeakReports(out, &total); err != nil {
+			return total, fmt.Errorf("%s under memscope: %w", w.name, err)
+		}
+		if total.Reports < repeat {
+			return total, fmt.Errorf("%s under memscope: %d runs wrote only %d leaks.json reports", w.name, repeat, total.Reports)
+		}
+	case heaptrack:
+		files, _ := filepath.Glob(filepath.Join(out, "heaptrack.*"))
+		if len(files) < repeat {
+			return total, fmt.Errorf("%s under heaptrack: %d runs wrote only %d data files", w.name, repeat, len(files))
+		}
+	}
+	return total, nil
+}
+
+// waitForReports waits until dir holds n leaks.json files, or timeout.
+func waitForReports(dir string, n int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
+		if len(files) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runOnce starts argv with stdout on /dev/null and stderr kept for error
+// messages, and times it from fork/exec to reaped. With pollAnalyzer it
+// samples the started process's own VmHWM while it runs.
+func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	var stderr tailBuffer
+	cmd.Stderr = &stderr // stdin and stdout: /dev/null
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return sample{}, err
+	}
+	var hwm uint64
+	var poll sync.WaitGroup
+	stop := make(chan struct{})
+	if pollAnalyzer {
+		// A directory fd on /proc/PID pins this very process: once it is
+		// reaped, opening status through it fails instead of reading a
+		// process that reused the PID.
+		dir, err := unix.Open("/proc/"+strconv.Itoa(cmd.Process.Pid), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			poll.Add(1)
+			go func() {
+				defer poll.Done()
+				defer unix.Close(dir)
+				tick := time.NewTicker(hwmPollInterval)
+				defer tick.Stop()
+				for {
+					if v, ok := readVmHWM(dir); ok {
+						hwm = max(hwm, v)
+					}
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+				}
+			}()
+		}
+	}
+	err := cmd.Wait()
+	elapsed := time.Since(start)
+	close(stop)
+	poll.Wait()
+
+	s := sample{Seconds: elapsed.Seconds(), AnalyzerHWM: hwm}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		s.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		s.WaitMaxRSS = uint64(ru.Maxrss) * 1024
+	}
+	if err != nil {
+		return s, fmt.Errorf("%s: %v; stderr ends with:\n%s", strings.Join(argv, " "), err, stderr.String())
+	}
+	return s, nil
+}
+
+func tvSeconds(tv syscall.Timeval) float64 {
+	return float64(tv.Sec) + float64(tv.Usec)/1e6
+}
+
+// readVmHWM reads the "VmHWM: N kB" line of status under a /proc/PID
+// directory fd. A zombie has no such line.
+func readVmHWM(procDir int) (uint64, bool) {
+	fd, err := unix.Openat(procDir, "status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	var buf [4096]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return parseVmHWM(buf[:n])
+}
+
+func parseVmHWM(status []byte) (uint64, bool) {
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return kb * 1024, true
+	}
+	return 0, false
+}
+
+// leakTotals is the part of memscope's leaks.json (DESIGN.md §6) the
+// benchmark checks.
+type leakTotals struct {
+	Complete *bool `json:"complete"`
+	Totals   *struct {
+		DroppedEvents *int64 `json:"dropped_events"`
+	} `json:"totals"`
+}
+
+// readLeakReports adds up dropped events over every leaks.json in dir.
+func readLeakReports(dir string, s *sample) error {
+	files, err := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var lt leakTotals
+		if err := json.Unmarshal(data, &lt); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(f), err)
+		}
+		if lt.Totals == nil || lt.Totals.DroppedEvents == nil || lt.Complete == nil {
+			return fmt.Errorf("%s: no totals.dropped_events or complete field", filepath.Base(f))
+		}
+		s.Reports++
+		s.Dropped += *lt.Totals.DroppedEvents
+		if !*lt.Complete {
+			s.Incomplete++
+		}
+	}
+	return nil
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct{ b []byte }
+
+const tailMax = 4096
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > tailMax {
+		t.b = append(t.b[:0], t.b[len(t.b)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

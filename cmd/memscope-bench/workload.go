@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// workload is one program run under every tool.
+type workload struct {
+	id   string // short, for file names
+	name string // as printed in the table
+	prog string
+	args []string
+	env  []string
+	// repeat is how many times one timed run executes prog under each
+	// tool (the startup row times a batch of short runs); 0 means 1.
+	repeat [numTools]int
+	// preloadOnly runs the memscope column as a bare LD_PRELOAD (the
+	// library starts its own detached analyzer) instead of through
+	// memscope-analyze run; such a row has no heaptrack column.
+	preloadOnly bool
+
+	samples [numTools][]sample
+	err     [numTools]error // first failure; the tool is not run again
+}
+
+func (w *workload) repeats(t tool) int {
+	if w.repeat[t] == 0 {
+		return 1
+	}
+	return w.repeat[t]
+}
+
+// sizes of the workloads; the defaults keep `make bench` under 10 minutes
+// on 2 cores with heaptrack installed.
+type sizes struct {
+	microPairs       int64
+	threadPairs      int64
+	sizeOps          int64
+	dicts            int
+	startupRuns      int
+	startupHeaptrack int
+}
+
+// workloads returns the rows to measure, in table order. python is nil
+// when no python3 is found.
+func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
+	env := os.Environ()
+	loop := filepath.Join(benchDir, "alloc_loop")
+	var ws []*workload
+	for _, depth := range []int{0, 10, 40} {
+		ws = append(ws, &workload{
+			id:   fmt.Sprintf("micro%d", depth),
+			name: fmt.Sprintf("micro depth %d", depth),
+			prog: loop,
+			args: []string{strconv.FormatInt(sz.microPairs, 10), strconv.Itoa(depth), "1"},
+			env:  env,
+		})
+	}
+	for _, n := range []int{1, 2, 4} {
+		ws = append(ws, &workload{
+			id:   fmt.Sprintf("threads%d", n),
+			name: fmt.Sprintf("threads %d", n),
+			prog: loop,
+			args: []string{strconv.FormatInt(sz.threadPairs, 10), "0", strconv.Itoa(n)},
+			env:  env,
+		})
+	}
+	ws = append(ws, &workload{
+		id:   "sizes",
+		name: "sizes 8B..1MiB",
+		prog: filepath.Join(benchDir, "size_mix"),
+		args: []string{strconv.FormatInt(sz.sizeOps, 10)},
+		env:  env,
+	})
+	if python != "" {
+		ws = append(ws, &workload{
+			id:   "python",
+			name: "python dicts",
+			prog: python,
+			args: []string{filepath.Join(srcDir, "dicts.py"), strconv.Itoa(sz.dicts)},
+			env:  append(withoutEnv(env, "PYTHONMALLOC"), "PYTHONMALLOC=malloc"),
+		})
+	}
+	ws = append(ws, &workload{
+		id:     "startup",
+		name:   "startup /bin/true",
+		prog:   "/bin/true",
+		env:    env,
+		repeat: [numTools]int{sz.startupRuns, sz.startupRuns, sz.startupHeaptrack},
+	}, &workload{
+		id:          "startup-preload",
+		name:        "startup LD_PRELOAD",
+		prog:        "/bin/true",
+		env:         env,
+		repeat:      [numTools]int{sz.startupRuns, sz.startupRuns, 0},
+		preloadOnly: true,
+	})
+	return ws
+}
+
+func withoutEnv(env []string, key string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// findPython returns the real interpreter behind python3 on PATH (not a
+// version manager's shell shim, whose startup would be timed too), or ""
+// with the reason.
+func findPython() (string, string) {
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		return "", "python3 not found on PATH: python row skipped"
+	}
+	out, err := exec.Command(p, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return "", fmt.Sprintf("%s does not run (%v): python row skipped", p, err)
+	}
+	exe := strings.TrimSpace(string(out))
+	if exe == "" {
+		return p, ""
+	}
+	return exe, ""
+}

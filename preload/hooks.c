@@ -1,0 +1,363 @@
+/*
+ * hooks.c — the allocation entry points of libmemscope.so.
+ *
+ * Each hook calls glibc's allocator first (__libc_*), then, if the call
+ * succeeded and recording is on, writes one record into the calling
+ * thread's chunk. Rules (DESIGN.md §5):
+ *   - no malloc of our own, no locks, no stdio in here;
+ *   - per-thread state in initial-exec TLS (no __tls_get_addr, which may
+ *     malloc); tls.busy makes nested calls (libunwind, dl_iterate_phdr,
+ *     our own init, a signal handler that interrupts us) go straight to
+ *     libc, unrecorded;
+ *   - causal timestamps: ALLOC after the real call, FREE before it,
+ *     REALLOC both (ts_before for the old block, ts for the new one);
+ *   - a failed call records nothing, and errno is exactly what libc left:
+ *     we save it after the real call and restore it after recording.
+ * Initialisation is lazy, on the first hook call after environ exists
+ * (calls can come before constructors); the constructor below also runs
+ * it, for programs that never allocate. If the ring cannot be joined, one
+ * line goes to stderr and every call passes straight through forever.
+ */
+#include "memscope_internal.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#define MS_EXPORT __attribute__((visibility("default")))
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+extern char **environ;
+
+struct ms_global ms_g;
+
+static __thread struct ms_tls tls __attribute__((tls_model("initial-exec")));
+
+static uint32_t page_size = 4096;
+
+struct ms_tls *ms_tls(void)
+{
+	return &tls;
+}
+
+void *ms_rec_begin(struct ms_tls *t, uint32_t size)
+{
+	return ms_ring_begin(&ms_g.ring, &t->w, size);
+}
+
+void ms_rec_end(struct ms_tls *t)
+{
+	ms_ring_end(&ms_g.ring, &t->w);
+}
+
+static void set_state(int s)
+{
+	__atomic_store_n(&ms_g.state, s, __ATOMIC_RELEASE);
+}
+
+static void read_exe(void)
+{
+	ssize_t n = readlink("/proc/self/exe", ms_g.exe, sizeof ms_g.exe);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof ms_g.exe)
+		n = sizeof ms_g.exe - 1;
+	ms_g.exe[n] = 0;
+	ms_g.exe_len = (uint32_t)n;
+}
+
+/* Runs once, with t->busy set. Leaves the state ACTIVE or PASSTHROUGH. */
+static void init(struct ms_tls *t)
+{
+	int expect = MS_UNINIT;
+	int event;
+
+	if (!environ) /* too early: libc is not initialised yet; try later */
+		return;
+	if (!__atomic_compare_exchange_n(&ms_g.state, &expect, MS_INITIALIZING, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return;
+	page_size = (uint32_t)getauxval(AT_PAGESZ);
+	if (!page_size)
+		page_size = 4096;
+	ms_config_load(&ms_g.cfg);
+	ms_g.pid = (uint32_t)getpid();
+	ms_g.ppid = (uint32_t)getppid();
+	if (ms_g.cfg.disabled) {
+		set_state(MS_PASSTHROUGH);
+		return;
+	}
+	read_exe();
+	ms_modules_find_self();
+	event = ms_g.cfg.ring_path && ms_g.cfg.marker_pid == (long)ms_g.pid ? MS_PROCESS_EXEC
+									  : MS_PROCESS_START;
+	if (ms_g.cfg.ring_path) {
+		int err = ms_ring_attach(&ms_g.ring, ms_g.cfg.ring_path, ms_g.cfg.lossy);
+		if (err != MS_ATTACH_OK) {
+			char msg[MS_PATH_MAX + 64];
+			size_t n = ms_strlcpy(msg, "MEMSCOPE_RING=", sizeof msg);
+			n += ms_strlcpy(msg + n, ms_g.cfg.ring_path, sizeof msg - n);
+			ms_strlcpy(msg + n, ": ", sizeof msg - n);
+			ms_say(msg, ms_ring_attach_strerror(err), "; not tracing");
+			set_state(MS_PASSTHROUGH);
+			return;
+		}
+	} else if (ms_bare_start() != 0) {
+		set_state(MS_PASSTHROUGH);
+		return;
+	}
+	if (ms_stacks_init() != 0 || ms_process_init() != 0) {
+		ms_say("cannot set up per-process state; not tracing", NULL, NULL);
+		set_state(MS_PASSTHROUGH);
+		return;
+	}
+	ms_unwind_init();
+	ms_modules_init();
+	t->w.pid = ms_g.pid;
+	t->w.tid = (uint32_t)gettid();
+	set_state(MS_ACTIVE);
+	ms_process_announce(t, event);
+	ms_thread_announce(t);
+	ms_modules_announce_all(t);
+}
+
+/*
+ * Returns the calling thread's state with busy set if this call is to be
+ * recorded, NULL if it passes through. Pair with leave().
+ */
+static inline struct ms_tls *enter(void)
+{
+	struct ms_tls *t = &tls;
+	int s;
+	if (__builtin_expect(t->busy, 0))
+		return NULL;
+	s = __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(s != MS_ACTIVE, 0)) {
+		if (s != MS_UNINIT)
+			return NULL;
+		int e = errno;
+		t->busy = 1;
+		init(t);
+		t->busy = 0;
+		errno = e;
+		if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+			return NULL;
+	}
+	t->busy = 1;
+	if (__builtin_expect(!t->announced, 0))
+		ms_thread_announce(t);
+	return t;
+}
+
+static inline void leave(struct ms_tls *t)
+{
+	t->busy = 0;
+}
+
+static inline int recording(void)
+{
+	return !tls.busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE;
+}
+
+static void record_alloc(void *p, size_t size, int kind, size_t align)
+{
+	struct ms_tls *t = enter(); /* may initialise, writing PROCESS start */
+	if (!t)
+		return;
+	uint64_t ts = ms_now_ns(); /* after the real call returned */
+	int e = errno;
+	uint64_t stack = ms_stack_capture(t);
+	struct ms_alloc *r = ms_rec_begin(t, sizeof *r);
+	if (r) {
+		r->h.type = MS_REC_ALLOC;
+		r->h.len = sizeof *r;
+		r->h.flags = 0;
+		r->h.ts = ts;
+		r->ptr = (uint64_t)(uintptr_t)p;
+		r->size = size;
+		r->stack_id = stack;
+		r->kind = (uint16_t)kind;
+		r->_pad = 0;
+		r->align = (uint32_t)align;
+		ms_rec_end(t);
+	}
+	errno = e;
+	leave(t);
+}
+
+static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t ts_before)
+{
+	struct ms_tls *t = enter();
+	if (!t)
+		return;
+	uint64_t ts = ms_now_ns();
+	int e = errno;
+	/* realloc(p, 0) is a free: no stack, like FREE. */
+	uint64_t stack = p ? ms_stack_capture(t) : 0;
+	struct ms_realloc *r = ms_rec_begin(t, sizeof *r);
+	if (r) {
+		r->h.type = MS_REC_REALLOC;
+		r->h.len = sizeof *r;
+		r->h.flags = 0;
+		r->h.ts = ts;
+		r->old_ptr = (uint64_t)(uintptr_t)old;
+		r->new_ptr = (uint64_t)(uintptr_t)p;
+		r->size = size;
+		r->stack_id = stack;
+		r->ts_before = ts_before ? ts_before : ts; /* 0: init happened in this call */
+		r->kind = (uint16_t)kind;
+		r->_pad = 0;
+		r->_pad2 = 0;
+		ms_rec_end(t);
+	}
+	errno = e;
+	leave(t);
+}
+
+MS_EXPORT void *malloc(size_t n)
+{
+	void *p = __libc_malloc(n);
+	if (p)
+		record_alloc(p, n, MS_KIND_MALLOC, 0);
+	return p;
+}
+
+MS_EXPORT void free(void *p)
+{
+	if (p) {
+		struct ms_tls *t = enter();
+		if (t) {
+			int e = errno;
+			struct ms_free *r = ms_rec_begin(t, sizeof *r);
+			if (r) {
+				r->h.type = MS_REC_FREE;
+				r->h.len = sizeof *r;
+				r->h.flags = 0;
+				r->h.ts = ms_now_ns(); /* before the real free */
+				r->ptr = (uint64_t)(uintptr_t)p;
+				ms_rec_end(t);
+			}
+			errno = e;
+			leave(t);
+		}
+	}
+	__libc_free(p);
+}
+
+MS_EXPORT void *calloc(size_t n, size_t size)
+{
+	void *p = __libc_calloc(n, size); /* checks n * size for overflow (ENOMEM) */
+	if (p)
+		record_alloc(p, n * size, MS_KIND_CALLOC, 0);
+	return p;
+}
+
+static void *do_realloc(void *old, size_t n, int kind)
+{
+	uint64_t before = recording() ? ms_now_ns() : 0;
+	void *p = __libc_realloc(old, n);
+	/*
+	 * NULL is a failure (old still valid, errno ENOMEM), except for
+	 * realloc(p, 0) with p != NULL, which glibc turns into free(p).
+	 */
+	if (p || (old && n == 0))
+		record_realloc(old, p, n, kind, before);
+	return p;
+}
+
+MS_EXPORT void *realloc(void *old, size_t n)
+{
+	return do_realloc(old, n, MS_KIND_REALLOC);
+}
+
+MS_EXPORT void *reallocarray(void *old, size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM; /* as glibc's __libc_reallocarray */
+		return NULL;
+	}
+	return do_realloc(old, bytes, MS_KIND_REALLOCARRAY);
+}
+
+MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+	/* glibc's check: a power-of-two multiple of sizeof(void *). */
+	if (align % sizeof(void *) != 0 || align == 0 ||
+	    ((align / sizeof(void *)) & (align / sizeof(void *) - 1)) != 0)
+		return EINVAL;
+	void *p = __libc_memalign(align, n); /* what __posix_memalign calls */
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	record_alloc(p, n, MS_KIND_POSIX_MEMALIGN, align);
+	return 0;
+}
+
+/* glibc 2.36: aligned_alloc is an alias of __libc_memalign. */
+MS_EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+	void *p = __libc_memalign(align, n);
+	if (p)
+		record_alloc(p, n, MS_KIND_ALIGNED_ALLOC, align);
+	return p;
+}
+
+MS_EXPORT void *memalign(size_t align, size_t n)
+{
+	void *p = __libc_memalign(align, n);
+	if (p)
+		record_alloc(p, n, MS_KIND_MEMALIGN, align);
+	return p;
+}
+
+MS_EXPORT void *valloc(size_t n)
+{
+	void *p = __libc_valloc(n);
+	if (p)
+		record_alloc(p, n, MS_KIND_VALLOC, page_size);
+	return p;
+}
+
+MS_EXPORT void *pvalloc(size_t n)
+{
+	void *p = __libc_pvalloc(n);
+	if (p)
+		record_alloc(p, n, MS_KIND_PVALLOC, page_size);
+	return p;
+}
+
+/*
+ * For programs that never allocate (and to resolve dlopen/dlclose outside
+ * any malloc hook). Runs after libc's own initialisation.
+ */
+__attribute__((constructor)) static void ms_constructor(void)
+{
+	if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_UNINIT && !tls.busy) {
+		int e = errno;
+		tls.busy = 1;
+		init(&tls);
+		tls.busy = 0;
+		errno = e;
+	}
+	ms_modules_init();
+}
+
+/* Normal exit: seal the exiting thread's chunk so the consumer need not wait. */
+__attribute__((destructor)) static void ms_destructor(void)
+{
+	struct ms_tls *t = &tls;
+	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+		return;
+	t->busy = 1;
+	ms_ring_seal(&ms_g.ring, &t->w);
+	t->busy = 0;
+}

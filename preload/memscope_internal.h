@@ -1,0 +1,151 @@
+/*
+ * memscope_internal.h — what the files of the interposer share. Nothing
+ * here is exported from libmemscope.so (-fvisibility=hidden and the
+ * version script): the only exported symbols are the hooks.
+ *
+ * Files, one concern each:
+ *   hooks.c    the allocation entry points, lazy init, per-thread state
+ *   unwind.c   call stacks (libunwind)
+ *   stacks.c   stack interning table and STACK records
+ *   modules.c  MODULE records, dlopen/dlclose
+ *   process.c  PROCESS/THREAD records, fork, thread exit, env markers
+ *   env.c      configuration from the environment (no malloc)
+ *   spawn.c    bare mode: create a ring, start the analyzer detached
+ *   ring.c     the ring writer (owned by shm/)
+ */
+#ifndef MS_INTERNAL_H
+#define MS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ring.h"
+
+#define MS_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- configuration (env.c) ---- */
+
+struct ms_config {
+	const char *ring_path;    /* MEMSCOPE_RING, NULL: bare mode */
+	int disabled;             /* MEMSCOPE_RING set but empty: do not trace */
+	const char *analyzer;     /* MEMSCOPE_ANALYZER, NULL if unset */
+	uint64_t ring_size;       /* MEMSCOPE_RING_SIZE (bare mode) */
+	unsigned depth;           /* MEMSCOPE_DEPTH, 0..MS_MAX_DEPTH; 0: no stacks */
+	int lossy;                /* MEMSCOPE_MODE=lossy */
+	int follow_fork;          /* MEMSCOPE_FOLLOW_FORK */
+	long marker_pid;          /* MEMSCOPE_PID (our own marker), -1 if absent */
+};
+
+/* Reads the MEMSCOPE_* variables; reports bad values on stderr. */
+MS_HIDDEN void ms_config_load(struct ms_config *c);
+/* Value of NAME in environ (no malloc), or NULL. */
+MS_HIDDEN const char *ms_getenv(const char *name);
+/* Writes "memscope: " msg "\n" to stderr with one write(2). */
+MS_HIDDEN void ms_say(const char *a, const char *b, const char *c);
+/*
+ * Makes each of the n entries ("NAME=value", in storage that lives as long
+ * as the process) part of environ, replacing an existing NAME. No malloc:
+ * a new array, if needed, is mmap'ed.
+ */
+MS_HIDDEN int ms_env_put(char *const *entries, int n);
+/* Small string helpers (no libc calls that could allocate). */
+MS_HIDDEN size_t ms_strlcpy(char *dst, const char *src, size_t cap);
+MS_HIDDEN char *ms_utoa(char *end, uint64_t v); /* writes digits ending before end, returns start */
+
+/* ---- per-thread state (hooks.c) ---- */
+
+struct ms_tls {
+	struct ms_writer w;
+	uint32_t busy;      /* reentrancy: set while we record or initialise */
+	uint32_t announced; /* THREAD record written, destructor armed */
+};
+
+/* The calling thread's state (initial-exec TLS, never allocates). */
+MS_HIDDEN struct ms_tls *ms_tls(void);
+
+/* Global state, read-mostly after init. */
+enum ms_state {
+	MS_UNINIT = 0,
+	MS_INITIALIZING = 1,
+	MS_ACTIVE = 2,
+	MS_PASSTHROUGH = 3,
+};
+
+struct ms_global {
+	int state;                 /* enum ms_state, atomic */
+	struct ms_ring ring;
+	struct ms_config cfg;
+	uint32_t pid, ppid;        /* refreshed after fork */
+	uint64_t epoch;            /* per-process stack epoch (stacks.c) */
+	uintptr_t self_lo, self_hi; /* our own text, skipped in stacks */
+	char self_path[MS_PATH_MAX]; /* path of libmemscope.so as loaded */
+	char exe[MS_PATH_MAX];     /* /proc/self/exe */
+	uint32_t exe_len;
+	char ring_env[MS_PATH_MAX + 16]; /* bare mode: "MEMSCOPE_RING=path" for descendants */
+};
+
+extern struct ms_global ms_g MS_HIDDEN;
+
+/*
+ * Opens a record of size bytes in the calling thread's chunk (which the
+ * caller owns: t->busy is set). Returns NULL when it must be dropped.
+ */
+MS_HIDDEN void *ms_rec_begin(struct ms_tls *t, uint32_t size);
+MS_HIDDEN void ms_rec_end(struct ms_tls *t);
+/* Arms the thread-exit destructor and writes the THREAD record. */
+MS_HIDDEN void ms_thread_announce(struct ms_tls *t);
+
+/* ---- stacks (unwind.c, stacks.c) ---- */
+
+MS_HIDDEN void ms_unwind_init(void);
+/* Our own frames above the caller of a hook, at most (slack included). */
+#define MS_UNWIND_SLACK 8
+/*
+ * Fills buf (room for depth + MS_UNWIND_SLACK + 1 entries) with return
+ * addresses, innermost first. Returns how many belong to the caller of
+ * the hook and its callers (at most depth), starting at buf[*first].
+ * *truncated is set if the stack was deeper than depth.
+ */
+MS_HIDDEN unsigned ms_unwind(void **buf, unsigned depth, unsigned *first, int *truncated);
+
+MS_HIDDEN int ms_stacks_init(void);
+/* Called in the child after fork: every stack must be written again. */
+MS_HIDDEN void ms_stacks_new_process(void);
+/*
+ * Returns the id of the calling stack (0 if stacks are off), writing its
+ * STACK record first if this process has not written it yet.
+ */
+MS_HIDDEN uint64_t ms_stack_capture(struct ms_tls *t);
+
+/* ---- modules (modules.c) ---- */
+
+MS_HIDDEN void ms_modules_init(void); /* resolves the real dlopen/dlclose */
+/* Finds our own text range and path (ms_g.self_*). */
+MS_HIDDEN void ms_modules_find_self(void);
+/* Writes MODULE LOAD records for every object (process start/exec). */
+MS_HIDDEN void ms_modules_announce_all(struct ms_tls *t);
+/* The same from the known set, without dl_iterate_phdr (fork child). */
+MS_HIDDEN void ms_modules_announce_known(struct ms_tls *t);
+/*
+ * Cheap check whether objects were loaded or unloaded behind our back
+ * (libc-internal dlopen); if so, rescans. Safe in a hook.
+ */
+MS_HIDDEN void ms_modules_check(struct ms_tls *t);
+MS_HIDDEN void ms_modules_after_fork(void);
+
+/* ---- process (process.c) ---- */
+
+MS_HIDDEN int ms_process_init(void); /* key, atfork handlers, markers */
+MS_HIDDEN void ms_process_announce(struct ms_tls *t, int event);
+
+/* ---- bare mode (spawn.c) ---- */
+
+/*
+ * Creates a private ring, exports MEMSCOPE_RING, starts the analyzer
+ * detached. On success the ring is attached in ms_g.ring. Returns 0, or
+ * -1 after saying why on stderr.
+ */
+MS_HIDDEN int ms_bare_start(void);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * process.c — PROCESS and THREAD records, fork, thread exit, and the
+ * MEMSCOPE_PID environment marker.
+ *
+ *   - PROCESS start|exec at init; an image is an exec when MEMSCOPE_PID in
+ *     its environment is its own pid (the marker each traced image, and
+ *     each fork child, sets to its pid).
+ *   - THREAD {tid, name} at a thread's first record, and again at its exit
+ *     (the name is often set after the thread started).
+ *   - Thread exit: a pthread key destructor writes THREAD and seals the
+ *     thread's chunk, so the consumer need not wait for it to go idle.
+ *   - fork child (pthread_atfork): the inherited chunk is the parent's:
+ *     forget it, refresh pid/tid, and announce the child (PROCESS fork,
+ *     THREAD, every MODULE); its stacks are written again (stacks.c S3).
+ *     MEMSCOPE_FOLLOW_FORK=0: the child passes through, and its exec'd
+ *     images too (MEMSCOPE_RING becomes empty in its environment).
+ * Nothing here allocates; pthread_key_create, pthread_setspecific and
+ * pthread_atfork may call malloc, which then passes through (tls.busy).
+ */
+#include "memscope_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define MS_ARG0_MAX 1024u
+
+extern char *program_invocation_name;
+
+static pthread_key_t exit_key;
+static char pid_env[32] = "MEMSCOPE_PID=";
+static char no_ring_env[] = "MEMSCOPE_RING=";
+
+static void write_thread(struct ms_tls *t)
+{
+	struct ms_thread *r = ms_rec_begin(t, sizeof *r);
+	if (!r)
+		return;
+	memset(r, 0, sizeof *r);
+	r->h.type = MS_REC_THREAD;
+	r->h.len = sizeof *r;
+	r->h.ts = ms_now_ns();
+	r->tid = t->w.tid;
+	char name[MS_THREAD_NAME_MAX + 1] = {0};
+	if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0) {
+		r->name_len = (uint32_t)strnlen(name, MS_THREAD_NAME_MAX);
+		memcpy(r->name, name, r->name_len);
+	}
+	ms_rec_end(t);
+}
+
+void ms_thread_announce(struct ms_tls *t)
+{
+	t->announced = 1;
+	t->w.pid = ms_g.pid;
+	t->w.tid = (uint32_t)gettid();
+	pthread_setspecific(exit_key, (void *)1); /* arms thread_exit */
+	write_thread(t);
+}
+
+static void thread_exit(void *unused)
+{
+	struct ms_tls *t = ms_tls();
+	(void)unused;
+	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+		return;
+	int e = errno;
+	t->busy = 1;
+	write_thread(t);
+	ms_ring_seal(&ms_g.ring, &t->w);
+	t->busy = 0;
+	errno = e;
+}
+
+void ms_process_announce(struct ms_tls *t, int event)
+{
+	const char *arg0 = program_invocation_name ? program_invocation_name : "";
+	uint32_t flags = 0;
+	uint32_t exe_len = ms_g.exe_len, arg_len = (uint32_t)strlen(arg0);
+	if (arg_len > MS_ARG0_MAX) {
+		arg_len = MS_ARG0_MAX;
+		flags |= MS_RECF_TRUNCATED;
+	}
+	uint32_t size = (uint32_t)((sizeof(struct ms_process) + exe_len + arg_len + 7) & ~7u);
+	struct ms_process *r = ms_rec_begin(t, size);
+	if (!r)
+		return;
+	memset(r, 0, size);
+	r->h.type = MS_REC_PROCESS;
+	r->h.len = (uint16_t)size;
+	r->h.flags = flags;
+	r->h.ts = ms_now_ns();
+	r->pid = ms_g.pid;
+	r->ppid = ms_g.ppid;
+	r->event = (uint32_t)event;
+	r->status = 0;
+	r->exe_len = exe_len;
+	r->arg_len = arg_len;
+	memcpy((char *)(r + 1), ms_g.exe, exe_len);
+	memcpy((char *)(r + 1) + exe_len, arg0, arg_len);
+	ms_rec_end(t);
+}
+
+static void set_pid_marker(void)
+{
+	char digits[16];
+	char *end = digits + sizeof digits - 1;
+	*end = 0;
+	char *p = ms_utoa(end, ms_g.pid);
+	ms_strlcpy(pid_env + 13, p, sizeof pid_env - 13); /* after "MEMSCOPE_PID=" */
+}
+
+static void child_after_fork(void)
+{
+	struct ms_tls *t = ms_tls();
+	if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+		return;
+	int e = errno;
+	ms_ring_forget(&t->w); /* the parent still owns it */
+	ms_g.ppid = ms_g.pid;
+	ms_g.pid = (uint32_t)getpid();
+	t->w.pid = ms_g.pid;
+	t->w.tid = (uint32_t)gettid();
+	t->announced = 0;
+	ms_modules_after_fork();
+	set_pid_marker(); /* in place: the string is ours, already in environ */
+	if (!ms_g.cfg.follow_fork) {
+		char *const entries[1] = {no_ring_env};
+		__atomic_store_n(&ms_g.state, MS_PASSTHROUGH, __ATOMIC_RELEASE);
+		ms_env_put(entries, 1);
+		errno = e;
+		return;
+	}
+	ms_stacks_new_process();
+	if (!t->busy) { /* fork from a signal handler inside a hook: stay quiet */
+		t->busy = 1;
+		ms_process_announce(t, MS_PROCESS_FORK);
+		ms_thread_announce(t);
+		ms_modules_announce_known(t);
+		t->busy = 0;
+	}
+	errno = e;
+}
+
+int ms_process_init(void)
+{
+	char *entries[2];
+	int n = 0;
+	if (pthread_key_create(&exit_key, thread_exit) != 0)
+		return -1;
+	if (pthread_atfork(NULL, NULL, child_after_fork) != 0)
+		return -1;
+	set_pid_marker();
+	entries[n++] = pid_env;
+	if (ms_g.ring_env[0])
+		entries[n++] = ms_g.ring_env;
+	ms_env_put(entries, n);
+	return 0;
+}
