@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/google/pprof/profile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run the testdata programs through the real
+// `memscope-analyze run` (which preloads the real library) and check the
+// reports it writes against testdata/NAME.expect.json: the leak groups
+// with their frames, the totals of DESIGN §6, the exit status, and the
+// pprof profile.
+
+var (
+	analyzerOnce sync.Once
+	analyzerPath string
+	analyzerErr  error
+)
+
+// analyzer builds build/memscope-analyze and the library with make.
+func analyzer(t testing.TB) string {
+	analyzerOnce.Do(func() {
+		dir := root(t)
+		out, err := exec.Command("make", "-s", "-C", dir, "all").CombinedOutput()
+		if err != nil {
+			analyzerErr = fmt.Errorf("make all: %v\n%s", err, out)
+			return
+		}
+		analyzerPath = filepath.Join(dir, "build", "memscope-analyze")
+	})
+	if analyzerErr != nil {
+		t.Fatal(analyzerErr)
+	}
+	return analyzerPath
+}
+
+// leaksJSON is the schema of memscope.PROG.PID.leaks.json (DESIGN §6).
+type leaksJSON struct {
+	Version    int    `json:"version"`
+	Pid        uint32 `json:"pid"`
+	Ppid       uint32 `json:"ppid"`
+	Program    string `json:"program"`
+	ExitStatus *int   `json:"exit_status"`
+	Complete   bool   `json:"complete"`
+	Totals     struct {
+		Allocations          uint64 `json:"allocations"`
+		Frees                uint64 `json:"frees"`
+		BytesAllocated       uint64 `json:"bytes_allocated"`
+		PeakBytes            uint64 `json:"peak_bytes"`
+		TemporaryAllocations uint64 `json:"temporary_allocations"`
+		DroppedEvents        uint64 `json:"dropped_events"`
+	} `json:"totals"`
+	LeakedBytes   uint64 `json:"leaked_bytes"`
+	LeakedObjects uint64 `json:"leaked_objects"`
+	Leaks         []struct {
+		Bytes      uint64 `json:"bytes"`
+		Objects    uint64 `json:"objects"`
+		Suppressed bool   `json:"suppressed"`
+		Frames     []struct {
+			Address  string `json:"address"`
+			Function string `json:"function"`
+			File     string `json:"file"`
+			Line     int    `json:"line"`
+			Module   string `json:"module"`
+		} `json:"frames"`
+	} `json:"leaks"`
+}
+
+// analyzed is the outcome of one `memscope-analyze run`.
+type analyzed struct {
+	dir      string // --out
+	exitCode int
+	stdout   string
+	stderr   string
+	reports  []*leaksJSON
+	self     uint32 // the analyzer's pid: the ppid of the traced program
+}
+
+// analyze runs argv under `memscope-analyze run` with extra flags.
+func analyze(t *testing.T, flags []string, argv ...string) *analyzed {
+	t.Helper()
+	out := t.TempDir()
+	args := append([]string{"run", "--out", out}, flags...)
+	args = append(append(args, "--"), argv...)
+	cmd := exec.Command(analyzer(t), args...)
+	cmd.Env = cleanEnv()
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	a := &analyzed{dir: out, stdout: so.String(), stderr: se.String(), self: uint32(cmd.Process.Pid)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		a.exitCode = ee.ExitCode()
+	default:
+		t.Fatalf("memscope-analyze %s: %v", strings.Join(args, " "), err)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.*.leaks.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var r leaksJSON
+		require.NoError(t, json.Unmarshal(b, &r), "%s", f)
+		a.reports = append(a.reports, &r)
+	}
+	return a
+}
+
+func (a *analyzed) main(t *testing.T) *leaksJSON {
+	t.Helper()
+	for _, r := range a.reports {
+		if r.Ppid == a.self {
+			return r
+		}
+	}
+	t.Fatalf("no report of the program itself (ppid %d) among %d reports; stderr:\n%s", a.self, len(a.reports), a.stderr)
+	return nil
+}
+
+// byRole finds the report of an expectation role (see testdata/README.md).
+func (a *analyzed) byRole(t *testing.T, role, image string) *leaksJSON {
+	t.Helper()
+	m := a.main(t)
+	if role == "main" {
+		return m
+	}
+	for _, r := range a.reports {
+		if r.Ppid != m.Pid {
+			continue
+		}
+		sameImage := filepath.Base(r.Program) == image
+		switch role {
+		case "fork child", "fork child after exec":
+			if sameImage {
+				return r
+			}
+		case "system() shell":
+			if !sameImage {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no report for role %q (image %q)", role, image)
+	return nil
+}
+
+// programGroups renders r's leak groups with the innermost run of frames
+// that lie in the program's own modules (the executable and the objects
+// built beside it), as the expectations list them.
+func programGroups(r *leaksJSON, modules []string) []string {
+	isOurs := map[string]bool{}
+	for _, m := range modules {
+		isOurs[m] = true
+	}
+	var out []string
+	for _, g := range r.Leaks {
+		var frames []srcLoc
+		for _, f := range g.Frames {
+			if !isOurs[f.Module] {
+				if len(frames) > 0 {
+					break
+				}
+				continue
+			}
+			frames = append(frames, srcLoc{Function: f.Function, File: filepath.Base(f.File), Line: f.Line})
+		}
+		out = append(out, groupString(g.Bytes, g.Objects, frames))
+	}
+	return out
+}
+
+func shellCode(p expectProcess) int {
+	if p.Signal != nil {
+		return 128 + int(signalNames[*p.Signal])
+	}
+	return *p.ExitStatus
+}
+
+// TestAnalyzeExpectations checks the reports of every testdata program.
+func TestAnalyzeExpectations(t *testing.T) {
+	names := []string{"leaks", "entry", "realloc", "threads", "fork", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd"}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			exp := loadExpect(t, name)
+			bin := program(t, name)
+			modules := []string{bin}
+			for _, run := range exp.Runs {
+				args := run.Args
+				if name == "dlopen" {
+					args = []string{program(t, "plugin", "-shared", "-fPIC")}
+					modules = append(modules, args[0])
+				}
+				t.Run(strings.Join(append([]string{"args"}, run.Args...), "_"), func(t *testing.T) {
+					a := analyze(t, nil, append([]string{bin}, args...)...)
+					assert.Equal(t, run.Stdout, a.stdout, "stdout")
+					assert.Equal(t, shellCode(run.Processes[0]), a.exitCode, "exit status; stderr:\n%s", a.stderr)
+					for _, p := range run.Processes {
+						image := ""
+						if p.Image != nil {
+							image = *p.Image
+						}
+						r := a.byRole(t, p.Role, image)
+						assert.True(t, r.Complete, "%s: complete", p.Role)
+						assert.Zero(t, r.Totals.DroppedEvents, "%s: dropped events", p.Role)
+						assert.Equal(t, r.Totals.Allocations-r.Totals.Frees, r.LeakedObjects, "%s: allocations - frees == leaked objects", p.Role)
+						if !p.Exact {
+							assert.NotZero(t, r.Totals.Allocations, "%s: nothing recorded", p.Role)
+							continue
+						}
+						if image != "" {
+							assert.Equal(t, image, filepath.Base(r.Program), "%s: program", p.Role)
+						}
+						assert.Equal(t, p.Totals.Allocations, r.Totals.Allocations, "%s: allocations", p.Role)
+						assert.Equal(t, p.Totals.Frees, r.Totals.Frees, "%s: frees", p.Role)
+						if p.Totals.BytesAllocated != nil {
+							assert.Equal(t, *p.Totals.BytesAllocated, r.Totals.BytesAllocated, "%s: bytes allocated", p.Role)
+						}
+						assert.Equal(t, p.LeakedBytes, r.LeakedBytes, "%s: leaked bytes", p.Role)
+						assert.Equal(t, p.LeakedObjects, r.LeakedObjects, "%s: leaked objects", p.Role)
+						var want []string
+						for _, g := range p.Leaks {
+							want = append(want, groupString(g.Bytes, g.Objects, g.Frames))
+						}
+						got := programGroups(r, modules)
+						sort.Strings(want)
+						sort.Strings(got)
+						assert.Equal(t, want, got, "%s: leak groups", p.Role)
+						for i := 1; i < len(r.Leaks); i++ {
+							assert.GreaterOrEqual(t, r.Leaks[i-1].Bytes, r.Leaks[i].Bytes, "%s: groups sorted by bytes", p.Role)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestAnalyzePprof checks the heap profile of testdata/leaks: valid, with
+// exact inuse_space per leaking function, readable by `go tool pprof`.
+func TestAnalyzePprof(t *testing.T) {
+	a := analyze(t, nil, program(t, "leaks"))
+	m := a.main(t)
+	path := filepath.Join(a.dir, fmt.Sprintf("memscope.leaks.%d.pb.gz", m.Pid))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	p, err := profile.Parse(f)
+	require.NoError(t, err)
+	require.NoError(t, p.CheckValid())
+	var types []string
+	for _, st := range p.SampleType {
+		types = append(types, st.Type+"/"+st.Unit)
+	}
+	assert.Equal(t, []string{"alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"}, types)
+	assert.Equal(t, "inuse_space", p.DefaultSampleType)
+
+	// inuse_space by the innermost function: testdata/leaks.c's comment
+	// says 100 B leak_direct, 3 x 200 B level3, 300 B leak_calloc.
+	flat := map[string]int64{}
+	for _, s := range p.Sample {
+		if s.Value[3] == 0 {
+			continue
+		}
+		fn := s.Location[0].Line[0].Function.Name
+		flat[fn] += s.Value[3]
+	}
+	assert.Equal(t, map[string]int64{"leak_direct": 100, "level3": 600, "leak_calloc": 300}, flat)
+
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", path).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, want := range []string{"600B", "level3", "300B", "leak_calloc", "100B", "leak_direct"} {
+		assert.Contains(t, string(out), want)
+	}
+}
+
+// TestAnalyzeFailOnLeak checks --fail-on-leak and suppressions.
+func TestAnalyzeFailOnLeak(t *testing.T) {
+	leaks := program(t, "leaks")
+	supp := filepath.Join(t.TempDir(), "supp.txt")
+	require.NoError(t, os.WriteFile(supp, []byte("# every leak of leaks.c\nleak:leak_direct\nleak:level1\nleak:leaks.c\n"), 0o644))
+	partial := filepath.Join(t.TempDir(), "partial.txt")
+	require.NoError(t, os.WriteFile(partial, []byte("leak:leak_direct\n"), 0o644))
+	crash := program(t, "crash")
+	tests := []struct {
+		name  string
+		flags []string
+		argv  []string
+		want  int
+	}{
+		{"leaks without the flag", nil, []string{leaks}, 0},
+		{"leaks", []string{"--fail-on-leak"}, []string{leaks}, 23},
+		{"all suppressed", []string{"--fail-on-leak", "--suppressions", supp}, []string{leaks}, 0},
+		{"some suppressed", []string{"--fail-on-leak", "--suppressions", partial}, []string{leaks}, 23},
+		{"exit status kept", nil, []string{crash, "_exit"}, 9},
+		{"abort", nil, []string{crash, "abort"}, 128 + int(syscall.SIGABRT)},
+		{"SIGKILL", nil, []string{crash, "kill"}, 128 + int(syscall.SIGKILL)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := analyze(t, tc.flags, tc.argv...)
+			assert.Equal(t, tc.want, a.exitCode, "stderr:\n%s", a.stderr)
+		})
+	}
+	t.Run("suppressed groups are marked", func(t *testing.T) {
+		a := analyze(t, []string{"--suppressions", supp}, leaks)
+		m := a.main(t)
+		assert.Equal(t, uint64(1000), m.LeakedBytes, "suppressed leaks still count in leaked_bytes")
+		for _, g := range m.Leaks {
+			assert.True(t, g.Suppressed, "%d bytes", g.Bytes)
+		}
+	})
+}
+
+// TestAnalyzeBadInput checks the messages for what cannot work.
+func TestAnalyzeBadInput(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "plain.txt")
+	require.NoError(t, os.WriteFile(notExec, []byte("hello"), 0o644))
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing program", []string{"run", "--", "/nonexistent/prog"}, "program /nonexistent/prog does not exist"},
+		{"not executable", []string{"run", "--", notExec}, "is not executable"},
+		{"not in PATH", []string{"run", "--", "no-such-program-xyz"}, `program "no-such-program-xyz" not found in PATH`},
+		{"bad out dir", []string{"run", "--out", "/nonexistent/dir", "--", "/bin/true"}, "--out /nonexistent/dir"},
+		{"bad flag", []string{"run", "--no-such-flag", "--", "/bin/true"}, "unknown flag: --no-such-flag"},
+		{"bad ring size", []string{"run", "--ring-size", "lots", "--", "/bin/true"}, `invalid size "lots"`},
+		{"missing ring", []string{"record", "--ring", "/nonexistent/ring"}, "/nonexistent/ring"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(analyzer(t), tc.args...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s", out)
+			assert.Equal(t, 2, ee.ExitCode())
+			assert.Contains(t, string(out), tc.want)
+			assert.NotContains(t, string(out), "goroutine", "no panic")
+			assert.Equal(t, 1, strings.Count(strings.TrimSpace(string(out)), "\n")+1, "one line: %s", out)
+		})
+	}
+}
