@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/pprof/profile"
 	"github.com/stretchr/testify/assert"
@@ -355,4 +356,88 @@ func TestAnalyzeBadInput(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(strings.TrimSpace(string(out)), "\n")+1, "one line: %s", out)
 		})
 	}
+}
+
+// TestBarePreload runs testdata/leaks with a bare LD_PRELOAD: the library
+// creates the ring and starts `memscope-analyze record` detached, which
+// writes the reports into MEMSCOPE_OUT after the program has exited.
+func TestBarePreload(t *testing.T) {
+	analyzer(t) // the library finds memscope-analyze beside itself
+	bin := program(t, "leaks")
+	out := t.TempDir()
+	errf, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	require.NoError(t, err)
+	defer errf.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "MEMSCOPE_OUT="+out)
+	cmd.Stderr = errf
+	outBytes, err := cmd.Output()
+	require.NoError(t, err)
+	assert.Empty(t, string(outBytes))
+	pid := cmd.Process.Pid
+
+	path := filepath.Join(out, fmt.Sprintf("memscope.leaks.%d.leaks.json", pid))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			se, _ := os.ReadFile(errf.Name())
+			t.Fatalf("no report %s after 20 s; stderr:\n%s", path, se)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var r leaksJSON
+	require.NoError(t, json.Unmarshal(b, &r))
+	exp := loadExpect(t, "leaks").Runs[0].Processes[0]
+	assert.Equal(t, exp.LeakedBytes, r.LeakedBytes)
+	assert.Equal(t, exp.Totals.Allocations, r.Totals.Allocations)
+	var want []string
+	for _, g := range exp.Leaks {
+		want = append(want, groupString(g.Bytes, g.Objects, g.Frames))
+	}
+	got := programGroups(&r, []string{bin})
+	sort.Strings(want)
+	sort.Strings(got)
+	assert.Equal(t, want, got)
+	for _, suffix := range []string{".pb.gz", ".peak.pb.gz", ".leaks.txt", ".trace.json"} {
+		assert.FileExists(t, filepath.Join(out, fmt.Sprintf("memscope.leaks.%d%s", pid, suffix)))
+	}
+}
+
+// TestRunSignals checks that a SIGTERM sent to memscope-analyze reaches
+// PROG, that the reports are still written, and that the exit status is
+// PROG's (128+15).
+func TestRunSignals(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sh", "-c", "exec sleep 30")
+	cmd.Env = cleanEnv()
+	require.NoError(t, cmd.Start())
+	// Wait until the traced program has reported itself (its ring has data).
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 128+int(syscall.SIGTERM), ee.ExitCode())
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.sleep.*.leaks.json"))
+	assert.Len(t, files, 1, "report of the killed sleep")
+}
+
+// TestRunStatic checks the message for a program the library cannot be
+// loaded into.
+func TestRunStatic(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "static.c")
+	require.NoError(t, os.WriteFile(src, []byte("#include <stdlib.h>\nint main(void){ return malloc(10) ? 4 : 5; }\n"), 0o644))
+	bin := filepath.Join(t.TempDir(), "static")
+	if out, err := exec.Command("gcc", "-static", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Skipf("no static libc to link with: %v\n%s", err, out)
+	}
+	a := analyze(t, nil, bin)
+	assert.Equal(t, 4, a.exitCode, "the program's own status")
+	assert.Contains(t, a.stderr, "is statically linked, so libmemscope.so could not be loaded into it: nothing was recorded")
+	assert.Empty(t, a.reports)
 }
