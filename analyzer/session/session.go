@@ -81,8 +81,10 @@ func (c *Config) defaults() {
 
 // pidWatch follows a process we did not start, through a pidfd.
 type pidWatch struct {
-	fd   int
-	gone bool
+	fd       int
+	gone     bool
+	exitSeen time.Time         // when the pidfd first said the process is gone
+	status   engine.ExitStatus // from PIDFD_GET_INFO (Linux 6.15+), else unknown
 }
 
 func watchPid(pid uint32) *pidWatch {
@@ -93,18 +95,38 @@ func watchPid(pid uint32) *pidWatch {
 	return &pidWatch{fd: fd}
 }
 
-// exited polls the pidfd without blocking.
+// statusWait bounds how long a report waits for the parent of an exited
+// process to reap it, which is when the kernel publishes its exit status.
+const statusWait = 200 * time.Millisecond
+
+// exited polls the pidfd without blocking. Once the process is gone it
+// waits up to statusWait for its exit status (the kernel gives it to a
+// pidfd only after the parent has reaped the zombie, Linux 6.15+).
 func (w *pidWatch) exited() bool {
 	if w.gone {
 		return true
 	}
-	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	if err == nil && n > 0 {
-		w.gone = true
-		unix.Close(w.fd)
+	if w.exitSeen.IsZero() {
+		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 0); err != nil || n == 0 {
+			return false
+		}
+		w.exitSeen = time.Now()
 	}
-	return w.gone
+	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
+	if err := unix.IoctlPidfdInfo(w.fd, &info); err == nil && info.Mask&unix.PIDFD_INFO_EXIT != 0 {
+		ws := unix.WaitStatus(info.Exit_code)
+		if ws.Signaled() {
+			w.status = engine.ExitStatus{Known: true, Signal: int(ws.Signal())}
+		} else {
+			w.status = engine.ExitStatus{Known: true, Code: ws.ExitStatus()}
+		}
+	} else if err == nil && time.Since(w.exitSeen) < statusWait {
+		return false // not reaped yet
+	}
+	w.gone = true
+	unix.Close(w.fd)
+	return true
 }
 
 func (w *pidWatch) close() {
@@ -205,7 +227,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 					delete(watches, pid)
 					ended[pid] = true
 					rd.SealProcess(pid)
-					endings = append(endings, ending{pid: pid})
+					endings = append(endings, ending{pid: pid, status: w.status})
 				}
 			}
 		}

@@ -165,13 +165,14 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		"MEMSCOPE_RING":  ringPath,
 		"MEMSCOPE_DEPTH": strconv.Itoa(rf.depth),
 	})
-	exits := reapChildren()
 	pid, err := startTraced(prog, args, env)
 	if err != nil {
 		ring.Close()
 		os.Remove(ringPath)
 		return err
 	}
+	// Only now: wait4 before the fork would find no child and end the run.
+	exits := reapChildren()
 	stopSignals := forwardSignals(pid)
 	defer stopSignals()
 
