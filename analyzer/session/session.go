@@ -154,7 +154,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	ring := cfg.Ring
 	defer func() {
 		ring.Close()
-		if !cfg.KeepRing {
+		if cfg.KeepRing {
+			fmt.Fprintf(cfg.Stderr, "memscope: ring kept at %s\n", ring.Path())
+		} else {
 			os.Remove(ring.Path())
 		}
 	}()

@@ -189,7 +189,15 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 	}()
 	res, err := session.Run(ctx, cfg, sessExits)
 	if err != nil {
-		return err
+		// The recording is lost, but PROG is not ours to abandon: wait for
+		// its tree and leave with its status, so a CI job still sees it.
+		fmt.Fprintf(os.Stderr, "memscope-analyze: %v; no reports for this run\n", err)
+		for range sessExits {
+		}
+		if code := shellStatus(rootStatus); code != 0 {
+			return &exitError{code: code}
+		}
+		return &exitError{code: 2}
 	}
 	if !res.Traced(uint32(pid)) {
 		if isStaticELF(prog) {
