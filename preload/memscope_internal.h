@@ -138,6 +138,7 @@ MS_HIDDEN void ms_modules_after_fork(void);
 
 MS_HIDDEN int ms_process_init(void); /* key, atfork handlers, markers */
 MS_HIDDEN void ms_process_announce(struct ms_tls *t, int event);
+MS_HIDDEN void ms_process_write(struct ms_tls *t, int event, int status);
 
 /* ---- bare mode (spawn.c) ---- */
 

@@ -5,6 +5,8 @@
  *   - PROCESS start|exec at init; an image is an exec when MEMSCOPE_PID in
  *     its environment is its own pid (the marker each traced image, and
  *     each fork child, sets to its pid).
+ *   - PROCESS exit {status} from an on_exit handler (exit() or a return
+ *     from main; not _exit, abort or a signal).
  *   - THREAD {tid, name} at a thread's first record, and again at its exit
  *     (the name is often set after the thread started).
  *   - Thread exit: a pthread key destructor writes THREAD and seals the
@@ -21,6 +23,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -76,6 +79,11 @@ static void thread_exit(void *unused)
 
 void ms_process_announce(struct ms_tls *t, int event)
 {
+	ms_process_write(t, event, 0);
+}
+
+void ms_process_write(struct ms_tls *t, int event, int status)
+{
 	const char *arg0 = program_invocation_name ? program_invocation_name : "";
 	uint32_t flags = 0;
 	uint32_t exe_len = ms_g.exe_len, arg_len = (uint32_t)strlen(arg0);
@@ -95,7 +103,7 @@ void ms_process_announce(struct ms_tls *t, int event)
 	r->pid = ms_g.pid;
 	r->ppid = ms_g.ppid;
 	r->event = (uint32_t)event;
-	r->status = 0;
+	r->status = status;
 	r->exe_len = exe_len;
 	r->arg_len = arg_len;
 	memcpy((char *)(r + 1), ms_g.exe, exe_len);
@@ -119,6 +127,7 @@ static void child_after_fork(void)
 		return;
 	int e = errno;
 	ms_ring_forget(&t->w); /* the parent still owns it */
+	t->w.lost = 0;         /* the parent reports its own drops */
 	ms_g.ppid = ms_g.pid;
 	ms_g.pid = (uint32_t)getpid();
 	t->w.pid = ms_g.pid;
@@ -144,6 +153,29 @@ static void child_after_fork(void)
 	errno = e;
 }
 
+/*
+ * exit(status), or a return from main: PROCESS exit with the status, then
+ * seal the chunk. Registered with on_exit at init, so it runs after the
+ * program's later atexit handlers and before destructors; whatever they
+ * free still follows in the stream (the process ends when its pid is
+ * gone, not at this record). _exit, abort and signals skip it.
+ */
+static void at_exit(int status, void *unused)
+{
+	struct ms_tls *t = ms_tls();
+	(void)unused;
+	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+		return;
+	int e = errno;
+	t->busy = 1;
+	if (!t->announced)
+		ms_thread_announce(t);
+	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff); /* what the parent's wait sees */
+	ms_ring_seal(&ms_g.ring, &t->w);
+	t->busy = 0;
+	errno = e;
+}
+
 int ms_process_init(void)
 {
 	char *entries[2];
@@ -151,6 +183,8 @@ int ms_process_init(void)
 	if (pthread_key_create(&exit_key, thread_exit) != 0)
 		return -1;
 	if (pthread_atfork(NULL, NULL, child_after_fork) != 0)
+		return -1;
+	if (on_exit(at_exit, NULL) != 0)
 		return -1;
 	set_pid_marker();
 	entries[n++] = pid_env;

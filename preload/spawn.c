@@ -293,8 +293,11 @@ int ms_bare_start(void)
 	}
 	if (find_analyzer() != 0) {
 		unlink(ring_path);
-		ms_say("cannot find memscope-analyze (beside the library, MEMSCOPE_ANALYZER or PATH)",
-		       ms_g.cfg.analyzer ? ": " : "", ms_g.cfg.analyzer ? ms_g.cfg.analyzer : "; not tracing");
+		if (ms_g.cfg.analyzer)
+			ms_say("MEMSCOPE_ANALYZER=", ms_g.cfg.analyzer, " is not an executable file; not tracing");
+		else
+			ms_say("cannot find memscope-analyze beside libmemscope.so or on PATH "
+			       "(set MEMSCOPE_ANALYZER); not tracing", NULL, NULL);
 		return -1;
 	}
 	/* The ring is attached before the analyzer can remove it. */

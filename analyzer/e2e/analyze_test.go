@@ -192,12 +192,38 @@ func shellCode(p expectProcess) int {
 	return *p.ExitStatus
 }
 
+// valgrindFigures is the "valgrind" section of an expect file: valgrind's
+// "total heap usage" line for the main process, recorded once by hand.
+// no_freeres is the run with --run-libc-freeres=no --run-cxx-freeres=no,
+// which does not free libc's and libstdc++'s own blocks at exit and so
+// counts exactly what a real run does (testdata/README.md).
+type valgrindFigures struct {
+	NoFreeres *struct {
+		Allocs         uint64 `json:"allocs"`
+		Frees          uint64 `json:"frees"`
+		BytesAllocated uint64 `json:"bytes_allocated"`
+		BytesDiffer    string `json:"bytes_differ"`
+	} `json:"no_freeres"`
+}
+
+func loadValgrind(t *testing.T, name string) valgrindFigures {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "testdata", name+".expect.json"))
+	require.NoError(t, err)
+	var v struct {
+		Valgrind valgrindFigures `json:"valgrind"`
+	}
+	require.NoError(t, json.Unmarshal(b, &v))
+	return v.Valgrind
+}
+
 // TestAnalyzeExpectations checks the reports of every testdata program.
 func TestAnalyzeExpectations(t *testing.T) {
 	names := []string{"leaks", "entry", "realloc", "threads", "fork", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			exp := loadExpect(t, name)
+			vg := loadValgrind(t, name)
 			bin := program(t, name)
 			modules := []string{bin}
 			for _, run := range exp.Runs {
@@ -230,6 +256,13 @@ func TestAnalyzeExpectations(t *testing.T) {
 						assert.Equal(t, p.Totals.Frees, r.Totals.Frees, "%s: frees", p.Role)
 						if p.Totals.BytesAllocated != nil {
 							assert.Equal(t, *p.Totals.BytesAllocated, r.Totals.BytesAllocated, "%s: bytes allocated", p.Role)
+						}
+						if vg := vg.NoFreeres; vg != nil && p.Role == "main" {
+							assert.Equal(t, vg.Allocs, r.Totals.Allocations, "main: allocations against valgrind's total heap usage")
+							assert.Equal(t, vg.Frees, r.Totals.Frees, "main: frees against valgrind's total heap usage")
+							if vg.BytesDiffer == "" {
+								assert.Equal(t, vg.BytesAllocated, r.Totals.BytesAllocated, "main: bytes allocated against valgrind's total heap usage")
+							}
 						}
 						assert.Equal(t, p.LeakedBytes, r.LeakedBytes, "%s: leaked bytes", p.Role)
 						assert.Equal(t, p.LeakedObjects, r.LeakedObjects, "%s: leaked objects", p.Role)

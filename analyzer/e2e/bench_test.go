@@ -1,11 +1,11 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +13,9 @@ import (
 )
 
 // newRing creates a ring drained by a consumer until the benchmark ends.
-func newRing(b *testing.B) string {
+func newRing(b *testing.B) string { return newRingT(b) }
+
+func newRingT(b testing.TB) string {
 	dir := b.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		b.Fatal(err)

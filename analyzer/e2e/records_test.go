@@ -138,6 +138,14 @@ func TestProcessRecords(t *testing.T) {
 	assert.Equal(t, start.Pid, sh.Ppid)
 	_, ok := res.module(fork.Pid, "/exec")
 	assert.True(t, ok, "the fork child describes its modules")
+	// exit() writes PROCESS exit with the status; _exit (dash's) does not.
+	exits := map[uint32][]int32{}
+	for _, p := range ps {
+		if p.Event == shm.ProcessExit {
+			exits[p.Pid] = append(exits[p.Pid], p.Status)
+		}
+	}
+	assert.Equal(t, map[uint32][]int32{start.Pid: {0}, exec.Pid: {3}}, exits)
 	assert.Equal(t, "sh", sh.Arg0, "system() runs sh -c")
 	for _, ev := range res.Events {
 		if ev.Type == shm.RecProcess {
@@ -149,6 +157,24 @@ func TestProcessRecords(t *testing.T) {
 
 // TestFollowForkOff: MEMSCOPE_FOLLOW_FORK=0 leaves the fork child (and
 // what it execs) untraced, the parent traced.
+// TestExitRecords: PROCESS exit carries exit()'s status; _exit, abort
+// and signals write none.
+func TestExitRecords(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		want []int32
+	}{{"exit", []int32{0}}, {"_exit", nil}, {"abort", nil}, {"kill", nil}, {"segv", nil}} {
+		res := traced(t, []string{program(t, "crash"), tc.mode}, runOpts{})
+		var got []int32
+		for _, p := range res.processes() {
+			if p.Event == shm.ProcessExit {
+				got = append(got, p.Status)
+			}
+		}
+		assert.Equal(t, tc.want, got, "crash %s", tc.mode)
+	}
+}
+
 func TestFollowForkOff(t *testing.T) {
 	res := traced(t, []string{program(t, "exec")}, runOpts{Env: []string{"MEMSCOPE_FOLLOW_FORK=0"}})
 	require.Equal(t, 0, res.ExitCode)
@@ -382,18 +408,32 @@ func TestBadRing(t *testing.T) {
 // TestBareModeNoAnalyzer: without MEMSCOPE_RING and no analyzer to be
 // found: one line, then pass-through; no ring left behind.
 func TestBareModeNoAnalyzer(t *testing.T) {
-	lib := library(t)
-	xdg := t.TempDir()
-	res := bare(t, []string{program(t, "signalfd")}, runOpts{Env: []string{
-		"LD_PRELOAD=" + lib, "XDG_RUNTIME_DIR=" + xdg, "MEMSCOPE_ANALYZER=" + filepath.Join(xdg, "nope"), "PATH=/usr/bin:/bin",
-	}})
-	assert.Equal(t, 0, res.ExitCode)
-	assert.Equal(t, "got SIGTERM\n", string(res.Stdout))
-	assert.Equal(t, 1, strings.Count(string(res.Stderr), "\n"), "stderr: %q", res.Stderr)
-	assert.Contains(t, string(res.Stderr), "memscope-analyze")
-	left, err := os.ReadDir(filepath.Join(xdg, "memscope"))
+	// A copy of the library in a directory without memscope-analyze.
+	libDir := t.TempDir()
+	lib := filepath.Join(libDir, "libmemscope.so")
+	b, err := os.ReadFile(library(t))
 	require.NoError(t, err)
-	assert.Empty(t, left, "ring left behind")
+	require.NoError(t, os.WriteFile(lib, b, 0o755))
+	for _, tc := range []struct {
+		name string
+		env  []string
+		say  string
+	}{
+		{"MEMSCOPE_ANALYZER", []string{"MEMSCOPE_ANALYZER=" + filepath.Join(libDir, "nope")}, "memscope: MEMSCOPE_ANALYZER=" + filepath.Join(libDir, "nope") + " is not an executable file; not tracing\n"},
+		{"nowhere", nil, "memscope: cannot find memscope-analyze beside libmemscope.so or on PATH (set MEMSCOPE_ANALYZER); not tracing\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xdg := t.TempDir()
+			env := append([]string{"LD_PRELOAD=" + lib, "XDG_RUNTIME_DIR=" + xdg, "PATH=/usr/bin:/bin"}, tc.env...)
+			res := bare(t, []string{program(t, "signalfd")}, runOpts{Env: env})
+			assert.Equal(t, 0, res.ExitCode)
+			assert.Equal(t, "got SIGTERM\n", string(res.Stdout))
+			assert.Equal(t, tc.say, string(res.Stderr))
+			left, err := os.ReadDir(filepath.Join(xdg, "memscope"))
+			require.NoError(t, err)
+			assert.Empty(t, left, "ring left behind")
+		})
+	}
 }
 
 // TestBareModeDetached starts a stand-in analyzer (a script that writes
