@@ -106,7 +106,7 @@ are untouched; Ctrl-C reaches PROG and the reports are still written.`,
 		}
 	}
 	f.Var(sizeFlag{&rf.ringSize}, "ring-size", "ring capacity, e.g. 64M (env MEMSCOPE_RING_SIZE)")
-	f.IntVar(&rf.depth, "depth", envInt("MEMSCOPE_DEPTH", 64), fmt.Sprintf("call stack depth recorded, 1..%d (env MEMSCOPE_DEPTH)", shm.MaxDepth))
+	f.IntVar(&rf.depth, "depth", envInt("MEMSCOPE_DEPTH", 64), fmt.Sprintf("call stack depth recorded, 0..%d, 0 for none (env MEMSCOPE_DEPTH)", shm.MaxDepth))
 	f.BoolVar(&rf.lossy, "lossy", os.Getenv("MEMSCOPE_MODE") == "lossy", "drop events instead of slowing PROG when the ring is full (env MEMSCOPE_MODE=lossy)")
 	return c
 }
@@ -128,8 +128,8 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if rf.depth < 1 || rf.depth > shm.MaxDepth {
-		return fmt.Errorf("--depth %d: want 1..%d", rf.depth, shm.MaxDepth)
+	if rf.depth < 0 || rf.depth > shm.MaxDepth {
+		return fmt.Errorf("--depth %d: want 0..%d (0: no stacks)", rf.depth, shm.MaxDepth)
 	}
 	cfg, err := rf.sessionConfig()
 	if err != nil {
