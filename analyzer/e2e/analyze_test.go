@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,29 +24,6 @@ import (
 // reports it writes against testdata/NAME.expect.json: the leak groups
 // with their frames, the totals of DESIGN §6, the exit status, and the
 // pprof profile.
-
-var (
-	analyzerOnce sync.Once
-	analyzerPath string
-	analyzerErr  error
-)
-
-// analyzer builds build/memscope-analyze and the library with make.
-func analyzer(t testing.TB) string {
-	analyzerOnce.Do(func() {
-		dir := root(t)
-		out, err := exec.Command("make", "-s", "-C", dir, "all").CombinedOutput()
-		if err != nil {
-			analyzerErr = fmt.Errorf("make all: %v\n%s", err, out)
-			return
-		}
-		analyzerPath = filepath.Join(dir, "build", "memscope-analyze")
-	})
-	if analyzerErr != nil {
-		t.Fatal(analyzerErr)
-	}
-	return analyzerPath
-}
 
 // leaksJSON is the schema of memscope.PROG.PID.leaks.json (DESIGN §6).
 type leaksJSON struct {
@@ -219,8 +195,7 @@ func loadValgrind(t *testing.T, name string) valgrindFigures {
 
 // TestAnalyzeExpectations checks the reports of every testdata program.
 func TestAnalyzeExpectations(t *testing.T) {
-	names := []string{"leaks", "entry", "realloc", "threads", "fork", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd"}
-	for _, name := range names {
+	for _, name := range expectPrograms {
 		t.Run(name, func(t *testing.T) {
 			exp := loadExpect(t, name)
 			vg := loadValgrind(t, name)

@@ -98,8 +98,7 @@ var signalNames = map[string]syscall.Signal{
 // checks the records, replayed with the counting rules of DESIGN §6,
 // against testdata/NAME.expect.json.
 func TestExpectations(t *testing.T) {
-	names := []string{"leaks", "entry", "realloc", "threads", "fork", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd"}
-	for _, name := range names {
+	for _, name := range expectPrograms {
 		t.Run(name, func(t *testing.T) {
 			exp := loadExpect(t, name)
 			bin := program(t, name)

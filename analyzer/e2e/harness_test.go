@@ -84,27 +84,38 @@ func root(t testing.TB) string {
 }
 
 var (
-	libOnce sync.Once
-	libPath string
-	libErr  error
+	makeMu   sync.Mutex
+	makeDone = map[string]error{}
 )
 
-// library builds build/libmemscope.so with make (once per test binary).
-func library(t testing.TB) string {
-	libOnce.Do(func() {
-		dir := root(t)
-		out, err := exec.Command("make", "-s", "-C", dir, "build/libmemscope.so").CombinedOutput()
-		if err != nil {
-			libErr = fmt.Errorf("make build/libmemscope.so: %v\n%s", err, out)
-			return
+// built runs `make TARGET` once per test binary and returns the path of
+// build/NAME.
+func built(t testing.TB, target, name string) string {
+	t.Helper()
+	makeMu.Lock()
+	defer makeMu.Unlock()
+	dir := root(t)
+	err, ok := makeDone[target]
+	if !ok {
+		if out, merr := exec.Command("make", "-s", "-C", dir, target).CombinedOutput(); merr != nil {
+			err = fmt.Errorf("make %s: %v\n%s", target, merr, out)
 		}
-		libPath = filepath.Join(dir, "build", "libmemscope.so")
-	})
-	if libErr != nil {
-		t.Fatal(libErr)
+		makeDone[target] = err
 	}
-	return libPath
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "build", name)
 }
+
+// library builds build/libmemscope.so with make.
+func library(t testing.TB) string { return built(t, "build/libmemscope.so", "libmemscope.so") }
+
+// analyzer builds build/memscope-analyze and the library with make.
+func analyzer(t testing.TB) string { return built(t, "all", "memscope-analyze") }
+
+// expectPrograms are the testdata programs with a NAME.expect.json.
+var expectPrograms = []string{"leaks", "entry", "realloc", "threads", "fork", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd"}
 
 var (
 	binMu    sync.Mutex
