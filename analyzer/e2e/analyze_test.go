@@ -449,3 +449,71 @@ func TestRunStatic(t *testing.T) {
 	assert.Contains(t, a.stderr, "is statically linked, so libmemscope.so could not be loaded into it: nothing was recorded")
 	assert.Empty(t, a.reports)
 }
+
+func parseProfile(t *testing.T, path string) *profile.Profile {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	p, err := profile.Parse(f)
+	require.NoError(t, err, "%s", path)
+	require.NoError(t, p.CheckValid(), "%s", path)
+	return p
+}
+
+// TestAnalyzeThreadsProfiles checks, on testdata/threads (8 threads named
+// storm-N, each leaking one block of 8*N bytes from storm_leak), the
+// thread labels of the exit profile, the peak profile against the peak
+// in leaks.json, and the timeline.
+func TestAnalyzeThreadsProfiles(t *testing.T) {
+	a := analyze(t, nil, program(t, "threads"))
+	m := a.main(t)
+	base := filepath.Join(a.dir, fmt.Sprintf("memscope.threads.%d", m.Pid))
+
+	exit := parseProfile(t, base+".pb.gz")
+	leakByThread := map[string]int64{}
+	for _, s := range exit.Sample {
+		if s.Value[3] > 0 && s.Location[0].Line[0].Function.Name == "storm_leak" {
+			require.Len(t, s.Label["thread"], 1)
+			leakByThread[s.Label["thread"][0]] += s.Value[3]
+		}
+	}
+	want := map[string]int64{}
+	for n := 1; n <= 8; n++ {
+		want[fmt.Sprintf("storm-%d", n)] = int64(8 * n)
+	}
+	assert.Equal(t, want, leakByThread, "inuse_space of storm_leak by thread label")
+
+	peak := parseProfile(t, base+".peak.pb.gz")
+	var peakInuse int64
+	for _, s := range peak.Sample {
+		peakInuse += s.Value[3]
+	}
+	assert.Equal(t, int64(m.Totals.PeakBytes), peakInuse, "peak profile's inuse_space == peak_bytes")
+	assert.GreaterOrEqual(t, m.Totals.PeakBytes, m.LeakedBytes)
+
+	b, err := os.ReadFile(base + ".trace.json")
+	require.NoError(t, err)
+	var trace struct {
+		TraceEvents []struct {
+			Name string         `json:"name"`
+			Ph   string         `json:"ph"`
+			Pid  uint32         `json:"pid"`
+			Args map[string]any `json:"args"`
+		} `json:"traceEvents"`
+	}
+	require.NoError(t, json.Unmarshal(b, &trace), "trace.json is JSON")
+	var counters int
+	var maxHeap float64
+	for _, ev := range trace.TraceEvents {
+		if ev.Ph == "C" && ev.Name == "heap" {
+			counters++
+			assert.Equal(t, m.Pid, ev.Pid)
+			v, ok := ev.Args["bytes"].(float64)
+			require.True(t, ok, "heap counter without bytes: %v", ev.Args)
+			maxHeap = max(maxHeap, v)
+		}
+	}
+	assert.NotZero(t, counters, "heap counter events")
+	assert.LessOrEqual(t, maxHeap, float64(m.Totals.PeakBytes), "the timeline never exceeds the peak")
+}
