@@ -16,8 +16,8 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
-	"math"
 	"sort"
 	"time"
 
@@ -47,7 +47,7 @@ type Engine struct {
 
 	stacks map[uint64][]uint64
 
-	procRecs   map[uint64]shm.Process // PROCESS records waiting in the window
+	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
 
 	maxSeen  uint64 // largest timestamp seen
@@ -74,7 +74,7 @@ func New(opts Options) *Engine {
 		procs:    map[uint32]*proc{},
 		threads:  map[uint64]*thread{},
 		stacks:   map[uint64][]uint64{},
-		procRecs: map[uint64]shm.Process{},
+		procRecs: map[uint64]pendingProc{},
 		slack:    uint64(w) / 16 << kindBit,
 	}
 }
@@ -88,15 +88,21 @@ func (e *Engine) proc(pid uint32) *proc {
 	return p
 }
 
+// thread returns the stream of (pid, tid). Records come in runs of one
+// thread (a chunk each), so the previous record's thread is tried first.
 func (e *Engine) thread(pid, tid uint32) *thread {
 	if th := e.last; th != nil && th.pid == pid && th.tid == tid {
 		return th
 	}
+	return e.lookupThread(pid, tid)
+}
+
+func (e *Engine) lookupThread(pid, tid uint32) *thread {
 	k := uint64(pid)<<32 | uint64(tid)
 	th := e.threads[k]
 	if th == nil {
 		p := e.proc(pid)
-		th = &thread{pid: pid, tid: tid, proc: p, heapIdx: -1}
+		th = &thread{pid: pid, tid: tid, proc: p}
 		e.threads[k] = th
 		p.threads = append(p.threads, th)
 	}
@@ -108,19 +114,69 @@ func (e *Engine) thread(pid, tid uint32) *thread {
 // window. rec.Data is not retained. A record that does not decode gives an
 // error naming its pid, tid and type; the engine's state is unchanged.
 func (e *Engine) Apply(rec shm.Record) error {
+	// Heap records, most of the stream, are decoded in place; one too
+	// short for its layout takes the general path, which reports it.
+	d, le := rec.Data, binary.LittleEndian
+	switch {
+	case rec.Type == shm.RecAlloc && len(d) >= allocRecSize:
+		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evAlloc),
+			le.Uint64(d[allocPtrOff:]), le.Uint64(d[allocSizeOff:]), le.Uint64(d[allocStackOff:]))
+		return nil
+	case rec.Type == shm.RecFree && len(d) >= freeRecSize:
+		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evFree), le.Uint64(d[freePtrOff:]), 0, 0)
+		return nil
+	case rec.Type == shm.RecRealloc && len(d) >= reallocRecSize:
+		before := le.Uint64(d[reallocTSBeforeOff:])
+		if before > rec.TS {
+			break // an error, reported below
+		}
+		th := e.thread(rec.Pid, rec.Tid)
+		if old := le.Uint64(d[reallocOldOff:]); old != 0 {
+			e.queue(th, eventKey(before, evFree), old, 0, 0)
+		}
+		if nw := le.Uint64(d[reallocNewOff:]); nw != 0 {
+			e.queue(th, eventKey(rec.TS, evAlloc), nw, le.Uint64(d[reallocSizeOff:]), le.Uint64(d[reallocStackOff:]))
+		}
+		return nil
+	}
+	return e.applyRecord(rec)
+}
+
+// Sizes and field offsets of the ALLOC, FREE and REALLOC records of
+// include/memscope.h, as in shm/record.go (TestHeapRecordLayout checks
+// them on records encoded by shm).
+const (
+	allocRecSize  = 48
+	allocPtrOff   = 16
+	allocSizeOff  = 24
+	allocStackOff = 32
+
+	freeRecSize = 24
+	freePtrOff  = 16
+
+	reallocRecSize     = 64
+	reallocOldOff      = 16
+	reallocNewOff      = 24
+	reallocSizeOff     = 32
+	reallocStackOff    = 40
+	reallocTSBeforeOff = 48
+)
+
+// applyRecord is Apply for every record but well-formed heap records.
+func (e *Engine) applyRecord(rec shm.Record) error {
 	switch rec.Type {
 	case shm.RecAlloc:
 		a, err := rec.Alloc()
 		if err != nil {
 			return recErr(rec, err)
 		}
-		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evAlloc), ptr: a.Ptr, size: a.Size, stack: a.StackID})
+		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evAlloc), a.Ptr, a.Size, a.StackID)
 	case shm.RecFree:
 		f, err := rec.Free()
 		if err != nil {
 			return recErr(rec, err)
 		}
-		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evFree), ptr: f.Ptr})
+		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evFree), f.Ptr, 0, 0)
 	case shm.RecRealloc:
 		r, err := rec.Realloc()
 		if err != nil {
@@ -131,10 +187,10 @@ func (e *Engine) Apply(rec shm.Record) error {
 		}
 		th := e.thread(rec.Pid, rec.Tid)
 		if r.OldPtr != 0 {
-			e.queue(th, event{key: eventKey(r.TSBefore, evFree), ptr: r.OldPtr})
+			e.queue(th, eventKey(r.TSBefore, evFree), r.OldPtr, 0, 0)
 		}
 		if r.NewPtr != 0 {
-			e.queue(th, event{key: eventKey(rec.TS, evAlloc), ptr: r.NewPtr, size: r.Size, stack: r.StackID})
+			e.queue(th, eventKey(rec.TS, evAlloc), r.NewPtr, r.Size, r.StackID)
 		}
 	case shm.RecStack:
 		s, err := rec.Stack()
@@ -168,8 +224,9 @@ func (e *Engine) Apply(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
 		}
 		e.nextProcID++
-		e.procRecs[e.nextProcID] = pr
-		e.queue(e.thread(rec.Pid, rec.Tid), event{key: eventKey(rec.TS, evProc), ptr: e.nextProcID})
+		key := eventKey(rec.TS, evProc)
+		e.procRecs[e.nextProcID] = pendingProc{pr, key}
+		e.queue(e.thread(rec.Pid, rec.Tid), key, e.nextProcID, 0, 0)
 	case shm.RecLost:
 		l, err := rec.Lost()
 		if err != nil {
@@ -182,30 +239,45 @@ func (e *Engine) Apply(rec shm.Record) error {
 	return nil
 }
 
+// pendingProc is a PROCESS record waiting in the window, with its key.
+type pendingProc struct {
+	rec shm.Process
+	key uint64
+}
+
 func recErr(rec shm.Record, err error) error {
 	return fmt.Errorf("pid %d tid %d: %s record at ts %d: %w", rec.Pid, rec.Tid, rec.Type, rec.TS, err)
 }
 
-// queue adds ev to th's run and applies what left the window.
-func (e *Engine) queue(th *thread, ev event) {
-	wasEmpty := th.empty()
-	th.push(&e.pool, ev)
-	if wasEmpty {
+// queue adds an event to th's run and applies what left the window.
+//
+// The window moves only when the largest timestamp seen grows, so it is
+// checked only then: with the same maxSeen, the limit is the one of the
+// last check, and released only grows.
+func (e *Engine) queue(th *thread, key, ptr, size, stack uint64) {
+	b, i := th.tailBlk, th.tailIdx
+	if b == nil || i == blockEvents {
+		b, i = th.newTail(&e.pool), 0
+	}
+	b.ev[i] = event{key: key, ptr: ptr, size: size, stack: stack}
+	th.tailIdx = i + 1
+	th.pending++
+	if th.pending == 1 {
 		e.heap.add(th)
 	}
-	ts := ev.ts()
-	if ts > e.maxSeen {
+	if ts := key >> kindBit; ts > e.maxSeen {
+		// Newer than everything seen (so not behind released).
 		e.maxSeen = ts
-	}
-	if ev.key <= e.released {
-		// Behind what was applied already: apply it now.
-		e.release(e.released)
+		if ts >= e.window {
+			if limit := eventKey(ts-e.window, 1<<kindBit-1); limit >= e.released+e.slack {
+				e.release(limit)
+			}
+		}
 		return
 	}
-	if e.maxSeen >= e.window {
-		if limit := eventKey(e.maxSeen-e.window, 1<<kindBit-1); limit >= e.released+e.slack {
-			e.release(limit)
-		}
+	if key <= e.released {
+		// Behind what was applied already: apply it now.
+		e.release(e.released)
 	}
 }
 
@@ -215,22 +287,61 @@ func (e *Engine) release(limit uint64) {
 		e.released = limit
 	}
 	for len(e.heap) > 0 {
-		th := e.heap[0]
-		if th.headKey() > limit {
+		if e.heap[0].key > limit {
 			return
 		}
+		th := e.heap[0].th
 		bound := e.heap.secondKey()
 		if limit < bound {
 			bound = limit
 		}
-		for !th.empty() && th.headKey() <= bound {
-			e.applyEvent(th, th.pop(&e.pool))
-		}
-		if th.empty() {
+		// Apply th's run up to the next thread's head.
+		if e.applyRun(th, bound) {
 			e.heap.removeRoot()
 		} else {
+			e.heap[0].key = th.headKey()
 			e.heap.down(0)
 		}
+	}
+}
+
+// applyRun applies th's pending events with key <= bound, in place in
+// their blocks, and reports whether th has none left.
+func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
+	for {
+		b, i := th.headBlk, th.headIdx
+		end := blockEvents
+		if b == th.tailBlk {
+			end = th.tailIdx
+		}
+		for ; i < end; i++ {
+			ev := &b.ev[i]
+			if ev.key > bound {
+				break
+			}
+			// Heap events directly (the common case), others through
+			// applyEvent.
+			switch ev.key & (1<<kindBit - 1) {
+			case evAlloc:
+				th.proc.alloc(th, ev.key>>kindBit, ev.ptr, ev.size, ev.stack)
+			case evFree:
+				th.proc.free(th, ev.key>>kindBit, ev.ptr)
+			default:
+				e.applyEvent(th, *ev)
+			}
+		}
+		th.pending -= i - th.headIdx
+		th.headIdx = i
+		if th.pending == 0 {
+			th.reset(&e.pool)
+			return true
+		}
+		if i < end {
+			return false
+		}
+		// The head block is done and more events follow.
+		th.headBlk, th.headIdx = b.next, 0
+		e.pool.put(b)
 	}
 }
 
@@ -244,7 +355,7 @@ func (e *Engine) applyEvent(th *thread, ev event) {
 	case evProc:
 		pr := e.procRecs[ev.ptr]
 		delete(e.procRecs, ev.ptr)
-		e.applyProcess(th, ev.ts(), pr)
+		e.applyProcess(th, ev.ts(), pr.rec)
 	}
 }
 
@@ -304,8 +415,9 @@ func (e *Engine) Advance(now uint64) {
 	}
 }
 
-// Flush applies every pending event of every process.
-func (e *Engine) Flush() { e.release(math.MaxUint64) }
+// Flush applies every pending event of every process. Later records still
+// go through the window (only those older than what was flushed are late).
+func (e *Engine) Flush() { e.release(eventKey(e.maxSeen, 1<<kindBit-1)) }
 
 // EndProcess applies everything pending up to the last event of pid (of
 // every process, so that a child's fork record older than the parent's end
@@ -323,14 +435,25 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 			limit = th.lastKey()
 		}
 	}
+	// A child's fork record may be younger than the parent's last event
+	// (a parent that exits right after fork): it must still find the
+	// parent.
+	for _, pp := range e.procRecs {
+		if pp.rec.Event == shm.ProcessFork && pp.rec.Ppid == pid && pp.key > limit {
+			limit = pp.key
+		}
+	}
 	if limit > 0 {
 		e.release(limit)
 	}
 	for _, th := range p.threads {
 		// Left only by a thread whose timestamps went backwards (bad
 		// input): apply the rest in its order.
-		if th.heapIdx >= 0 {
-			e.heap.remove(th.heapIdx)
+		if th.empty() {
+			continue
+		}
+		if i := e.heap.index(th); i >= 0 {
+			e.heap.remove(i)
 		}
 		for !th.empty() {
 			e.applyEvent(th, th.pop(&e.pool))
@@ -378,8 +501,8 @@ func (e *Engine) Stack(id uint64) ([]uint64, bool) {
 // Pending returns how many events wait in the reorder window.
 func (e *Engine) Pending() int {
 	n := 0
-	for _, th := range e.heap {
-		n += th.pending
+	for _, h := range e.heap {
+		n += h.th.pending
 	}
 	return n
 }

@@ -499,3 +499,40 @@ func TestEndProcessUnknownAndExitRecord(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, 137, c)
 }
+
+func TestWindowAfterFlush(t *testing.T) {
+	// After a Flush, later records are still ordered by the window: the
+	// overlap of the two blocks (peak 200) is seen although B arrives last.
+	const pid = 900
+	s := newStream(t)
+	s.malloc(pid, 900, 1*ms, 0x100, 1, 1).free(pid, 900, 2*ms, 0x100)
+	e := run(t, 100*time.Millisecond, s.recs)
+	e.Flush()
+	assert.Equal(t, 0, e.Pending())
+	s = newStream(t)
+	s.malloc(pid, 900, 10*ms, 0x1000, 100, 1).free(pid, 900, 30*ms, 0x1000).
+		malloc(pid, 901, 20*ms, 0x2000, 100, 2).free(pid, 901, 40*ms, 0x2000)
+	for _, r := range s.recs {
+		require.NoError(t, e.Apply(r))
+	}
+	p := e.EndProcess(pid, ExitStatus{})
+	assert.Equal(t, uint64(200), p.Totals.PeakBytes)
+	assert.Equal(t, uint64(0), p.Totals.LateEvents)
+}
+
+func TestParentEndsBeforeChildForkRecordIsApplied(t *testing.T) {
+	// The parent's last event is before the fork (it _exits right after
+	// forking); the lead ends the parent before the child's fork record
+	// left the window: the child still inherits the parent's blocks.
+	const parent, child = 950, 951
+	s := newStream(t)
+	s.malloc(parent, parent, 10*ms, 0x1000, 64, 1).
+		process(child, child, 20*ms, shm.ProcessFork, parent, "/bin/p")
+	e := run(t, 100*time.Millisecond, s.recs)
+	pp := e.EndProcess(parent, ExitStatus{Known: true})
+	assert.Equal(t, uint64(1), pp.Totals.LiveObjects)
+	cp := e.EndProcess(child, ExitStatus{Known: true})
+	require.NotNil(t, cp)
+	assert.Equal(t, uint64(1), cp.Totals.LiveObjects)
+	assert.Equal(t, uint64(64), cp.Totals.LiveBytes)
+}

@@ -256,9 +256,6 @@ func (p *proc) touch(s *site) {
 
 // tick records timeline samples for the boundaries up to ts.
 func (p *proc) tick(ts uint64) {
-	if ts < p.nextSample {
-		return
-	}
 	if p.startTS == 0 {
 		p.startTS = ts
 	}
@@ -272,16 +269,20 @@ func (p *proc) tick(ts uint64) {
 }
 
 // applied notes that an event at ts is applied; it reports lateness.
+// (alloc and free have it inlined.)
 func (p *proc) applied(ts uint64) {
 	if ts < p.maxApplied {
 		p.t.LateEvents++
 	} else {
 		p.maxApplied = ts
 	}
-	p.tick(ts)
+	if ts >= p.nextSample {
+		p.tick(ts)
+	}
 }
 
-// siteFor returns the index of the site (stack, tid), created at ts if new.
+// siteFor returns the index of the site (stack, tid), created at ts if
+// new. (alloc first looks in the home slot, inline.)
 func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 	if i, ok := p.siteIndex.get(stack, tid); ok {
 		return i
@@ -293,13 +294,24 @@ func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 }
 
 func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
+	// p.applied(ts), inlined.
 	late := ts < p.maxApplied
-	p.applied(ts)
+	if late {
+		p.t.LateEvents++
+	} else {
+		p.maxApplied = ts
+	}
+	if ts >= p.nextSample {
+		p.tick(ts)
+	}
 	p.heapEvents = true
 	if ptr == 0 {
 		return
 	}
-	si := p.siteFor(stack, th.tid, ts)
+	si, ok := p.siteIndex.home(stack, th.tid)
+	if !ok {
+		si = p.siteFor(stack, th.tid, ts)
+	}
 	s := &p.sites[si]
 	p.touch(s)
 	s.Allocs++
@@ -325,7 +337,15 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
 }
 
 func (p *proc) free(th *thread, ts, ptr uint64) {
-	p.applied(ts)
+	// p.applied(ts), inlined.
+	if ts < p.maxApplied {
+		p.t.LateEvents++
+	} else {
+		p.maxApplied = ts
+	}
+	if ts >= p.nextSample {
+		p.tick(ts)
+	}
 	p.heapEvents = true
 	temp := th.lastAllocOK && th.lastAlloc == ptr
 	lastTS := th.lastAllocTS

@@ -71,7 +71,6 @@ func (p *blockPool) put(b *eventBlock) {
 type thread struct {
 	pid, tid uint32
 	proc     *proc
-	heapIdx  int // position in the engine's heap, -1 when not in it
 
 	headBlk, tailBlk *eventBlock
 	headIdx, tailIdx int // next to pop in headBlk; next free in tailBlk
@@ -92,16 +91,7 @@ func (th *thread) pop(pool *blockPool) event {
 	th.headIdx++
 	th.pending--
 	if th.pending == 0 {
-		// Keep the (now empty) block for the next run.
-		th.headIdx, th.tailIdx = 0, 0
-		if th.headBlk != th.tailBlk {
-			for b := th.headBlk; b != th.tailBlk; {
-				next := b.next
-				pool.put(b)
-				b = next
-			}
-			th.headBlk = th.tailBlk
-		}
+		th.reset(pool)
 	} else if th.headIdx == blockEvents {
 		b := th.headBlk
 		th.headBlk, th.headIdx = b.next, 0
@@ -110,18 +100,31 @@ func (th *thread) pop(pool *blockPool) event {
 	return ev
 }
 
-func (th *thread) push(pool *blockPool, ev event) {
-	if th.tailBlk == nil {
-		th.tailBlk = pool.get()
+// reset empties th's run once its last event is taken, keeping the tail
+// block for the next run.
+func (th *thread) reset(pool *blockPool) {
+	th.headIdx, th.tailIdx = 0, 0
+	if th.headBlk != th.tailBlk {
+		for b := th.headBlk; b != th.tailBlk; {
+			next := b.next
+			pool.put(b)
+			b = next
+		}
 		th.headBlk = th.tailBlk
-	} else if th.tailIdx == blockEvents {
-		b := pool.get()
-		th.tailBlk.next = b
-		th.tailBlk, th.tailIdx = b, 0
 	}
-	th.tailBlk.ev[th.tailIdx] = ev
-	th.tailIdx++
-	th.pending++
+}
+
+// newTail links a new block at the tail of th's run (the first block, or
+// after a full one) and returns it.
+func (th *thread) newTail(pool *blockPool) *eventBlock {
+	b := pool.get()
+	if th.tailBlk == nil {
+		th.headBlk = b
+	} else {
+		th.tailBlk.next = b
+	}
+	th.tailBlk, th.tailIdx = b, 0
+	return b
 }
 
 // release gives th's blocks back to the pool (the thread is forgotten).
@@ -135,33 +138,32 @@ func (th *thread) release(pool *blockPool) {
 }
 
 // threadHeap is a min-heap of threads with pending events, by head key.
-type threadHeap []*thread
+// Entries carry the key so that comparisons touch only the heap array.
+type threadHeap []heapEntry
 
-func (h threadHeap) less(i, j int) bool { return h[i].headKey() < h[j].headKey() }
-
-func (h threadHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+type heapEntry struct {
+	key uint64 // the thread's head key
+	th  *thread
 }
+
+func (h threadHeap) swap(i, j int) { h[i], h[j] = h[j], h[i] }
 
 func (h *threadHeap) add(th *thread) {
-	*h = append(*h, th)
-	th.heapIdx = len(*h) - 1
-	h.up(th.heapIdx)
+	*h = append(*h, heapEntry{th.headKey(), th})
+	h.up(len(*h) - 1)
 }
 
-func (h *threadHeap) removeRoot() {
-	old := *h
-	n := len(old) - 1
-	old.swap(0, n)
-	old[n].heapIdx = -1
-	old[n] = nil
-	*h = old[:n]
-	if n > 0 {
-		h.down(0)
+// index is th's position in the heap, or -1 (linear: for EndProcess only).
+func (h threadHeap) index(th *thread) int {
+	for i := range h {
+		if h[i].th == th {
+			return i
+		}
 	}
+	return -1
 }
+
+func (h *threadHeap) removeRoot() { h.remove(0) }
 
 // remove takes the thread at position i out of the heap.
 func (h *threadHeap) remove(i int) {
@@ -170,8 +172,7 @@ func (h *threadHeap) remove(i int) {
 	if i != n {
 		old.swap(i, n)
 	}
-	old[n].heapIdx = -1
-	old[n] = nil
+	old[n] = heapEntry{}
 	*h = old[:n]
 	if i < n {
 		h.down(i)
@@ -182,7 +183,7 @@ func (h *threadHeap) remove(i int) {
 func (h threadHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if !h.less(i, p) {
+		if h[i].key >= h[p].key {
 			return
 		}
 		h.swap(i, p)
@@ -198,10 +199,10 @@ func (h threadHeap) down(i int) {
 			return
 		}
 		m := l
-		if r := l + 1; r < n && h.less(r, l) {
+		if r := l + 1; r < n && h[r].key < h[l].key {
 			m = r
 		}
-		if !h.less(m, i) {
+		if h[m].key >= h[i].key {
 			return
 		}
 		h.swap(i, m)
@@ -213,12 +214,10 @@ func (h threadHeap) down(i int) {
 func (h threadHeap) secondKey() uint64 {
 	k := ^uint64(0)
 	if len(h) > 1 {
-		k = h[1].headKey()
+		k = h[1].key
 	}
-	if len(h) > 2 {
-		if k2 := h[2].headKey(); k2 < k {
-			k = k2
-		}
+	if len(h) > 2 && h[2].key < k {
+		k = h[2].key
 	}
 	return k
 }

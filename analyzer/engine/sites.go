@@ -14,9 +14,11 @@ type siteSlot struct {
 	idx   uint32 // site index + 1; 0: empty
 }
 
+// siteHash mixes both keys into the low bits the table indexes with
+// (stack ids are hashes in practice, but tests and tools use small ones).
 func siteHash(stack uint64, tid uint32) uint64 {
-	h := (stack ^ uint64(tid)<<40 ^ uint64(tid)) * 0x9e3779b97f4a7c15
-	return h ^ h>>29
+	h := (stack ^ uint64(tid)*0xbf58476d1ce4e5b9) * 0x9e3779b97f4a7c15
+	return h ^ h>>32
 }
 
 func (t *siteTable) get(stack uint64, tid uint32) (uint32, bool) {
@@ -33,6 +35,16 @@ func (t *siteTable) get(stack uint64, tid uint32) (uint32, bool) {
 			return s.idx - 1, true
 		}
 	}
+}
+
+// home looks (stack, tid) up in its home slot only: the common case,
+// small enough to be inlined.
+func (t *siteTable) home(stack uint64, tid uint32) (uint32, bool) {
+	if len(t.slots) == 0 {
+		return 0, false
+	}
+	s := &t.slots[siteHash(stack, tid)&uint64(len(t.slots)-1)]
+	return s.idx - 1, s.idx != 0 && s.stack == stack && s.tid == tid
 }
 
 // put adds a key that is not in the table.
