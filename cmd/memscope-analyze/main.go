@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -19,7 +20,17 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// gcPercent is the analyzer's GOGC unless the environment sets one. Its
+// heap is mostly flat, pointer-free tables (the live table, site stats),
+// so a collection costs little, while Go's default of 100 lets the heap
+// grow to twice the live data: on a program with 1.6 M live blocks that
+// was 230 MB instead of 140 MB.
+const gcPercent = 20
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	os.Exit(execute(os.Args[1:]))
 }
 
