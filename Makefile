@@ -68,6 +68,7 @@ test-go: all
 
 test-fuzz: $(DEPS_STAMP)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChunk$$' -fuzztime $(FUZZTIME) ./shm
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./analyzer/engine
 
 test: lint test-go test-fuzz
 

@@ -75,18 +75,19 @@ func TestParseGoBench(t *testing.T) {
 	}
 }
 
-func TestParseVmHWM(t *testing.T) {
+func TestParseStatus(t *testing.T) {
 	tests := []struct {
 		status string
-		want   uint64
+		want   procStatus
 		ok     bool
 	}{
-		{"Name:\tmemscope-analyze\nVmPeak:\t  800000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n", 12345 * 1024, true},
-		{"Name:\tzombie\nState:\tZ (zombie)\n", 0, false},
-		{"VmHWM:\t  12 MB\n", 0, false},
+		{"Name:\tmemscope-analyze\nVmPeak:\t  800000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\nRssAnon:\t   27000 kB\nRssShmem:\t 65540 kB\n",
+			procStatus{hwm: 12345 * 1024, anon: 27000 * 1024}, true},
+		{"Name:\tzombie\nState:\tZ (zombie)\n", procStatus{}, false},
+		{"VmHWM:\t  12 MB\n", procStatus{}, false},
 	}
 	for _, tt := range tests {
-		got, ok := parseVmHWM([]byte(tt.status))
+		got, ok := parseStatus([]byte(tt.status))
 		assert.Equal(t, tt.ok, ok, tt.status)
 		assert.Equal(t, tt.want, got, tt.status)
 	}

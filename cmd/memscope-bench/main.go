@@ -35,12 +35,12 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
-	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload analyzer)")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload startup-join analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
 	jsonPath := flag.String("json", "", "where to write the JSON table (default BUILD/bench.json)")
 	goCmd := flag.String("go", "go", "go command, for the analyzer engine's benchmarks")
-	benchtime := flag.String("benchtime", "1s", "-benchtime of the analyzer engine's benchmarks")
+	benchtime := flag.String("benchtime", "300ms", "-benchtime of the analyzer engine's benchmarks")
 	var sz sizes
 	flag.Int64Var(&sz.microPairs, "micro-pairs", 10_000_000, "malloc/free pairs of the micro rows")
 	flag.Int64Var(&sz.threadPairs, "thread-pairs", 5_000_000, "malloc/free pairs done by each thread of the threads rows")
@@ -86,7 +86,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() {
+		// A detached analyzer (startup LD_PRELOAD row) may still be
+		// finishing a file: retry briefly rather than leave the directory.
+		for i := 0; i < 50 && os.RemoveAll(tmp) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 	library, err := filepath.Abs(filepath.Join(*buildDir, "libmemscope.so"))
 	if err != nil {
 		return err
@@ -135,7 +141,7 @@ func run() error {
 
 	for _, w := range ws {
 		tools := []tool{bare, memscope}
-		if r.heaptrack != "" && !w.preloadOnly {
+		if r.heaptrack != "" && !w.preloadOnly && !w.joinRing {
 			tools = append(tools, heaptrack)
 		}
 		for _, t := range tools {
@@ -216,7 +222,7 @@ func buildRows(ws []*workload, rep *report) []row {
 				}
 				return *r.MemscopeRatio <= 1.5, true
 			})
-		case "startup", "startup-preload":
+		case "startup", "startup-preload", "startup-join":
 			// Per-run figures in ms: the batch time over its runs.
 			r.Unit = "ms/run"
 			for _, p := range []*float64{r.Bare, r.Memscope, r.Heaptrack} {
@@ -315,7 +321,7 @@ func droppedSummary(rows []row) string {
 	}
 	switch {
 	case measured == 0:
-		return "goal 0 dropped events in every row: n/a (no memscope run succeeded)"
+		return "goal 0 dropped events in every row: n/a (no memscope row measured)"
 	case bad == 0:
 		return fmt.Sprintf("goal 0 dropped events in every row: ok (%d rows, every report complete)", measured)
 	default:
@@ -330,8 +336,8 @@ func methodNotes(r *runner, sz sizes, python string) []string {
 		"memscope = `memscope-analyze run --out TMP -- PROG`: includes the analyzer's start, its CPU competing with PROG on these cores, and writing every report",
 		fmt.Sprintf("micro: %d malloc(32)/free pairs, one thread; threads: %d pairs per thread, scaling = N*t(1)/t(N)", sz.microPairs, sz.threadPairs),
 		fmt.Sprintf("sizes: %d allocations, 8 B..1 MiB, 25%% kept alive in a 4096-slot pool", sz.sizeOps),
-		fmt.Sprintf("startup: per-run time of a batch of %d /bin/true (heaptrack: batch of %d); startup LD_PRELOAD: `LD_PRELOAD=libmemscope.so /bin/true`, the library starting its own detached analyzer, whose work is not timed (only its CPU competing)", sz.startupRuns, sz.startupHeaptrack),
-		fmt.Sprintf("analyzer RSS: max VmHWM of the memscope-analyze process itself, sampled every %v from /proc/PID/status (its children excluded; pages of the shared ring it touched included); median over runs", hwmPollInterval),
+		fmt.Sprintf("startup: per-run time of a batch of %d /bin/true (heaptrack: batch of %d); startup LD_PRELOAD: `LD_PRELOAD=libmemscope.so /bin/true`, the library starting its own detached analyzer, whose work is not timed (only its CPU competing); startup join ring: LD_PRELOAD with MEMSCOPE_RING naming a ring this benchmark drains (the library's own cost)", sz.startupRuns, sz.startupHeaptrack),
+		fmt.Sprintf("analyzer RSS: VmHWM of the memscope-analyze process itself (its children excluded; the shared ring's pages it touched, up to the ring size, included), sampled every %v from /proc/PID/status, median over runs; (anon): largest RssAnon sampled, its private memory; growth in the last %v before exit can be missed", hwmPollInterval, hwmPollInterval),
 	}
 	if python != "" {
 		notes = append(notes, fmt.Sprintf("python: %s testdata/bench/dicts.py %d with PYTHONMALLOC=malloc", python, sz.dicts))

@@ -28,6 +28,8 @@ type row struct {
 	// AnalyzerPeakRSS is the median over runs of memscope-analyze's own
 	// peak VmHWM (the ring's pages it has touched included).
 	AnalyzerPeakRSS *uint64 `json:"analyzer_peak_rss_bytes,omitempty"`
+	// AnalyzerPeakAnon: the same for the largest RssAnon sampled.
+	AnalyzerPeakAnon *uint64 `json:"analyzer_peak_rss_anon_bytes,omitempty"`
 	// DroppedEvents is summed over every memscope run of the row.
 	DroppedEvents     *int64 `json:"dropped_events,omitempty"`
 	IncompleteReports int    `json:"incomplete_reports,omitempty"`
@@ -81,14 +83,18 @@ func timeRow(w *workload) row {
 		}
 	}
 	if ms := w.samples[memscope]; len(ms) > 0 && w.err[memscope] == nil {
-		var hwm []float64
+		var hwm, anon []float64
 		var dropped int64
 		for _, s := range ms {
 			hwm = append(hwm, float64(s.AnalyzerHWM))
+			anon = append(anon, float64(s.AnalyzerAnon))
 			dropped += s.Dropped
 			r.IncompleteReports += s.Incomplete
 		}
-		r.AnalyzerPeakRSS = ptr(uint64(median(hwm)))
+		if !w.preloadOnly && !w.joinRing { // no analyzer of ours to watch
+			r.AnalyzerPeakRSS = ptr(uint64(median(hwm)))
+			r.AnalyzerPeakAnon = ptr(uint64(median(anon)))
+		}
 		r.DroppedEvents = ptr(dropped)
 		if dropped != 0 || r.IncompleteReports != 0 {
 			notes = append(notes, fmt.Sprintf("%d dropped events, %d incomplete reports", dropped, r.IncompleteReports))
@@ -153,11 +159,15 @@ func fmtRatio(v *float64) string {
 	return fmt.Sprintf("%.2fx", *v)
 }
 
-func fmtMiB(v *uint64) string {
-	if v == nil {
+func fmtRSS(r row) string {
+	if r.AnalyzerPeakRSS == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f MiB", float64(*v)/(1<<20))
+	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+	if r.AnalyzerPeakAnon == nil {
+		return fmt.Sprintf("%.0f MiB", mib(*r.AnalyzerPeakRSS))
+	}
+	return fmt.Sprintf("%.0f MiB (%.0f)", mib(*r.AnalyzerPeakRSS), mib(*r.AnalyzerPeakAnon))
 }
 
 func fmtDropped(r row) string {
@@ -187,12 +197,12 @@ func fmtGoal(r row) string {
 // printTable writes the one table, then its notes. The workload and goal
 // columns are left-aligned, the figures right-aligned.
 func printTable(w io.Writer, rep *report) {
-	lines := [][]string{{"workload", "bare", "memscope", "ms/bare", "heaptrack", "ht/bare", "ms/ht", "analyzer RSS", "dropped", "goal"}}
+	lines := [][]string{{"workload", "bare", "memscope", "ms/bare", "heaptrack", "ht/bare", "ms/ht", "analyzer RSS (anon)", "dropped", "goal"}}
 	for _, r := range rep.Rows {
 		lines = append(lines, []string{r.Workload,
 			fmtValue(r.Bare, r.Unit), fmtValue(r.Memscope, r.Unit), fmtRatio(r.MemscopeRatio),
 			fmtValue(r.Heaptrack, r.Unit), fmtRatio(r.HeaptrackRatio), fmtRatio(r.MemscopeOverHeaptrack),
-			fmtMiB(r.AnalyzerPeakRSS), fmtDropped(r), fmtGoal(r)})
+			fmtRSS(r), fmtDropped(r), fmtGoal(r)})
 	}
 	width := make([]int, len(lines[0]))
 	for _, l := range lines {

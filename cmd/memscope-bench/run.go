@@ -47,6 +47,9 @@ type sample struct {
 	// AnalyzerHWM is the largest VmHWM of the memscope-analyze process
 	// itself (not its children), sampled from /proc/PID/status.
 	AnalyzerHWM uint64 `json:"analyzer_vmhwm_bytes,omitempty"`
+	// AnalyzerAnon is the largest RssAnon sampled: the analyzer's private
+	// memory, without the shared ring (RssShmem) and mapped files.
+	AnalyzerAnon uint64 `json:"analyzer_rss_anon_bytes,omitempty"`
 	// Reports is the number of leaks.json files memscope wrote;
 	// Dropped and Incomplete are summed over them.
 	Reports    int   `json:"reports,omitempty"`
@@ -73,9 +76,25 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 	defer os.RemoveAll(out)
 
 	var total sample
+	var drained *drainedRing
+	if t == memscope && w.joinRing {
+		d, err := newDrainedRing(fmt.Sprint(r.seq)) // not timed
+		if err != nil {
+			return total, fmt.Errorf("%s: ring: %w", w.name, err)
+		}
+		drained = d
+		defer func() {
+			if drained != nil {
+				drained.close()
+			}
+		}()
+	}
 	for i := 0; i < repeat; i++ {
 		argv, env := append([]string{w.prog}, w.args...), w.env
 		switch {
+		case t == memscope && w.joinRing:
+			env = append(withoutEnv(withoutEnv(env, "LD_PRELOAD"), "MEMSCOPE_RING"),
+				"LD_PRELOAD="+r.library, "MEMSCOPE_RING="+drained.ring.Path())
 		case t == memscope && w.preloadOnly:
 			// As `LD_PRELOAD=libmemscope.so PROG`: the library creates the
 			// ring and starts a detached `memscope-analyze record`.
@@ -95,9 +114,17 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 		total.CPUSeconds += s.CPUSeconds
 		total.WaitMaxRSS = max(total.WaitMaxRSS, s.WaitMaxRSS)
 		total.AnalyzerHWM = max(total.AnalyzerHWM, s.AnalyzerHWM)
+		total.AnalyzerAnon = max(total.AnalyzerAnon, s.AnalyzerAnon)
 	}
-	switch t {
-	case memscope:
+	switch {
+	case t == memscope && w.joinRing:
+		dropped, err := drained.close()
+		drained = nil
+		if err != nil {
+			return total, fmt.Errorf("%s: draining the ring: %w", w.name, err)
+		}
+		total.Dropped = int64(dropped)
+	case t == memscope:
 		if w.preloadOnly {
 			// Not timed: the detached analyzers finish on their own.
 			waitForReports(out, repeat, time.Minute)
@@ -108,7 +135,7 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 		if total.Reports < repeat {
 			return total, fmt.Errorf("%s under memscope: %d runs wrote only %d leaks.json reports", w.name, repeat, total.Reports)
 		}
-	case heaptrack:
+	case t == heaptrack:
 		files, _ := filepath.Glob(filepath.Join(out, "heaptrack.*"))
 		if len(files) < repeat {
 			return total, fmt.Errorf("%s under heaptrack: %d runs wrote only %d data files", w.name, repeat, len(files))
@@ -117,32 +144,44 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 	return total, nil
 }
 
-// waitForReports waits until dir holds n leaks.json files, or timeout.
+// waitForReports waits until dir holds n leaks.json and n trace.json
+// files (the analyzer writes the timeline last), or timeout.
 func waitForReports(dir string, n int, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		files, _ := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
-		if len(files) >= n {
+		leaks, _ := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
+		traces, _ := filepath.Glob(filepath.Join(dir, "memscope.*.trace.json"))
+		if len(leaks) >= n && len(traces) >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// runOnce starts argv with stdout on /dev/null and stderr kept for error
-// messages, and times it from fork/exec to reaped. With pollAnalyzer it
-// samples the started process's own VmHWM while it runs.
+// runOnce starts argv with stdout on /dev/null and stderr in a scratch
+// file, kept for error messages, and times it from fork/exec to reaped.
+// With pollAnalyzer it samples the started process's own VmHWM while it
+// runs.
+//
+// stderr is a file, not a pipe: with a pipe, Wait would also wait for
+// every process that inherited it to close it, such as the detached
+// analyzer a bare LD_PRELOAD starts, and time that too.
 func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
+	stderr, err := os.CreateTemp("", "memscope-bench-stderr-")
+	if err != nil {
+		return sample{}, err
+	}
+	os.Remove(stderr.Name())
+	defer stderr.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
-	var stderr tailBuffer
-	cmd.Stderr = &stderr // stdin and stdout: /dev/null
+	cmd.Stderr = stderr // stdin and stdout: /dev/null
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return sample{}, err
 	}
-	var hwm uint64
+	var hwm, anon uint64
 	var poll sync.WaitGroup
 	stop := make(chan struct{})
 	if pollAnalyzer {
@@ -158,8 +197,9 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 				tick := time.NewTicker(hwmPollInterval)
 				defer tick.Stop()
 				for {
-					if v, ok := readVmHWM(dir); ok {
-						hwm = max(hwm, v)
+					if st, ok := readStatus(dir); ok {
+						hwm = max(hwm, st.hwm)
+						anon = max(anon, st.anon)
 					}
 					select {
 					case <-stop:
@@ -170,18 +210,18 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 			}()
 		}
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	elapsed := time.Since(start)
 	close(stop)
 	poll.Wait()
 
-	s := sample{Seconds: elapsed.Seconds(), AnalyzerHWM: hwm}
+	s := sample{Seconds: elapsed.Seconds(), AnalyzerHWM: hwm, AnalyzerAnon: anon}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 		s.WaitMaxRSS = uint64(ru.Maxrss) * 1024
 	}
 	if err != nil {
-		return s, fmt.Errorf("%s: %v; stderr ends with:\n%s", strings.Join(argv, " "), err, stderr.String())
+		return s, fmt.Errorf("%s: %v; stderr ends with:\n%s", strings.Join(argv, " "), err, fileTail(stderr, 4096))
 	}
 	return s, nil
 }
@@ -190,39 +230,57 @@ func tvSeconds(tv syscall.Timeval) float64 {
 	return float64(tv.Sec) + float64(tv.Usec)/1e6
 }
 
-// readVmHWM reads the "VmHWM: N kB" line of status under a /proc/PID
-// directory fd. A zombie has no such line.
-func readVmHWM(procDir int) (uint64, bool) {
+// procStatus is what the benchmark reads of /proc/PID/status.
+type procStatus struct{ hwm, anon uint64 }
+
+// readStatus reads status under a /proc/PID directory fd. A zombie has
+// no Vm lines.
+func readStatus(procDir int) (procStatus, bool) {
 	fd, err := unix.Openat(procDir, "status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, false
+		return procStatus{}, false
 	}
 	defer unix.Close(fd)
 	var buf [4096]byte
 	n, err := unix.Read(fd, buf[:])
 	if err != nil || n <= 0 {
-		return 0, false
+		return procStatus{}, false
 	}
-	return parseVmHWM(buf[:n])
+	return parseStatus(buf[:n])
 }
 
-func parseVmHWM(status []byte) (uint64, bool) {
+// parseStatus extracts VmHWM and RssAnon (in bytes); ok needs VmHWM.
+func parseStatus(status []byte) (procStatus, bool) {
+	var st procStatus
+	var ok bool
 	for _, line := range bytes.Split(status, []byte("\n")) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
-		if !ok {
+		key, rest, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			continue
+		}
+		var dst *uint64
+		switch string(key) {
+		case "VmHWM":
+			dst = &st.hwm
+		case "RssAnon":
+			dst = &st.anon
+		default:
 			continue
 		}
 		f := strings.Fields(string(rest))
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, false
+			return procStatus{}, false
 		}
 		kb, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil {
-			return 0, false
+			return procStatus{}, false
 		}
-		return kb * 1024, true
+		*dst = kb * 1024
+		if dst == &st.hwm {
+			ok = true
+		}
 	}
-	return 0, false
+	return st, ok
 }
 
 // leakTotals is the part of memscope's leaks.json (DESIGN.md §6) the
@@ -261,17 +319,14 @@ func readLeakReports(dir string, s *sample) error {
 	return nil
 }
 
-// tailBuffer keeps the last 4 KiB written to it.
-type tailBuffer struct{ b []byte }
-
-const tailMax = 4096
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > tailMax {
-		t.b = append(t.b[:0], t.b[len(t.b)-tailMax:]...)
+// fileTail returns the last n bytes of f.
+func fileTail(f *os.File, n int64) string {
+	st, err := f.Stat()
+	if err != nil {
+		return err.Error()
 	}
-	return len(p), nil
+	off := max(st.Size()-n, 0)
+	buf := make([]byte, st.Size()-off)
+	k, _ := f.ReadAt(buf, off)
+	return string(buf[:k])
 }
-
-func (t *tailBuffer) String() string { return string(t.b) }

@@ -23,6 +23,9 @@ type workload struct {
 	// library starts its own detached analyzer) instead of through
 	// memscope-analyze run; such a row has no heaptrack column.
 	preloadOnly bool
+	// joinRing runs the memscope column with LD_PRELOAD and MEMSCOPE_RING
+	// naming a ring the benchmark drains itself: the library's own cost.
+	joinRing bool
 
 	samples [numTools][]sample
 	err     [numTools]error // first failure; the tool is not run again
@@ -99,6 +102,13 @@ func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
 		env:         env,
 		repeat:      [numTools]int{sz.startupRuns, sz.startupRuns, 0},
 		preloadOnly: true,
+	}, &workload{
+		id:       "startup-join",
+		name:     "startup join ring",
+		prog:     "/bin/true",
+		env:      env,
+		repeat:   [numTools]int{sz.startupRuns, sz.startupRuns, 0},
+		joinRing: true,
 	})
 	return ws
 }

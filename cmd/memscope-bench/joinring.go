@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"memscope/shm"
+)
+
+// drainedRing is a ring with a consumer that decodes and discards every
+// record, so that a program started with MEMSCOPE_RING joins an existing
+// ring and pays only the library's own cost: no analyzer start, no
+// report writing.
+type drainedRing struct {
+	ring *shm.Ring
+	rd   *shm.Reader
+	stop chan struct{}
+	done chan error
+	// records counts what was drained: proof the library joined.
+	records int
+}
+
+func newDrainedRing(name string) (*drainedRing, error) {
+	dir, err := shm.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	ring, err := shm.Create(filepath.Join(dir, fmt.Sprintf("bench.%d.%s.ring", os.Getpid(), name)), shm.Options{})
+	if err != nil {
+		return nil, err
+	}
+	rd, err := ring.NewReader(shm.ReaderOptions{SealAfter: 5 * time.Millisecond})
+	if err != nil {
+		ring.Close()
+		os.Remove(ring.Path())
+		return nil, err
+	}
+	d := &drainedRing{ring: ring, rd: rd, stop: make(chan struct{}), done: make(chan error, 1)}
+	go d.drain()
+	return d, nil
+}
+
+func (d *drainedRing) drain() {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := d.rd.Poll(func(shm.Record) error { return nil })
+		d.records += n
+		if err != nil {
+			d.done <- err
+			return
+		}
+		if err := d.rd.Commit(); err != nil {
+			d.done <- err
+			return
+		}
+		select {
+		case <-d.stop:
+			d.done <- nil
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// close stops the consumer, removes the ring and returns its dropped
+// event count, and an error if nothing at all was written to it.
+func (d *drainedRing) close() (uint64, error) {
+	close(d.stop)
+	err := <-d.done
+	if err == nil && d.records == 0 {
+		err = fmt.Errorf("no record reached the ring: the library did not join it")
+	}
+	dropped := d.rd.Stats().Dropped
+	d.ring.Close()
+	os.Remove(d.ring.Path())
+	return dropped, err
+}
