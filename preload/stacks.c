@@ -64,11 +64,25 @@ static uint64_t mix(uint64_t h)
 	return h;
 }
 
+/*
+ * The stack id: a 64-bit hash of the PCs. It runs on every allocation, so
+ * it is built for latency: one multiply-add per PC on two independent
+ * lanes (even and odd frames, so the CPU overlaps them), then one full
+ * mix. Each step h = (h + pc) * K with K odd is a bijection of h, so two
+ * stacks that differ in one PC differ before the final mix.
+ */
 static uint64_t hash_pcs(void *const *pcs, unsigned n)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	for (unsigned i = 0; i < n; i++)
-		h = mix(h ^ (uint64_t)(uintptr_t)pcs[i]);
+	const uint64_t k0 = 0x9e3779b97f4a7c15ull, k1 = 0xc2b2ae3d27d4eb4full;
+	uint64_t a = 0x243f6a8885a308d3ull ^ n, b = 0x13198a2e03707344ull;
+	unsigned i = 0;
+	for (; i + 1 < n; i += 2) {
+		a = (a + (uint64_t)(uintptr_t)pcs[i]) * k0;
+		b = (b + (uint64_t)(uintptr_t)pcs[i + 1]) * k1;
+	}
+	if (i < n)
+		a = (a + (uint64_t)(uintptr_t)pcs[i]) * k0;
+	uint64_t h = mix(a ^ (b << 31 | b >> 33));
 	return h ? h : 1;
 }
 
