@@ -83,6 +83,7 @@ struct ms_global {
 	char exe[MS_PATH_MAX];     /* /proc/self/exe */
 	uint32_t exe_len;
 	char ring_env[MS_PATH_MAX + 16]; /* bare mode: "MEMSCOPE_RING=path" for descendants */
+	int loader_unsafe;         /* fork child: the loader's lock may be held for ever (modules.c M4) */
 };
 
 extern struct ms_global ms_g MS_HIDDEN;

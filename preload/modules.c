@@ -26,6 +26,15 @@
  *       call: glibc finds the caller by return address, and the caller's
  *       RUNPATH and $ORIGIN must stay the program's, not ours. Such loads
  *       are found by the new-stack check instead.
+ *   M4  In a fork child, the lock dl_iterate_phdr takes may be held for
+ *       ever by a thread of the parent that does not exist there (glibc
+ *       does not reset it), and libunwind calls dl_iterate_phdr for every
+ *       PC it has not cached. So we export dl_iterate_phdr: in a fork child
+ *       (ms_g.loader_unsafe), calls made from inside our hooks (tls.busy:
+ *       libunwind's, our scans) iterate the known set, without the lock;
+ *       every other call goes to glibc exactly as without us. The child
+ *       leaves this mode once a dlopen/dlclose of the program succeeded
+ *       there: the loader's locks then demonstrably work.
  */
 #include "memscope_internal.h"
 
@@ -44,6 +53,9 @@
 struct known {
 	uintptr_t phdr; /* dlpi_phdr: identifies a loaded object with bias */
 	uint64_t bias;
+	const char *name; /* dlpi_name, the loader's string (M4) */
+	size_t tls_modid; /* dlpi_tls_modid (M4) */
+	uint16_t phnum;   /* dlpi_phnum (M4) */
 	uint32_t seen;  /* scan generation that last saw it */
 	uint32_t path_off, path_len;
 	uint16_t build_id_len;
@@ -61,8 +73,11 @@ static uint32_t scan_gen;
 static unsigned long long last_adds, last_subs;
 static int scan_lock;
 
+typedef int (*phdr_cb)(struct dl_phdr_info *, size_t, void *);
+
 static void *(*real_dlopen)(const char *, int);
 static int (*real_dlclose)(void *);
+static int (*real_dl_iterate_phdr)(phdr_cb, void *);
 
 static int lock_try(void)
 {
@@ -91,6 +106,10 @@ void ms_modules_init(void)
 				 __ATOMIC_RELEASE);
 	if (!__atomic_load_n(&real_dlclose, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&real_dlclose, (int (*)(void *))dlsym(RTLD_NEXT, "dlclose"),
+				 __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&real_dl_iterate_phdr, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&real_dl_iterate_phdr,
+				 (int (*)(phdr_cb, void *))dlsym(RTLD_NEXT, "dl_iterate_phdr"),
 				 __ATOMIC_RELEASE);
 	t->busy = busy;
 	errno = e;
@@ -231,6 +250,9 @@ static struct known *remember(const struct dl_phdr_info *info, const char *path,
 	struct known *k = &known[nknown++];
 	k->phdr = (uintptr_t)info->dlpi_phdr;
 	k->bias = info->dlpi_addr;
+	k->name = info->dlpi_name;
+	k->tls_modid = info->dlpi_tls_modid;
+	k->phnum = info->dlpi_phnum;
 	k->flags = 0;
 	k->path_off = path_used;
 	k->path_len = 0;
@@ -386,6 +408,7 @@ __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
 	void *h = real(file, mode);
 	if (h) {
 		int e = errno;
+		__atomic_store_n(&ms_g.loader_unsafe, 0, __ATOMIC_RELAXED); /* M4 */
 		after_change();
 		errno = e;
 	}
@@ -401,7 +424,42 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
 	}
 	int r = real(handle);
 	int e = errno;
+	if (r == 0)
+		__atomic_store_n(&ms_g.loader_unsafe, 0, __ATOMIC_RELAXED); /* M4 */
 	after_change();
 	errno = e;
 	return r;
+}
+
+/* M4: the loaded objects as dl_iterate_phdr would give them, from the known set. */
+static int iterate_known(phdr_cb cb, void *data)
+{
+	for (unsigned i = 0; i < nknown; i++) {
+		struct dl_phdr_info info;
+		memset(&info, 0, sizeof info);
+		info.dlpi_addr = known[i].bias;
+		info.dlpi_name = known[i].name ? known[i].name : "";
+		info.dlpi_phdr = (const ElfW(Phdr) *)known[i].phdr;
+		info.dlpi_phnum = known[i].phnum;
+		info.dlpi_adds = last_adds;
+		info.dlpi_subs = last_subs;
+		info.dlpi_tls_modid = known[i].tls_modid;
+		int r = cb(&info, sizeof info, data);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+__attribute__((visibility("default"))) int dl_iterate_phdr(phdr_cb cb, void *data)
+{
+	if (__builtin_expect(__atomic_load_n(&ms_g.loader_unsafe, __ATOMIC_RELAXED), 0) && known &&
+	    ms_tls()->busy)
+		return iterate_known(cb, data);
+	int (*real)(phdr_cb, void *) = __atomic_load_n(&real_dl_iterate_phdr, __ATOMIC_ACQUIRE);
+	if (!real) { /* a call before our init (ms_modules_find_self, the program) */
+		ms_modules_init();
+		real = __atomic_load_n(&real_dl_iterate_phdr, __ATOMIC_ACQUIRE);
+	}
+	return real(cb, data);
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -516,4 +517,65 @@ func TestAnalyzeThreadsProfiles(t *testing.T) {
 	}
 	assert.NotZero(t, counters, "heap counter events")
 	assert.LessOrEqual(t, maxHeap, float64(m.Totals.PeakBytes), "the timeline never exceeds the peak")
+}
+
+// sourceLine returns the line of testdata/FILE marked "LINE:tag".
+func sourceLine(t *testing.T, file, tag string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "testdata", file))
+	require.NoError(t, err)
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "LINE:"+tag+" ") || strings.HasSuffix(l, "LINE:"+tag+" */") {
+			return i + 1
+		}
+	}
+	t.Fatalf("no LINE:%s in testdata/%s", tag, file)
+	return 0
+}
+
+// TestForkWhileLoaderLocked: a fork child whose parent had a thread
+// inside dl_iterate_phdr must not hang (libunwind would wait for ever on
+// the loader's lock), and its allocations keep their stacks.
+func TestForkWhileLoaderLocked(t *testing.T) {
+	bin := program(t, "forklock")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out := t.TempDir()
+	cmd := exec.CommandContext(ctx, analyzer(t), "run", "--out", out, "--", bin)
+	cmd.Env = cleanEnv()
+	// On a hang, kill the whole tree (the hung child holds our pipes).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	require.NoError(t, cmd.Run(), "stderr:\n%s", se.String())
+	require.NoError(t, ctx.Err(), "hung")
+	assert.Equal(t, "child status 5\n", so.String())
+	a := &analyzed{dir: out, self: uint32(cmd.Process.Pid)}
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.*.leaks.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var r leaksJSON
+		require.NoError(t, json.Unmarshal(b, &r))
+		a.reports = append(a.reports, &r)
+	}
+	// The child's status is its parent's to reap (stdout shows it was 5).
+	child := a.byRole(t, "fork child", "forklock")
+	got := programGroups(child, []string{bin})
+	want := []string{
+		groupString(22, 1, []srcLoc{{Function: "child_site2", File: "forklock.c", Line: sourceLine(t, "forklock.c", "child_site2")}, {Function: "main", File: "forklock.c", Line: 0}}),
+		groupString(11, 1, []srcLoc{{Function: "child_site1", File: "forklock.c", Line: sourceLine(t, "forklock.c", "child_site1")}, {Function: "main", File: "forklock.c", Line: 0}}),
+	}
+	// main's line is not what is checked here: only the innermost frame.
+	for i := range got {
+		got[i] = strings.SplitN(got[i], " <- ", 2)[0]
+	}
+	for i := range want {
+		want[i] = strings.SplitN(want[i], " <- ", 2)[0]
+	}
+	for _, w := range want {
+		assert.Contains(t, got, w)
+	}
 }

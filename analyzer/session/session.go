@@ -268,8 +268,12 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 
 	// Whatever the engine still holds belongs to processes whose end we did
-	// not see (record mode interrupted, or records of a pid that was never
-	// reaped): report them with an unknown status.
+	// not see (record mode interrupted, or a process reaped by a parent of
+	// its own, not by us): drain what they left in the ring, then report
+	// them with an unknown status.
+	if err := drainRemaining(rd, eng, cfg); err != nil {
+		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
+	}
 	eng.Flush()
 	for _, pid := range eng.Pids() {
 		finish(ending{pid: pid})
@@ -282,6 +286,41 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 	}
 	return res, nil
+}
+
+// drainWait bounds how long the end of a session waits for the records of
+// processes it did not see end.
+const drainWait = 2 * time.Second
+
+// drainRemaining seals the chunks of every process the engine still holds
+// that is gone, and polls until their records are all read (or drainWait).
+func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config) error {
+	deadline := time.Now().Add(drainWait)
+	for {
+		pending := false
+		for _, pid := range eng.Pids() {
+			if unix.Kill(int(pid), 0) == unix.ESRCH {
+				rd.SealProcess(pid)
+			}
+			if rd.Pending(pid) {
+				pending = true
+			}
+		}
+		if !pending || time.Now().After(deadline) {
+			return nil
+		}
+		n, err := rd.Poll(eng.Apply)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if err := rd.Commit(); err != nil {
+				return err
+			}
+		} else {
+			time.Sleep(cfg.PollInterval)
+		}
+	}
 }
 
 func nowNS() uint64 {
