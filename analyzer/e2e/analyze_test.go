@@ -579,3 +579,28 @@ func TestForkWhileLoaderLocked(t *testing.T) {
 		assert.Contains(t, got, w)
 	}
 }
+
+// TestRunCtrlC sends SIGINT to the whole process group, as a terminal's
+// Ctrl-C does: PROG dies of it, memscope-analyze does not, writes the
+// reports and exits 128+SIGINT.
+func TestRunCtrlC(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sleep", "30")
+	cmd.Env = cleanEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, cmd.Start())
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 128+int(syscall.SIGINT), ee.ExitCode())
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.sleep.*.leaks.json"))
+	require.Len(t, files, 1, "report of the interrupted sleep")
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	var r leaksJSON
+	require.NoError(t, json.Unmarshal(b, &r))
+	require.NotNil(t, r.ExitStatus)
+	assert.Equal(t, 128+int(syscall.SIGINT), *r.ExitStatus)
+}
