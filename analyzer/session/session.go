@@ -141,14 +141,19 @@ func (w *pidWatch) close() {
 type ending struct {
 	pid    uint32
 	status engine.ExitStatus
+	// statusBy: in run mode, a process a pidfd saw go before the reaper
+	// said how it ended may be our child: wait until then for its status.
+	statusBy time.Time
 }
 
 // Run consumes cfg.Ring until every process that writes to it is gone and
-// reported. With exits != nil (run mode) processes end when their exit
-// arrives there and the session ends when the channel is closed; with
-// exits == nil (record mode) the session watches each process it hears of
-// through a pidfd and ends once all are gone and the ring has stayed idle
-// for cfg.Grace. The ring is closed, and removed unless cfg.KeepRing.
+// reported. Every process the engine hears of is watched through a pidfd,
+// so each is reported as soon as it is gone and its records are read. In
+// run mode (exits != nil) the reaper's exits carry the statuses of our
+// children, and the session ends when the channel is closed (the whole
+// tree is reaped); in record mode (exits == nil) it ends once every
+// process is gone and the ring has stayed idle for cfg.Grace. The ring is
+// closed, and removed unless cfg.KeepRing.
 func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err error) {
 	cfg.defaults()
 	ring := cfg.Ring
@@ -171,8 +176,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	eng := engine.New(engine.Options{})
 	apply := func(rec shm.Record) error { return eng.Apply(rec) }
 
-	var endings []ending
-	ended := map[uint32]bool{}
+	endings := map[uint32]*ending{}
 	watches := map[uint32]*pidWatch{}
 	defer func() {
 		for _, w := range watches {
@@ -180,14 +184,29 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 	}()
 	exitsOpen := exits != nil
-	var idleSince time.Time
+	var idleSince, treeGone time.Time
 
-	finish := func(e ending) {
+	finish := func(e *ending) {
+		delete(endings, e.pid)
 		p := eng.EndProcess(e.pid, e.status)
 		if p == nil {
 			return // never traced (static binary, FOLLOW_FORK=0, not ours)
 		}
 		res.Processes = append(res.Processes, out.write(p))
+	}
+	end := func(pid uint32, status engine.ExitStatus, statusBy time.Time) {
+		if e := endings[pid]; e != nil {
+			if status.Known && !e.status.Known {
+				e.status = status // the reaper's word, after the pidfd's
+			}
+			return
+		}
+		if w := watches[pid]; w != nil {
+			w.close()
+			delete(watches, pid)
+		}
+		rd.SealProcess(pid)
+		endings[pid] = &ending{pid: pid, status: status, statusBy: statusBy}
 	}
 
 	for {
@@ -202,7 +221,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 		eng.Advance(nowNS())
 
-		// Learn who has ended.
+		// Learn who has ended: the reaper (our children), then pidfds.
 		if exitsOpen {
 		drain:
 			for {
@@ -212,42 +231,50 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 						exitsOpen = false
 						break drain
 					}
-					rd.SealProcess(e.Pid)
-					endings = append(endings, ending{e.Pid, engine.ExitStatus{Known: true, Code: e.Code, Signal: e.Signal}})
+					end(e.Pid, engine.ExitStatus{Known: true, Code: e.Code, Signal: e.Signal}, time.Time{})
 				default:
 					break drain
 				}
 			}
-		} else if exits == nil {
-			for _, pid := range eng.Pids() {
-				if watches[pid] == nil && !ended[pid] {
-					watches[pid] = watchPid(pid)
-				}
+		}
+		for _, pid := range eng.Pids() {
+			if watches[pid] == nil && endings[pid] == nil {
+				watches[pid] = watchPid(pid)
 			}
-			for pid, w := range watches {
-				if w.exited() {
-					delete(watches, pid)
-					ended[pid] = true
-					rd.SealProcess(pid)
-					endings = append(endings, ending{pid: pid, status: w.status})
+		}
+		for pid, w := range watches {
+			if w.exited() {
+				delete(watches, pid)
+				var by time.Time
+				if exitsOpen && !w.status.Known {
+					by = time.Now().Add(statusWait)
 				}
+				end(pid, w.status, by)
 			}
 		}
 
 		// Report those whose records have all been read.
-		kept := endings[:0]
+		now := time.Now()
 		for _, e := range endings {
-			if rd.Pending(e.pid) {
-				kept = append(kept, e)
+			if rd.Pending(e.pid) || (!e.status.Known && now.Before(e.statusBy)) {
 				continue
 			}
 			finish(e)
 		}
-		endings = kept
 
 		if len(endings) == 0 && !exitsOpen {
 			if exits != nil {
-				break // run mode: the whole tree has been reaped and reported
+				// Run mode: the whole tree has been reaped. Give the pidfds of
+				// processes reaped by a parent of their own a moment to say
+				// how they ended (a pid reused by a stranger never will).
+				if treeGone.IsZero() {
+					treeGone = time.Now()
+				}
+				if len(watches) == 0 || time.Since(treeGone) > 2*statusWait {
+					break
+				}
+				time.Sleep(cfg.PollInterval)
+				continue
 			}
 			if len(watches) == 0 && rd.Idle() && n == 0 {
 				if idleSince.IsZero() {
@@ -276,7 +303,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	eng.Flush()
 	for _, pid := range eng.Pids() {
-		finish(ending{pid: pid})
+		finish(&ending{pid: pid})
 	}
 	st := rd.Stats()
 	res.DroppedEvents = st.Dropped
