@@ -340,6 +340,8 @@ func TestAnalyzeFailOnLeak(t *testing.T) {
 func TestAnalyzeBadInput(t *testing.T) {
 	notExec := filepath.Join(t.TempDir(), "plain.txt")
 	require.NoError(t, os.WriteFile(notExec, []byte("hello"), 0o644))
+	foreign := filepath.Join(t.TempDir(), "foreign.ring")
+	require.NoError(t, os.WriteFile(foreign, make([]byte, 8192), 0o600))
 	tests := []struct {
 		name string
 		args []string
@@ -352,6 +354,9 @@ func TestAnalyzeBadInput(t *testing.T) {
 		{"bad flag", []string{"run", "--no-such-flag", "--", "/bin/true"}, "unknown flag: --no-such-flag"},
 		{"bad ring size", []string{"run", "--ring-size", "lots", "--", "/bin/true"}, `invalid size "lots"`},
 		{"missing ring", []string{"record", "--ring", "/nonexistent/ring"}, "/nonexistent/ring"},
+		{"no program", []string{"run"}, "run needs a program"},
+		{"foreign ring", []string{"record", "--ring", foreign}, "not a memscope ring"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -87,7 +87,12 @@ each process's reports when it ends, prints a summary on stderr and exits with
 PROG's exit status (128+N when a signal N killed it), or with 23 under
 --fail-on-leak when unsuppressed leaks remain. PROG's stdin, stdout and stderr
 are untouched; Ctrl-C reaches PROG and the reports are still written.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("run needs a program: memscope-analyze run [flags] -- PROG [ARGS...]")
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			return runProgram(c.Context(), &rf, args)
 		},
