@@ -268,10 +268,11 @@ func (p *proc) tick(ts uint64) {
 	p.nextSample = b + p.interval
 }
 
-// applied notes that an event at ts is applied; it reports lateness.
-// (alloc and free have it inlined.)
-func (p *proc) applied(ts uint64) {
-	if ts < p.maxApplied {
+// applied notes that an event at ts is applied and reports whether it is
+// late (a later event of the process was applied before it).
+func (p *proc) applied(ts uint64) (late bool) {
+	late = ts < p.maxApplied
+	if late {
 		p.t.LateEvents++
 	} else {
 		p.maxApplied = ts
@@ -279,6 +280,7 @@ func (p *proc) applied(ts uint64) {
 	if ts >= p.nextSample {
 		p.tick(ts)
 	}
+	return late
 }
 
 // siteFor returns the index of the site (stack, tid), created at ts if
@@ -294,16 +296,7 @@ func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 }
 
 func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
-	// p.applied(ts), inlined.
-	late := ts < p.maxApplied
-	if late {
-		p.t.LateEvents++
-	} else {
-		p.maxApplied = ts
-	}
-	if ts >= p.nextSample {
-		p.tick(ts)
-	}
+	late := p.applied(ts)
 	p.heapEvents = true
 	if ptr == 0 {
 		return
@@ -337,15 +330,7 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
 }
 
 func (p *proc) free(th *thread, ts, ptr uint64) {
-	// p.applied(ts), inlined.
-	if ts < p.maxApplied {
-		p.t.LateEvents++
-	} else {
-		p.maxApplied = ts
-	}
-	if ts >= p.nextSample {
-		p.tick(ts)
-	}
+	p.applied(ts)
 	p.heapEvents = true
 	temp := th.lastAllocOK && th.lastAlloc == ptr
 	lastTS := th.lastAllocTS
