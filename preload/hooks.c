@@ -175,12 +175,8 @@ static void record_alloc(void *p, size_t size, int kind, size_t align)
 	uint64_t ts = ms_now_ns(); /* after the real call returned */
 	int e = errno;
 	uint64_t stack = ms_stack_capture(t);
-	struct ms_alloc *r = ms_rec_begin(t, sizeof *r);
+	struct ms_alloc *r = ms_rec_open(t, MS_REC_ALLOC, sizeof *r, 0, ts);
 	if (r) {
-		r->h.type = MS_REC_ALLOC;
-		r->h.len = sizeof *r;
-		r->h.flags = 0;
-		r->h.ts = ts;
 		r->ptr = (uint64_t)(uintptr_t)p;
 		r->size = size;
 		r->stack_id = stack;
@@ -202,12 +198,8 @@ static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t t
 	int e = errno;
 	/* realloc(p, 0) is a free: no stack, like FREE. */
 	uint64_t stack = p ? ms_stack_capture(t) : 0;
-	struct ms_realloc *r = ms_rec_begin(t, sizeof *r);
+	struct ms_realloc *r = ms_rec_open(t, MS_REC_REALLOC, sizeof *r, 0, ts);
 	if (r) {
-		r->h.type = MS_REC_REALLOC;
-		r->h.len = sizeof *r;
-		r->h.flags = 0;
-		r->h.ts = ts;
 		r->old_ptr = (uint64_t)(uintptr_t)old;
 		r->new_ptr = (uint64_t)(uintptr_t)p;
 		r->size = size;
@@ -236,12 +228,9 @@ MS_EXPORT void free(void *p)
 		struct ms_tls *t = enter();
 		if (t) {
 			int e = errno;
-			struct ms_free *r = ms_rec_begin(t, sizeof *r);
+			/* Stamped before the real free. */
+			struct ms_free *r = ms_rec_open(t, MS_REC_FREE, sizeof *r, 0, ms_now_ns());
 			if (r) {
-				r->h.type = MS_REC_FREE;
-				r->h.len = sizeof *r;
-				r->h.flags = 0;
-				r->h.ts = ms_now_ns(); /* before the real free */
 				r->ptr = (uint64_t)(uintptr_t)p;
 				ms_rec_end(t);
 			}

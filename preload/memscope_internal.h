@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "ring.h"
@@ -94,6 +95,30 @@ extern struct ms_global ms_g MS_HIDDEN;
  */
 MS_HIDDEN void *ms_rec_begin(struct ms_tls *t, uint32_t size);
 MS_HIDDEN void ms_rec_end(struct ms_tls *t);
+
+/*
+ * ms_rec_begin, then the record header filled in: type, len = size, flags,
+ * ts. The payload after the header is the caller's to fill, every byte of
+ * it (chunk memory is reused, so padding must be written too).
+ */
+static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, uint32_t flags,
+				uint64_t ts)
+{
+	struct ms_record_header *h = ms_rec_begin(t, size);
+	if (h) {
+		h->type = type;
+		h->len = (uint16_t)size;
+		h->flags = flags;
+		h->ts = ts;
+	}
+	return h;
+}
+
+/* Zeroes the payload of a record opened with ms_rec_open. */
+static inline void ms_rec_zero_payload(void *r, uint32_t size)
+{
+	memset((char *)r + sizeof(struct ms_record_header), 0, size - sizeof(struct ms_record_header));
+}
 /* Arms the thread-exit destructor and writes the THREAD record. */
 MS_HIDDEN void ms_thread_announce(struct ms_tls *t);
 

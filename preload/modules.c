@@ -217,15 +217,11 @@ static void write_module(struct ms_tls *t, int event, uint64_t bias, const struc
 	}
 	uint32_t fixed = sizeof(struct ms_module) + nsegs * sizeof(struct ms_segment);
 	uint32_t size = (uint32_t)((fixed + path_len + 7) & ~7u);
-	uint8_t *r = ms_rec_begin(t, size);
+	uint8_t *r = ms_rec_open(t, MS_REC_MODULE, size, flags, ms_now_ns());
 	if (!r)
 		return;
 	struct ms_module *m = (struct ms_module *)r;
-	memset(r, 0, size);
-	m->h.type = MS_REC_MODULE;
-	m->h.len = (uint16_t)size;
-	m->h.flags = flags;
-	m->h.ts = ms_now_ns();
+	ms_rec_zero_payload(r, size);
 	m->bias = bias;
 	m->event = (uint16_t)event;
 	m->nsegs = (uint16_t)nsegs;

@@ -38,13 +38,10 @@ static char no_ring_env[] = "MEMSCOPE_RING=";
 
 static void write_thread(struct ms_tls *t)
 {
-	struct ms_thread *r = ms_rec_begin(t, sizeof *r);
+	struct ms_thread *r = ms_rec_open(t, MS_REC_THREAD, sizeof *r, 0, ms_now_ns());
 	if (!r)
 		return;
-	memset(r, 0, sizeof *r);
-	r->h.type = MS_REC_THREAD;
-	r->h.len = sizeof *r;
-	r->h.ts = ms_now_ns();
+	ms_rec_zero_payload(r, sizeof *r);
 	r->tid = t->w.tid;
 	char name[MS_THREAD_NAME_MAX + 1] = {0};
 	if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0) {
@@ -92,14 +89,10 @@ void ms_process_write(struct ms_tls *t, int event, int status)
 		flags |= MS_RECF_TRUNCATED;
 	}
 	uint32_t size = (uint32_t)((sizeof(struct ms_process) + exe_len + arg_len + 7) & ~7u);
-	struct ms_process *r = ms_rec_begin(t, size);
+	struct ms_process *r = ms_rec_open(t, MS_REC_PROCESS, size, flags, ms_now_ns());
 	if (!r)
 		return;
-	memset(r, 0, size);
-	r->h.type = MS_REC_PROCESS;
-	r->h.len = (uint16_t)size;
-	r->h.flags = flags;
-	r->h.ts = ms_now_ns();
+	ms_rec_zero_payload(r, size);
 	r->pid = ms_g.pid;
 	r->ppid = ms_g.ppid;
 	r->event = (uint32_t)event;

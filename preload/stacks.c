@@ -103,13 +103,10 @@ static struct slot *find_or_insert(uint64_t id)
 static int write_stack(struct ms_tls *t, uint64_t id, void *const *pcs, unsigned n, int truncated)
 {
 	uint32_t size = (uint32_t)(sizeof(struct ms_stack) + 8u * n);
-	struct ms_stack *r = ms_rec_begin(t, size);
+	struct ms_stack *r = ms_rec_open(t, MS_REC_STACK, size, truncated ? MS_RECF_TRUNCATED : 0,
+					 ms_now_ns());
 	if (!r)
 		return 0;
-	r->h.type = MS_REC_STACK;
-	r->h.len = (uint16_t)size;
-	r->h.flags = truncated ? MS_RECF_TRUNCATED : 0;
-	r->h.ts = ms_now_ns();
 	r->id = id;
 	r->depth = n;
 	r->_pad = 0;
