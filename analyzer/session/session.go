@@ -37,8 +37,15 @@ type Config struct {
 // Exit is the end of one process, as its reaper saw it.
 type Exit struct {
 	Pid    uint32
-	Code   int
-	Signal int
+	Status engine.ExitStatus
+}
+
+// StatusOf is how a process ended, from its wait(2) status.
+func StatusOf(ws unix.WaitStatus) engine.ExitStatus {
+	if ws.Signaled() {
+		return engine.ExitStatus{Known: true, Signal: int(ws.Signal())}
+	}
+	return engine.ExitStatus{Known: true, Code: ws.ExitStatus()}
 }
 
 // Result is what a session found.
@@ -115,12 +122,7 @@ func (w *pidWatch) exited() bool {
 	}
 	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
 	if err := unix.IoctlPidfdInfo(w.fd, &info); err == nil && info.Mask&unix.PIDFD_INFO_EXIT != 0 {
-		ws := unix.WaitStatus(info.Exit_code)
-		if ws.Signaled() {
-			w.status = engine.ExitStatus{Known: true, Signal: int(ws.Signal())}
-		} else {
-			w.status = engine.ExitStatus{Known: true, Code: ws.ExitStatus()}
-		}
+		w.status = StatusOf(unix.WaitStatus(info.Exit_code))
 	} else if err == nil && time.Since(w.exitSeen) < statusWait {
 		return false // not reaped yet
 	}
@@ -231,7 +233,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 						exitsOpen = false
 						break drain
 					}
-					end(e.Pid, engine.ExitStatus{Known: true, Code: e.Code, Signal: e.Signal}, time.Time{})
+					end(e.Pid, e.Status, time.Time{})
 				default:
 					break drain
 				}

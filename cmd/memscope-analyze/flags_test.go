@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"memscope/analyzer/engine"
 )
 
 func TestParseSize(t *testing.T) {
@@ -41,8 +43,9 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestShellStatus(t *testing.T) {
-	assert.Equal(t, 0, shellStatus(exitStatus{}))
-	assert.Equal(t, 3, shellStatus(exitStatus{Code: 3}))
-	assert.Equal(t, 137, shellStatus(exitStatus{Signal: 9}))
+func TestExitCodeOf(t *testing.T) {
+	assert.Equal(t, 0, exitCodeOf(engine.ExitStatus{Known: true}))
+	assert.Equal(t, 3, exitCodeOf(engine.ExitStatus{Known: true, Code: 3}))
+	assert.Equal(t, 137, exitCodeOf(engine.ExitStatus{Known: true, Signal: 9}))
+	assert.Equal(t, 255, exitCodeOf(engine.ExitStatus{}), "PROG's end never seen")
 }

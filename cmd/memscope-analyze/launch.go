@@ -11,19 +11,10 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/session"
 )
-
-// childExit is one reaped process of the traced tree.
-type childExit struct {
-	pid    uint32
-	status exitStatus
-}
-
-// exitStatus is how a process ended: a code, or the signal that killed it.
-type exitStatus struct {
-	Code   int
-	Signal int
-}
 
 // resolveProgram finds PROG as execvp would and checks it can be run.
 func resolveProgram(prog string) (string, error) {
@@ -143,8 +134,8 @@ func startTraced(path string, argv, env []string) (int, error) {
 // reapChildren waits for every process of the tree (we are its
 // subreaper, so orphans come to us too) and sends their exits on the
 // returned channel, which is closed when no child is left.
-func reapChildren() <-chan childExit {
-	ch := make(chan childExit, 64)
+func reapChildren() <-chan session.Exit {
+	ch := make(chan session.Exit, 64)
 	go func() {
 		defer close(ch)
 		for {
@@ -156,25 +147,19 @@ func reapChildren() <-chan childExit {
 			if err != nil {
 				return // ECHILD: the tree is gone
 			}
-			ch <- childExit{pid: uint32(pid), status: exitStatusOf(ws)}
+			ch <- session.Exit{Pid: uint32(pid), Status: session.StatusOf(ws)}
 		}
 	}()
 	return ch
 }
 
-func exitStatusOf(ws unix.WaitStatus) exitStatus {
-	if ws.Signaled() {
-		return exitStatus{Signal: int(ws.Signal())}
+// exitCodeOf is PROG's status as a shell reports it (the code, or
+// 128+signal), or 255 if its end was never seen.
+func exitCodeOf(s engine.ExitStatus) int {
+	if code, ok := s.ShellCode(); ok {
+		return code
 	}
-	return exitStatus{Code: ws.ExitStatus()}
-}
-
-// shellStatus is how a shell reports an exit: the code, or 128+signal.
-func shellStatus(s exitStatus) int {
-	if s.Signal != 0 {
-		return 128 + s.Signal
-	}
-	return s.Code
+	return 255
 }
 
 // forwardSignals passes signals meant for the run to PROG. SIGINT and

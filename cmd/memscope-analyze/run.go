@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"memscope/analyzer/engine"
 	"memscope/analyzer/session"
 	"memscope/shm"
 )
@@ -181,15 +182,15 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 	stopSignals := forwardSignals(pid)
 	defer stopSignals()
 
-	rootStatus := exitStatus{Code: -1}
+	var rootStatus engine.ExitStatus
 	sessExits := make(chan session.Exit, 64)
 	go func() {
 		defer close(sessExits)
 		for e := range exits {
-			if int(e.pid) == pid {
-				rootStatus = e.status
+			if int(e.Pid) == pid {
+				rootStatus = e.Status
 			}
-			sessExits <- session.Exit{Pid: e.pid, Code: e.status.Code, Signal: e.status.Signal}
+			sessExits <- e
 		}
 	}()
 	res, err := session.Run(ctx, cfg, sessExits)
@@ -199,7 +200,7 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		fmt.Fprintf(os.Stderr, "memscope-analyze: %v; no reports for this run\n", err)
 		for range sessExits {
 		}
-		if code := shellStatus(rootStatus); code != 0 {
+		if code := exitCodeOf(rootStatus); code != 0 {
 			return &exitError{code: code}
 		}
 		return &exitError{code: 2}
@@ -214,7 +215,7 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 	if rf.failOnLeak && res.UnsuppressedLeaks {
 		return &exitError{code: LeakExitCode}
 	}
-	if code := shellStatus(rootStatus); code != 0 {
+	if code := exitCodeOf(rootStatus); code != 0 {
 		return &exitError{code: code}
 	}
 	return nil
