@@ -176,7 +176,6 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	eng := engine.New(engine.Options{})
-	apply := func(rec shm.Record) error { return eng.Apply(rec) }
 
 	endings := map[uint32]*ending{}
 	watches := map[uint32]*pidWatch{}
@@ -212,14 +211,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 
 	for {
-		n, err := rd.Poll(apply)
+		n, err := pollOnce(rd, eng)
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
-		}
-		if n > 0 {
-			if err := rd.Commit(); err != nil {
-				return res, fmt.Errorf("ring %s: commit: %w", ring.Path(), err)
-			}
 		}
 		eng.Advance(nowNS())
 
@@ -317,6 +311,20 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	return res, nil
 }
 
+// pollOnce applies every record the ring holds now and commits them.
+func pollOnce(rd *shm.Reader, eng *engine.Engine) (int, error) {
+	n, err := rd.Poll(eng.Apply)
+	if err != nil {
+		return n, err
+	}
+	if n > 0 {
+		if err := rd.Commit(); err != nil {
+			return n, fmt.Errorf("commit: %w", err)
+		}
+	}
+	return n, nil
+}
+
 // drainWait bounds how long the end of a session waits for the records of
 // processes it did not see end.
 const drainWait = 2 * time.Second
@@ -338,15 +346,11 @@ func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config) error {
 		if !pending || time.Now().After(deadline) {
 			return nil
 		}
-		n, err := rd.Poll(eng.Apply)
+		n, err := pollOnce(rd, eng)
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			if err := rd.Commit(); err != nil {
-				return err
-			}
-		} else {
+		if n == 0 {
 			time.Sleep(cfg.PollInterval)
 		}
 	}
