@@ -88,15 +88,23 @@ func analyze(t *testing.T, flags []string, argv ...string) *analyzed {
 	default:
 		t.Fatalf("memscope-analyze %s: %v", strings.Join(args, " "), err)
 	}
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.*.leaks.json"))
+	a.reports = readReports(t, out)
+	return a
+}
+
+// readReports parses every leaks.json in dir.
+func readReports(t *testing.T, dir string) []*leaksJSON {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
+	var reports []*leaksJSON
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		var r leaksJSON
 		require.NoError(t, json.Unmarshal(b, &r), "%s", f)
-		a.reports = append(a.reports, &r)
+		reports = append(reports, &r)
 	}
-	return a
+	return reports
 }
 
 func (a *analyzed) main(t *testing.T) *leaksJSON {
@@ -557,15 +565,7 @@ func TestForkWhileLoaderLocked(t *testing.T) {
 	require.NoError(t, cmd.Run(), "stderr:\n%s", se.String())
 	require.NoError(t, ctx.Err(), "hung")
 	assert.Equal(t, "child status 5\n", so.String())
-	a := &analyzed{dir: out, self: uint32(cmd.Process.Pid)}
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.*.leaks.json"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		var r leaksJSON
-		require.NoError(t, json.Unmarshal(b, &r))
-		a.reports = append(a.reports, &r)
-	}
+	a := &analyzed{dir: out, self: uint32(cmd.Process.Pid), reports: readReports(t, out)}
 	// The child's status is its parent's to reap (stdout shows it was 5).
 	child := a.byRole(t, "fork child", "forklock")
 	got := programGroups(child, []string{bin})
