@@ -430,23 +430,43 @@ func TestBarePreload(t *testing.T) {
 	}
 }
 
-// TestRunSignals checks that a SIGTERM sent to memscope-analyze reaches
-// PROG, that the reports are still written, and that the exit status is
-// PROG's (128+15).
+// TestRunSignals checks that memscope-analyze passes signals on: a
+// SIGTERM sent to it alone reaches PROG, and a SIGINT sent to the whole
+// process group (a terminal's Ctrl-C) ends PROG but not the analyzer.
+// Either way the reports are written and the exit status is PROG's.
 func TestRunSignals(t *testing.T) {
-	out := t.TempDir()
-	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sh", "-c", "exec sleep 30")
-	cmd.Env = cleanEnv()
-	require.NoError(t, cmd.Start())
-	// Wait until the traced program has reported itself (its ring has data).
-	time.Sleep(500 * time.Millisecond)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 128+int(syscall.SIGTERM), ee.ExitCode())
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.sleep.*.leaks.json"))
-	assert.Len(t, files, 1, "report of the killed sleep")
+	tests := []struct {
+		name  string
+		sig   syscall.Signal
+		group bool // to the process group, as a terminal does
+	}{
+		{"SIGTERM to the analyzer", syscall.SIGTERM, false},
+		{"Ctrl-C to the group", syscall.SIGINT, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sh", "-c", "exec sleep 30")
+			cmd.Env = cleanEnv()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			require.NoError(t, cmd.Start())
+			time.Sleep(500 * time.Millisecond) // PROG is running and traced
+			target := cmd.Process.Pid
+			if tc.group {
+				target = -target
+			}
+			require.NoError(t, syscall.Kill(target, tc.sig))
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, 128+int(tc.sig), ee.ExitCode())
+			files, _ := filepath.Glob(filepath.Join(out, "memscope.sleep.*.leaks.json"))
+			require.Len(t, files, 1, "report of the killed sleep")
+			reports := readReports(t, out)
+			require.NotNil(t, reports[0].ExitStatus)
+			assert.Equal(t, 128+int(tc.sig), *reports[0].ExitStatus)
+		})
+	}
 }
 
 // TestRunStatic checks the message for a program the library cannot be
@@ -583,29 +603,4 @@ func TestForkWhileLoaderLocked(t *testing.T) {
 	for _, w := range want {
 		assert.Contains(t, got, w)
 	}
-}
-
-// TestRunCtrlC sends SIGINT to the whole process group, as a terminal's
-// Ctrl-C does: PROG dies of it, memscope-analyze does not, writes the
-// reports and exits 128+SIGINT.
-func TestRunCtrlC(t *testing.T) {
-	out := t.TempDir()
-	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sleep", "30")
-	cmd.Env = cleanEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	time.Sleep(500 * time.Millisecond)
-	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 128+int(syscall.SIGINT), ee.ExitCode())
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.sleep.*.leaks.json"))
-	require.Len(t, files, 1, "report of the interrupted sleep")
-	b, err := os.ReadFile(files[0])
-	require.NoError(t, err)
-	var r leaksJSON
-	require.NoError(t, json.Unmarshal(b, &r))
-	require.NotNil(t, r.ExitStatus)
-	assert.Equal(t, 128+int(syscall.SIGINT), *r.ExitStatus)
 }
