@@ -274,12 +274,7 @@ func TestAnalyzePprof(t *testing.T) {
 	a := analyze(t, nil, program(t, "leaks"))
 	m := a.main(t)
 	path := filepath.Join(a.dir, fmt.Sprintf("memscope.leaks.%d.pb.gz", m.Pid))
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	p, err := profile.Parse(f)
-	require.NoError(t, err)
-	require.NoError(t, p.CheckValid())
+	p := parseProfile(t, path)
 	var types []string
 	for _, st := range p.SampleType {
 		types = append(types, st.Type+"/"+st.Unit)
