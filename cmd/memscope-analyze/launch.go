@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -20,19 +21,11 @@ import (
 func resolveProgram(prog string) (string, error) {
 	path := prog
 	if !strings.Contains(prog, "/") {
-		for _, dir := range filepath.SplitList(envDefault("PATH", "/usr/local/bin:/usr/bin:/bin")) {
-			if dir == "" {
-				dir = "."
-			}
-			cand := filepath.Join(dir, prog)
-			if st, err := os.Stat(cand); err == nil && st.Mode().IsRegular() {
-				path = cand
-				break
-			}
-		}
-		if path == prog {
+		found, err := exec.LookPath(prog) // ErrDot: found through "." in PATH, as execvp would
+		if err != nil && !errors.Is(err, exec.ErrDot) {
 			return "", fmt.Errorf("program %q not found in PATH", prog)
 		}
+		path = found
 	}
 	st, err := os.Stat(path)
 	if err != nil {
