@@ -28,22 +28,23 @@ type benchChunk struct {
 	tid, n   uint32
 }
 
-// benchStream simulates threads allocating concurrently: events are made
-// in global time order (a random thread each step ns), written into each
-// thread's chunk of recsPerChunk records, and delivered chunk by chunk in
-// the order chunks fill up — the arrival order a Reader produces. A
-// thread only allocates until it has liveSet blocks; from then on every
-// 8th event (of all threads) is a realloc of the thread's oldest block,
-// the other even ones free one of its blocks, the odd ones allocate: the
-// heap keeps growing by an eighth of the events (about 400 000 live
-// blocks after 3 M events, whatever the number of threads). Stacks come
-// from 200 ids.
-func benchStream(tb testing.TB, threads, events, liveSet, recsPerChunk int, step uint64) *recordedStream {
-	return benchStreamMix(tb, threads, events, liveSet, recsPerChunk, step, false)
-}
-
-// benchStreamMix with recent set frees the newest block instead of the
-// oldest (short-lived objects, as most are).
+// benchStreamMix simulates threads allocating concurrently: events are
+// made in global time order (a random thread each step ns), written into
+// each thread's chunk of recsPerChunk records, and delivered chunk by
+// chunk in the order chunks fill up — the arrival order a Reader
+// produces. A thread only allocates until it has liveSet blocks; from
+// then on every 8th event (of all threads) is a realloc of the thread's
+// oldest block, the other even ones free one of its blocks (the oldest,
+// or with recent set the newest: short-lived objects, as most are), the
+// odd ones allocate. The heap keeps growing by an eighth of the events
+// (about 400 000 live blocks after 3 M events, whatever the number of
+// threads). Stacks come from 200 ids.
+//
+// Each thread's heap is its own region (an arena), and an allocation
+// takes the address the thread freed last, if any, as C allocators do
+// (glibc's tcache and fastbins are per-thread LIFO lists). A stream of
+// ever-new addresses, which no allocator that frees produces, would
+// scatter the live set over the whole address range.
 func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, step uint64, recent bool) *recordedStream {
 	const pid = 4242
 	rng := rand.New(rand.NewSource(7))
@@ -51,6 +52,7 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		chunk []byte
 		n     int
 		live  []uint64
+		freed []uint64
 		next  uint64
 	}
 	ts := make([]thr, threads)
@@ -70,6 +72,18 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		t.chunk, t.n = t.chunk[:0], 0
 	}
 	clock := uint64(1e9)
+	// newAddr hands out the thread's last freed address first, as
+	// glibc's tcache and fastbins do, else a new one above the others.
+	newAddr := func(t *thr) uint64 {
+		if n := len(t.freed); n > 0 {
+			p := t.freed[n-1]
+			t.freed = t.freed[:n-1]
+			return p
+		}
+		p := t.next
+		t.next += 32
+		return p
+	}
 	for e := 0; e < events; e++ {
 		clock += step
 		i := rng.Intn(threads)
@@ -78,19 +92,20 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		switch {
 		case len(t.live) >= liveSet && e%8 == 0:
 			old := t.live[0]
-			nw := t.next
-			t.next += 32
+			nw := newAddr(t)
+			t.freed = append(t.freed, old)
 			t.chunk = shm.AppendRealloc(t.chunk, clock, shm.Realloc{OldPtr: old, NewPtr: nw, Size: 48, StackID: stack, TSBefore: clock - 20, Kind: shm.KindRealloc})
 			t.live = append(t.live[1:], nw)
 		case len(t.live) >= liveSet && e%2 == 0 && recent:
 			t.chunk = shm.AppendFree(t.chunk, clock, shm.Free{Ptr: t.live[len(t.live)-1]})
+			t.freed = append(t.freed, t.live[len(t.live)-1])
 			t.live = t.live[:len(t.live)-1]
 		case len(t.live) >= liveSet && e%2 == 0:
 			t.chunk = shm.AppendFree(t.chunk, clock, shm.Free{Ptr: t.live[0]})
+			t.freed = append(t.freed, t.live[0])
 			t.live = t.live[1:]
 		default:
-			p := t.next
-			t.next += 32
+			p := newAddr(t)
 			t.chunk = shm.AppendAlloc(t.chunk, clock, shm.Alloc{Ptr: p, Size: uint64(16 + rng.Intn(256)), StackID: stack, Kind: shm.KindMalloc})
 			t.live = append(t.live, p)
 		}
