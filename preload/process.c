@@ -6,7 +6,8 @@
  *     its environment is its own pid (the marker each traced image, and
  *     each fork child, sets to its pid).
  *   - PROCESS exit {status} from an on_exit handler (exit() or a return
- *     from main; not _exit, abort or a signal).
+ *     from main) and from _exit/_Exit, which the library wraps; not from
+ *     abort or a signal (the parent's wait status says those).
  *   - THREAD {tid, name} at a thread's first record, and again at its exit
  *     (the name is often set after the thread started).
  *   - Thread exit: a pthread key destructor writes THREAD and seals the
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MS_ARG0_MAX 1024u
@@ -152,7 +154,8 @@ static void child_after_fork(void)
  * seal the chunk. Registered with on_exit at init, so it runs after the
  * program's later atexit handlers and before destructors; whatever they
  * free still follows in the stream (the process ends when its pid is
- * gone, not at this record). _exit, abort and signals skip it.
+ * gone, not at this record). _exit and _Exit skip it (exit_now below
+ * writes theirs); abort and signals write none.
  */
 static void at_exit(int status, void *unused)
 {
@@ -168,6 +171,46 @@ static void at_exit(int status, void *unused)
 	ms_ring_seal(&ms_g.ring, &t->w);
 	t->busy = 0;
 	errno = e;
+}
+
+/*
+ * _exit(status) and _Exit(status): PROCESS exit, as at_exit writes it,
+ * then the exit_group system call, which is all glibc's _exit does
+ * (calling it directly keeps this async-signal-safe and needs no lookup of
+ * the next definition). Shells end with _exit, and so do fork children
+ * that must not run their parent's atexit handlers; such a process is
+ * often reaped by its own parent at once, and this record is then the
+ * only place its exit status can come from. glibc's exit() reaches its
+ * own _exit directly, not through this one.
+ *
+ * Nothing is written in a child the library was not told of (vfork,
+ * posix_spawn and raw clone run no fork handlers: ms_g and the writer
+ * are still the parent's, shared or copied, so the pids differ), or from
+ * a signal handler that interrupted a hook (busy).
+ */
+static __attribute__((noreturn)) void exit_now(int status)
+{
+	struct ms_tls *t = ms_tls();
+	if (!t->busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE &&
+	    (uint32_t)getpid() == ms_g.pid) {
+		t->busy = 1;
+		if (!t->announced)
+			ms_thread_announce(t);
+		ms_process_write(t, MS_PROCESS_EXIT, status & 0xff);
+		ms_ring_seal(&ms_g.ring, &t->w);
+	}
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+__attribute__((visibility("default"), noreturn)) void _exit(int status)
+{
+	exit_now(status);
+}
+
+__attribute__((visibility("default"), noreturn)) void _Exit(int status)
+{
+	exit_now(status);
 }
 
 int ms_process_init(void)

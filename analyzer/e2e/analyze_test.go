@@ -227,6 +227,9 @@ func TestAnalyzeExpectations(t *testing.T) {
 						}
 						r := a.byRole(t, p.Role, image)
 						assert.True(t, r.Complete, "%s: complete", p.Role)
+						if assert.NotNil(t, r.ExitStatus, "%s: exit_status", p.Role) {
+							assert.Equal(t, shellCode(p), *r.ExitStatus, "%s: exit_status", p.Role)
+						}
 						assert.Zero(t, r.Totals.DroppedEvents, "%s: dropped events", p.Role)
 						assert.Equal(t, r.Totals.Allocations-r.Totals.Frees, r.LeakedObjects, "%s: allocations - frees == leaked objects", p.Role)
 						if !p.Exact {

@@ -138,14 +138,15 @@ func TestProcessRecords(t *testing.T) {
 	assert.Equal(t, start.Pid, sh.Ppid)
 	_, ok := res.module(fork.Pid, "/exec")
 	assert.True(t, ok, "the fork child describes its modules")
-	// exit() writes PROCESS exit with the status; _exit (dash's) does not.
+	// exit() writes PROCESS exit with the status, and so does dash's _exit
+	// (the library wraps _exit).
 	exits := map[uint32][]int32{}
 	for _, p := range ps {
 		if p.Event == shm.ProcessExit {
 			exits[p.Pid] = append(exits[p.Pid], p.Status)
 		}
 	}
-	assert.Equal(t, map[uint32][]int32{start.Pid: {0}, exec.Pid: {3}}, exits)
+	assert.Equal(t, map[uint32][]int32{start.Pid: {0}, exec.Pid: {3}, sh.Pid: {7}}, exits)
 	assert.Equal(t, "sh", sh.Arg0, "system() runs sh -c")
 	for _, ev := range res.Events {
 		if ev.Type == shm.RecProcess {
@@ -157,13 +158,13 @@ func TestProcessRecords(t *testing.T) {
 
 // TestFollowForkOff: MEMSCOPE_FOLLOW_FORK=0 leaves the fork child (and
 // what it execs) untraced, the parent traced.
-// TestExitRecords: PROCESS exit carries exit()'s status; _exit, abort
-// and signals write none.
+// TestExitRecords: PROCESS exit carries the status of exit() and of
+// _exit (which the library wraps); abort and signals write none.
 func TestExitRecords(t *testing.T) {
 	for _, tc := range []struct {
 		mode string
 		want []int32
-	}{{"exit", []int32{0}}, {"_exit", nil}, {"abort", nil}, {"kill", nil}, {"segv", nil}} {
+	}{{"exit", []int32{0}}, {"_exit", []int32{9}}, {"abort", nil}, {"kill", nil}, {"segv", nil}} {
 		res := traced(t, []string{program(t, "crash"), tc.mode}, runOpts{})
 		var got []int32
 		for _, p := range res.processes() {
