@@ -149,6 +149,15 @@ static void child_after_fork(void)
 	errno = e;
 }
 
+/* PROCESS exit with what the parent's wait will see, then seal the chunk. */
+static void write_exit(struct ms_tls *t, int status)
+{
+	if (!t->announced)
+		ms_thread_announce(t);
+	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff);
+	ms_ring_seal(&ms_g.ring, &t->w);
+}
+
 /*
  * exit(status), or a return from main: PROCESS exit with the status, then
  * seal the chunk. Registered with on_exit at init, so it runs after the
@@ -165,10 +174,7 @@ static void at_exit(int status, void *unused)
 		return;
 	int e = errno;
 	t->busy = 1;
-	if (!t->announced)
-		ms_thread_announce(t);
-	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff); /* what the parent's wait sees */
-	ms_ring_seal(&ms_g.ring, &t->w);
+	write_exit(t, status);
 	t->busy = 0;
 	errno = e;
 }
@@ -194,10 +200,7 @@ static __attribute__((noreturn)) void exit_now(int status)
 	if (!t->busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE &&
 	    (uint32_t)getpid() == ms_g.pid) {
 		t->busy = 1;
-		if (!t->announced)
-			ms_thread_announce(t);
-		ms_process_write(t, MS_PROCESS_EXIT, status & 0xff);
-		ms_ring_seal(&ms_g.ring, &t->w);
+		write_exit(t, status);
 	}
 	for (;;)
 		syscall(SYS_exit_group, status);
