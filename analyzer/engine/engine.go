@@ -4,12 +4,16 @@
 // per-site values at the peak, a timeline, modules and thread names.
 //
 // Records of one thread arrive in program order; records of different
-// threads and processes interleave and can arrive up to a chunk's seal
-// delay out of time order. Heap events wait in a reorder window and are
-// applied in timestamp order across all threads and processes; an event
-// that arrives after later events of its process were applied is counted
-// as late and still applied (its generation pairing stays exact; only the
-// heap curve and peak see it at its arrival).
+// threads and processes interleave and arrive out of time order by up to
+// the Reader's polling delay. Heap events wait in a reorder window and
+// are applied in timestamp order across all threads and processes, which
+// makes every result exact (TestEngineMatchesModel). An event that
+// arrives after later events of its process were applied (its thread
+// stalled longer than the window while writing it) is counted as late
+// and still applied: the heap curve and the peak see it at its arrival,
+// and if another thread reused its address meanwhile, a free can close
+// an older generation of the address than it does in time order, so a
+// block can end up live that was not. The summary counts late events.
 //
 // An Engine is not safe for concurrent use: one goroutine applies records
 // and reads state (Snapshot copies what a concurrent reader needs).
