@@ -64,6 +64,13 @@ func TestAnalyzeLossy(t *testing.T) {
 			cmd.Env = cleanEnv()
 			cmd.Stderr = stderr
 			require.NoError(t, cmd.Start())
+			// Its heartbeat must be fresh when it is stopped, or the
+			// program would not wait for it.
+			deadline := time.Now().Add(10 * time.Second)
+			for ring.Info().ConsumerPid != uint32(cmd.Process.Pid) {
+				require.True(t, time.Now().Before(deadline), "record never polled the ring")
+				time.Sleep(time.Millisecond)
+			}
 			return cmd, stdin, stdout, os.Getpid()
 		}, 300 * time.Millisecond},
 	}
@@ -89,7 +96,6 @@ func TestAnalyzeLossy(t *testing.T) {
 			}
 
 			expectLine("ready\n")
-			time.Sleep(100 * time.Millisecond) // the consumer is up and has read what came first
 			require.NoError(t, consumer.Process.Signal(syscall.SIGSTOP))
 			stopped = true
 			burst := time.Now()
