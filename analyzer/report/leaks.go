@@ -139,7 +139,8 @@ func leakLess(a, b *Leak) bool {
 // As in LSan, suppressed leaks are not listed; a "Suppressions used" table
 // says what each pattern hid, and SUMMARY counts unsuppressed leaks only
 // (the JSON's leaked_bytes/leaked_objects include suppressed ones). A
-// warning line follows the first one when events were dropped.
+// warning line follows the first one when events were dropped, and one
+// when events arrived late (engine package comment).
 func (r *LeakReport) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	if r.UnsuppressedObjects > 0 {
@@ -149,6 +150,9 @@ func (r *LeakReport) WriteText(w io.Writer) error {
 	}
 	if !r.Complete {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were dropped; this report is incomplete.\n", r.Pid, r.Totals.DroppedEvents)
+	}
+	if r.Totals.LateEvents > 0 {
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.\n", r.Pid, r.Totals.LateEvents)
 	}
 	for _, l := range r.Leaks {
 		if l.Suppressed {

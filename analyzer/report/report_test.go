@@ -187,6 +187,17 @@ SUMMARY: memscope: 0 byte(s) leaked in 0 allocation(s).
 `, b.String())
 }
 
+func TestLeakTextLateEvents(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	p.Totals.LateEvents = 3
+	var b bytes.Buffer
+	require.NoError(t, Leaks(p, symbols(), suppressions(t)).WriteText(&b))
+	first, rest, _ := strings.Cut(b.String(), "\n")
+	second, _, _ := strings.Cut(rest, "\n")
+	assert.Equal(t, "==1234==memscope: detected memory leaks", first)
+	assert.Equal(t, "==1234==WARNING: memscope: 3 event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.", second)
+}
+
 func TestLeakJSON(t *testing.T) {
 	p := syntheticProcess(t, 0)
 	var b bytes.Buffer
