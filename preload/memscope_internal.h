@@ -16,6 +16,7 @@
 #ifndef MS_INTERNAL_H
 #define MS_INTERNAL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -121,6 +122,32 @@ static inline void ms_rec_zero_payload(void *r, uint32_t size)
 }
 /* Arms the thread-exit destructor and writes the THREAD record. */
 MS_HIDDEN void ms_thread_announce(struct ms_tls *t);
+
+/*
+ * Callbacks that record outside the allocation hooks (thread exit, exit,
+ * _exit, after dlopen/dlclose) start with ms_callback_enter: NULL when
+ * the thread is already inside memscope (busy: a signal handler or our
+ * own nested call) or the library is not recording; otherwise the
+ * thread's state, busy and announced, with errno saved in *err. Pair with
+ * ms_callback_leave, which puts errno back.
+ */
+static inline struct ms_tls *ms_callback_enter(int *err)
+{
+	struct ms_tls *t = ms_tls();
+	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+		return NULL;
+	*err = errno;
+	t->busy = 1;
+	if (!t->announced)
+		ms_thread_announce(t);
+	return t;
+}
+
+static inline void ms_callback_leave(struct ms_tls *t, int err)
+{
+	t->busy = 0;
+	errno = err;
+}
 
 /* ---- stacks (unwind.c, stacks.c) ---- */
 

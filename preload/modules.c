@@ -375,21 +375,19 @@ void ms_modules_check(struct ms_tls *t)
 	unlock();
 }
 
-/* After the real dlopen/dlclose: record what changed (outside any hook). */
+/* After the real dlopen/dlclose: record what changed (outside any hook; errno kept). */
 static void after_change(void)
 {
-	struct ms_tls *t = ms_tls();
-	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+	int e;
+	struct ms_tls *t = ms_callback_enter(&e);
+	if (!t)
 		return;
-	t->busy = 1;
-	if (!t->announced)
-		ms_thread_announce(t);
 	if (changed()) {
 		lock_wait();
 		scan_locked(t);
 		unlock();
 	}
-	t->busy = 0;
+	ms_callback_leave(t, e);
 }
 
 __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
@@ -403,10 +401,8 @@ __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
 		return real(file, mode); /* M3: a tail call */
 	void *h = real(file, mode);
 	if (h) {
-		int e = errno;
 		__atomic_store_n(&ms_g.loader_unsafe, 0, __ATOMIC_RELAXED); /* M4 */
 		after_change();
-		errno = e;
 	}
 	return h;
 }
@@ -419,11 +415,9 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
 		real = __atomic_load_n(&real_dlclose, __ATOMIC_ACQUIRE);
 	}
 	int r = real(handle);
-	int e = errno;
 	if (r == 0)
 		__atomic_store_n(&ms_g.loader_unsafe, 0, __ATOMIC_RELAXED); /* M4 */
 	after_change();
-	errno = e;
 	return r;
 }
 

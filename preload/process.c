@@ -64,16 +64,14 @@ void ms_thread_announce(struct ms_tls *t)
 
 static void thread_exit(void *unused)
 {
-	struct ms_tls *t = ms_tls();
+	int e;
+	struct ms_tls *t = ms_callback_enter(&e);
 	(void)unused;
-	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+	if (!t)
 		return;
-	int e = errno;
-	t->busy = 1;
 	write_thread(t);
 	ms_ring_seal(&ms_g.ring, &t->w);
-	t->busy = 0;
-	errno = e;
+	ms_callback_leave(t, e);
 }
 
 void ms_process_announce(struct ms_tls *t, int event)
@@ -152,8 +150,6 @@ static void child_after_fork(void)
 /* PROCESS exit with what the parent's wait will see, then seal the chunk. */
 static void write_exit(struct ms_tls *t, int status)
 {
-	if (!t->announced)
-		ms_thread_announce(t);
 	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff);
 	ms_ring_seal(&ms_g.ring, &t->w);
 }
@@ -168,15 +164,13 @@ static void write_exit(struct ms_tls *t, int status)
  */
 static void at_exit(int status, void *unused)
 {
-	struct ms_tls *t = ms_tls();
+	int e;
+	struct ms_tls *t = ms_callback_enter(&e);
 	(void)unused;
-	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
+	if (!t)
 		return;
-	int e = errno;
-	t->busy = 1;
 	write_exit(t, status);
-	t->busy = 0;
-	errno = e;
+	ms_callback_leave(t, e);
 }
 
 /*
@@ -196,12 +190,11 @@ static void at_exit(int status, void *unused)
  */
 static __attribute__((noreturn)) void exit_now(int status)
 {
-	struct ms_tls *t = ms_tls();
-	if (!t->busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE &&
-	    (uint32_t)getpid() == ms_g.pid) {
-		t->busy = 1;
-		write_exit(t, status);
-	}
+	int e;
+	struct ms_tls *t;
+	/* The pid first: entering may write (THREAD), into the parent's chunk. */
+	if ((uint32_t)getpid() == ms_g.pid && (t = ms_callback_enter(&e)))
+		write_exit(t, status); /* busy stays set: nothing else is recorded */
 	for (;;)
 		syscall(SYS_exit_group, status);
 }
