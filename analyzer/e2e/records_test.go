@@ -156,8 +156,6 @@ func TestProcessRecords(t *testing.T) {
 	}
 }
 
-// TestFollowForkOff: MEMSCOPE_FOLLOW_FORK=0 leaves the fork child (and
-// what it execs) untraced, the parent traced.
 // TestExitRecords: PROCESS exit carries the status of exit() and of
 // _exit (which the library wraps); abort and signals write none.
 func TestExitRecords(t *testing.T) {
@@ -176,6 +174,8 @@ func TestExitRecords(t *testing.T) {
 	}
 }
 
+// TestFollowForkOff: MEMSCOPE_FOLLOW_FORK=0 leaves the fork child (and
+// what it execs) untraced, the parent traced.
 func TestFollowForkOff(t *testing.T) {
 	res := traced(t, []string{program(t, "exec")}, runOpts{Env: []string{"MEMSCOPE_FOLLOW_FORK=0"}})
 	require.Equal(t, 0, res.ExitCode)
