@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"encoding/binary"
 	"math/rand"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -11,22 +13,31 @@ import (
 	"memscope/shm"
 )
 
-// recordedStream is a synthetic ring's contents as the Reader delivers
-// them: chunks of real encoded records (shm.Append*), each owned by one
-// thread, in the order the chunks filled up. The records of all chunks are
-// kept back to back in one buffer, as in a mapped ring.
+// recordedStream is a ring's contents as the Reader delivers them: chunks
+// of real encoded records, each owned by one thread, in the order the
+// chunks filled up. The records of all chunks are kept back to back in
+// one buffer, as in a mapped ring.
 type recordedStream struct {
 	buf     []byte
 	chunks  []benchChunk
 	records int
-	pid     uint32
 }
 
-// benchChunk is one chunk: buf[off:end], n records written by tid.
+// benchChunk is one chunk: buf[off:end], n records written by pid/tid.
 type benchChunk struct {
-	off, end uint32
-	tid, n   uint32
+	off, end    uint32
+	pid, tid, n uint32
 }
+
+// freeOrder says which of its live blocks a thread of benchStreamMix
+// frees.
+type freeOrder int
+
+const (
+	freeOldest freeOrder = iota // first in, first out: every free touches a cold entry
+	freeNewest                  // last in, first out: short-lived objects, as most are
+	freeRandom                  // any: objects of unrelated lifetimes, as in a cache or a heap of requests
+)
 
 // benchStreamMix simulates threads allocating concurrently: events are
 // made in global time order (a random thread each step ns), written into
@@ -34,32 +45,37 @@ type benchChunk struct {
 // chunk in the order chunks fill up — the arrival order a Reader
 // produces. A thread only allocates until it has liveSet blocks; from
 // then on every 8th event (of all threads) is a realloc of the thread's
-// oldest block, the other even ones free one of its blocks (the oldest,
-// or with recent set the newest: short-lived objects, as most are), the
-// odd ones allocate. The heap keeps growing by an eighth of the events
-// (about 400 000 live blocks after 3 M events, whatever the number of
-// threads). Stacks come from 200 ids.
+// oldest block, the other even ones free one of its blocks (chosen by
+// order), the odd ones allocate. The heap keeps growing by an eighth of
+// the events (about 400 000 live blocks after 3 M events, whatever the
+// number of threads). Stacks come from 200 ids.
 //
 // Each thread's heap is its own region (an arena), and an allocation
 // takes the address the thread freed last, if any, as C allocators do
 // (glibc's tcache and fastbins are per-thread LIFO lists). A stream of
 // ever-new addresses, which no allocator that frees produces, would
-// scatter the live set over the whole address range.
-func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, step uint64, recent bool) *recordedStream {
+// scatter the live set over the whole address range. With freeOldest and
+// freeNewest every block takes 32 bytes of the arena and any freed
+// address can be reused; with freeRandom blocks take their size rounded
+// as glibc rounds chunks (request + 8, to 16, at least 32), and a freed
+// address is reused only for the same chunk size (tcache bins).
+// BenchmarkApplyCaptured replays the stream of a real program, to compare.
+func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, step uint64, order freeOrder) *recordedStream {
 	const pid = 4242
 	rng := rand.New(rand.NewSource(7))
 	type thr struct {
 		chunk []byte
 		n     int
 		live  []uint64
-		freed []uint64
+		freed map[uint64][]uint64 // by chunk size
 		next  uint64
 	}
 	ts := make([]thr, threads)
 	for i := range ts {
 		ts[i].next = uint64(i+1) << 36
+		ts[i].freed = map[uint64][]uint64{}
 	}
-	out := &recordedStream{pid: pid}
+	out := &recordedStream{}
 	flush := func(i int) {
 		t := &ts[i]
 		if t.n == 0 {
@@ -67,22 +83,38 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		}
 		off := len(out.buf)
 		out.buf = append(out.buf, t.chunk...)
-		out.chunks = append(out.chunks, benchChunk{off: uint32(off), end: uint32(len(out.buf)), tid: uint32(pid + i), n: uint32(t.n)})
+		out.chunks = append(out.chunks, benchChunk{off: uint32(off), end: uint32(len(out.buf)), pid: pid, tid: uint32(pid + i), n: uint32(t.n)})
 		out.records += t.n
 		t.chunk, t.n = t.chunk[:0], 0
 	}
 	clock := uint64(1e9)
-	// newAddr hands out the thread's last freed address first, as
-	// glibc's tcache and fastbins do, else a new one above the others.
-	newAddr := func(t *thr) uint64 {
-		if n := len(t.freed); n > 0 {
-			p := t.freed[n-1]
-			t.freed = t.freed[:n-1]
-			return p
+	// chunkSize is the arena space of a block of size bytes.
+	chunkSize := func(size uint64) uint64 {
+		if order != freeRandom {
+			return 32
 		}
-		p := t.next
-		t.next += 32
+		return max((size+8+15)&^15, 32)
+	}
+	sizes := map[uint64]uint64{} // live address -> chunk size
+	// newAddr hands out the thread's last freed address of the chunk
+	// size first, as glibc's tcache and fastbins do, else a new one
+	// above the others.
+	newAddr := func(t *thr, size uint64) uint64 {
+		cs := chunkSize(size)
+		var p uint64
+		if f := t.freed[cs]; len(f) > 0 {
+			p = f[len(f)-1]
+			t.freed[cs] = f[:len(f)-1]
+		} else {
+			p = t.next
+			t.next += cs
+		}
+		sizes[p] = cs
 		return p
+	}
+	release := func(t *thr, p uint64) {
+		t.freed[sizes[p]] = append(t.freed[sizes[p]], p)
+		delete(sizes, p)
 	}
 	for e := 0; e < events; e++ {
 		clock += step
@@ -92,21 +124,31 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		switch {
 		case len(t.live) >= liveSet && e%8 == 0:
 			old := t.live[0]
-			nw := newAddr(t)
-			t.freed = append(t.freed, old)
+			nw := newAddr(t, 48)
+			release(t, old)
 			t.chunk = shm.AppendRealloc(t.chunk, clock, shm.Realloc{OldPtr: old, NewPtr: nw, Size: 48, StackID: stack, TSBefore: clock - 20, Kind: shm.KindRealloc})
 			t.live = append(t.live[1:], nw)
-		case len(t.live) >= liveSet && e%2 == 0 && recent:
-			t.chunk = shm.AppendFree(t.chunk, clock, shm.Free{Ptr: t.live[len(t.live)-1]})
-			t.freed = append(t.freed, t.live[len(t.live)-1])
-			t.live = t.live[:len(t.live)-1]
 		case len(t.live) >= liveSet && e%2 == 0:
-			t.chunk = shm.AppendFree(t.chunk, clock, shm.Free{Ptr: t.live[0]})
-			t.freed = append(t.freed, t.live[0])
-			t.live = t.live[1:]
+			k := 0 // freeOldest
+			switch order {
+			case freeNewest:
+				k = len(t.live) - 1
+			case freeRandom:
+				k = rng.Intn(len(t.live))
+			}
+			p := t.live[k]
+			t.chunk = shm.AppendFree(t.chunk, clock, shm.Free{Ptr: p})
+			release(t, p)
+			if k == 0 {
+				t.live = t.live[1:]
+			} else {
+				t.live[k] = t.live[len(t.live)-1]
+				t.live = t.live[:len(t.live)-1]
+			}
 		default:
-			p := newAddr(t)
-			t.chunk = shm.AppendAlloc(t.chunk, clock, shm.Alloc{Ptr: p, Size: uint64(16 + rng.Intn(256)), StackID: stack, Kind: shm.KindMalloc})
+			size := uint64(16 + rng.Intn(256))
+			p := newAddr(t, size)
+			t.chunk = shm.AppendAlloc(t.chunk, clock, shm.Alloc{Ptr: p, Size: size, StackID: stack, Kind: shm.KindMalloc})
 			t.live = append(t.live, p)
 		}
 		t.n++
@@ -147,15 +189,16 @@ func (s *recordedStream) feed(tb testing.TB, c benchChunk, n int, fn func(shm.Re
 }
 
 // applyCases are the streams of BenchmarkApply: threads allocating
-// concurrently; "fifo" frees the oldest block of the thread (every free
-// touches a cold entry), "recent" the newest (short-lived objects).
+// concurrently, freeing their oldest block (fifo), their newest (recent)
+// or any (random).
 var applyCases = []struct {
 	name    string
 	threads int
-	recent  bool
+	order   freeOrder
 }{
-	{"threads=1/fifo", 1, false}, {"threads=4/fifo", 4, false}, {"threads=64/fifo", 64, false},
-	{"threads=1/recent", 1, true}, {"threads=4/recent", 4, true}, {"threads=64/recent", 64, true},
+	{"threads=1/fifo", 1, freeOldest}, {"threads=4/fifo", 4, freeOldest}, {"threads=64/fifo", 64, freeOldest},
+	{"threads=1/recent", 1, freeNewest}, {"threads=4/recent", 4, freeNewest}, {"threads=64/recent", 64, freeNewest},
+	{"threads=1/random", 1, freeRandom}, {"threads=4/random", 4, freeRandom}, {"threads=64/random", 64, freeRandom},
 }
 
 // lastStream is the stream of the last case (b.Run calls a benchmark
@@ -165,10 +208,10 @@ var lastStream struct {
 	s    *recordedStream
 }
 
-func applyStream(b *testing.B, name string, threads int, recent bool) *recordedStream {
+func applyStream(b *testing.B, name string, threads int, order freeOrder) *recordedStream {
 	if lastStream.name != name {
 		lastStream.s = nil // let the previous one go first
-		lastStream.s = benchStreamMix(b, threads, 3<<20, 4096, 300, 100, recent)
+		lastStream.s = benchStreamMix(b, threads, 3<<20, 4096, 300, 100, order)
 		lastStream.name = name
 	}
 	return lastStream.s
@@ -186,7 +229,7 @@ func applyStream(b *testing.B, name string, threads int, recent bool) *recordedS
 func BenchmarkApply(b *testing.B) {
 	for _, tc := range applyCases {
 		b.Run(tc.name, func(b *testing.B) {
-			recs := applyStream(b, tc.name, tc.threads, tc.recent)
+			recs := applyStream(b, tc.name, tc.threads, tc.order)
 			stacks := make([]shm.Record, 0, 200)
 			for id := uint64(1); id <= 200; id++ {
 				r, _ := shm.ParseRecordHeader(shm.AppendStack(nil, 1, 0, shm.Stack{ID: id, PCs: []uint64{0x401000 + id, 0x402000}}))
@@ -197,7 +240,7 @@ func BenchmarkApply(b *testing.B) {
 			var c benchChunk
 			applied := 0
 			apply := func(r shm.Record) error {
-				r.Pid, r.Tid = recs.pid, c.tid
+				r.Pid, r.Tid = c.pid, c.tid
 				applied++
 				return e.Apply(r)
 			}
@@ -249,11 +292,11 @@ func BenchmarkApply(b *testing.B) {
 func BenchmarkDecodeOnly(b *testing.B) {
 	for _, tc := range applyCases {
 		b.Run(tc.name, func(b *testing.B) {
-			recs := applyStream(b, tc.name, tc.threads, tc.recent)
+			recs := applyStream(b, tc.name, tc.threads, tc.order)
 			var types [16]int
 			var c benchChunk
 			count := func(r shm.Record) error {
-				r.Pid, r.Tid = recs.pid, c.tid
+				r.Pid, r.Tid = c.pid, c.tid
 				types[(uint32(r.Type)+r.Tid)&15]++
 				return nil
 			}
@@ -333,4 +376,86 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return "live=" + s
+}
+
+// loadCapture reads a file of records captured from a real program by
+// memscope-bench (each record preceded by its pid and tid, little-endian
+// uint32s) into a recordedStream: a chunk per run of records of one
+// thread, at most 300 records (as in the benchmark streams).
+func loadCapture(tb testing.TB, path string) *recordedStream {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := &recordedStream{}
+	var cur *benchChunk
+	for off := 0; off < len(data); {
+		if len(data)-off < 8 {
+			tb.Fatalf("%s: %d bytes at offset %d: truncated", path, len(data)-off, off)
+		}
+		pid := binary.LittleEndian.Uint32(data[off:])
+		tid := binary.LittleEndian.Uint32(data[off+4:])
+		r, err := shm.ParseRecordHeader(data[off+8:])
+		if err != nil {
+			tb.Fatalf("%s: offset %d: %v", path, off+8, err)
+		}
+		if cur == nil || cur.pid != pid || cur.tid != tid || cur.n == 300 {
+			n := uint32(len(out.buf))
+			out.chunks = append(out.chunks, benchChunk{off: n, end: n, pid: pid, tid: tid})
+			cur = &out.chunks[len(out.chunks)-1]
+		}
+		out.buf = append(out.buf, r.Data...)
+		cur.end = uint32(len(out.buf))
+		cur.n++
+		out.records++
+		off += 8 + len(r.Data)
+	}
+	return out
+}
+
+// BenchmarkApplyCaptured is BenchmarkApply on the records a real program
+// wrote, with its addresses as glibc returned them: the file named by
+// MEMSCOPE_CAPTURE, which `make bench` captures from testdata/bench/churn.c
+// (4 threads freeing in random order; build/churn.records). Skipped
+// without it.
+func BenchmarkApplyCaptured(b *testing.B) {
+	path := os.Getenv("MEMSCOPE_CAPTURE")
+	if path == "" {
+		b.Skip("MEMSCOPE_CAPTURE names no file of captured records (make bench makes one)")
+	}
+	recs := loadCapture(b, path)
+	var e *Engine
+	var c benchChunk
+	apply := func(r shm.Record) error {
+		r.Pid, r.Tid = c.pid, c.tid
+		return e.Apply(r)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var cpu time.Duration
+	c0 := threadCPU()
+	b.ReportAllocs()
+	b.ResetTimer()
+	ci := len(recs.chunks)
+	for done := 0; done < b.N; {
+		if ci == len(recs.chunks) {
+			if e != nil {
+				e.Flush()
+			}
+			b.StopTimer()
+			cpu += threadCPU() - c0
+			e = New(Options{})
+			ci = 0
+			b.StartTimer()
+			c0 = threadCPU()
+		}
+		c = recs.chunks[ci]
+		done += recs.feed(b, c, b.N-done, apply)
+		ci++
+	}
+	e.Flush()
+	b.StopTimer()
+	cpu += threadCPU() - c0
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrecords/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
 }

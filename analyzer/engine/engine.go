@@ -319,10 +319,23 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 		if b == th.tailBlk {
 			end = th.tailIdx
 		}
+		// With few threads pending, th's event slotAhead on is applied
+		// soon: start fetching its live table slot now, so that the
+		// cache misses of several events overlap (frees of old blocks
+		// miss: the table is larger than the caches). With many, it is
+		// applied too late for that, after other threads' events.
+		ahead := 0 // prefetch for i < ahead
+		if len(e.heap) <= prefetchStreams {
+			ahead = end - slotAhead
+		}
+		live := &th.proc.live
 		for ; i < end; i++ {
 			ev := &b.ev[i]
 			if ev.key > bound {
 				break
+			}
+			if i < ahead {
+				live.prefetch(b.ev[i+slotAhead].ptr)
 			}
 			// Heap events directly (the common case), others through
 			// applyEvent.
@@ -519,10 +532,12 @@ func (e *Engine) Pending() int {
 	return n
 }
 
-// applyRun prefetches th's pending events prefetchAhead events (two cache
-// lines) past where its run stopped, when more than prefetchStreams
-// threads have pending events.
+// applyRun fetches the live table slot of the event slotAhead events on
+// in the run it applies when at most prefetchStreams threads have pending
+// events; when more have, it prefetches th's pending events prefetchAhead
+// events (two cache lines) past where its run stopped.
 const (
+	slotAhead       = 8
 	prefetchAhead   = 4
 	prefetchStreams = 8
 )

@@ -1,6 +1,9 @@
 package engine
 
-import "math/bits"
+import (
+	"math/bits"
+	"unsafe"
+)
 
 // liveBlock is one live allocation as the engine sees it.
 type liveBlock struct {
@@ -77,6 +80,14 @@ func (t *liveTable) home(addr uint64) int {
 }
 
 const granuleShift = 8
+
+// prefetch starts fetching the home slot of addr into the cache, for an
+// insert or remove of addr coming soon.
+func (t *liveTable) prefetch(addr uint64) {
+	if len(t.slots) > 0 {
+		prefetch(unsafe.Pointer(&t.slots[t.home(addr)]))
+	}
+}
 
 // find returns the slot index of addr, or the empty slot where it would go.
 func (t *liveTable) find(addr uint64) (int, bool) {

@@ -76,11 +76,14 @@ func hasBenchmarks(dir string) bool {
 // (-count 1, 100ms) finds the benchmarks that report events/s or bytes
 // per live block; only those are then run count times, so scratch
 // benchmarks in the package do not eat the time budget.
-func runGoBench(goCmd, benchtime string, count int) ([]benchMetric, string) {
+//
+// capture, if not "", is a file of recorded records for the benchmarks
+// that replay one (MEMSCOPE_CAPTURE).
+func runGoBench(goCmd, benchtime string, count int, capture string) ([]benchMetric, string) {
 	if !hasBenchmarks(enginePkg) {
 		return nil, "analyzer: no Benchmark functions in " + enginePkg + " yet: n/a"
 	}
-	discovery, note := goTestBench(goCmd, ".", "100ms", 1)
+	discovery, note := goTestBench(goCmd, ".", "100ms", 1, capture)
 	if note != "" {
 		return discovery, note
 	}
@@ -98,12 +101,13 @@ func runGoBench(goCmd, benchtime string, count int) ([]benchMetric, string) {
 	if len(names) == 0 {
 		return nil, "analyzer: no engine benchmark reports events/s or bytes per live block: n/a"
 	}
-	return goTestBench(goCmd, "^("+strings.Join(names, "|")+")$", benchtime, count)
+	return goTestBench(goCmd, "^("+strings.Join(names, "|")+")$", benchtime, count, capture)
 }
 
-func goTestBench(goCmd, pattern, benchtime string, count int) ([]benchMetric, string) {
+func goTestBench(goCmd, pattern, benchtime string, count int, capture string) ([]benchMetric, string) {
 	cmd := exec.Command(goCmd, "test", "-run", "^$", "-bench", pattern, "-benchtime", benchtime,
 		"-count", strconv.Itoa(count), "-cpu", "1", enginePkg)
+	cmd.Env = append(withoutEnv(os.Environ(), "MEMSCOPE_CAPTURE"), "MEMSCOPE_CAPTURE="+capture)
 	out, err := cmd.CombinedOutput()
 	metrics := parseGoBench(string(out))
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +22,10 @@ type drainedRing struct {
 	done chan error
 	// records counts what was drained: proof the library joined.
 	records int
+	// capture, if set, receives every record drained, each as the pid
+	// and tid (little-endian uint32s) followed by the record's bytes: the
+	// format BenchmarkApplyCaptured (analyzer/engine) replays.
+	capture *bufio.Writer
 }
 
 func newDrainedRing(name string) (*drainedRing, error) {
@@ -45,21 +51,31 @@ func newDrainedRing(name string) (*drainedRing, error) {
 func (d *drainedRing) drain() {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	for {
-		n, err := d.rd.Poll(func(shm.Record) error { return nil })
-		d.records += n
-		if err != nil {
-			d.done <- err
-			return
+	var idHdr [8]byte
+	keep := func(r shm.Record) error {
+		if d.capture != nil {
+			binary.LittleEndian.PutUint32(idHdr[0:], r.Pid)
+			binary.LittleEndian.PutUint32(idHdr[4:], r.Tid)
+			d.capture.Write(idHdr[:])
+			d.capture.Write(r.Data)
 		}
-		if err := d.rd.Commit(); err != nil {
+		return nil
+	}
+	stopping := false
+	for {
+		n, err := d.rd.Poll(keep)
+		d.records += n
+		if err == nil {
+			err = d.rd.Commit()
+		}
+		if err != nil || stopping {
 			d.done <- err
 			return
 		}
 		select {
 		case <-d.stop:
-			d.done <- nil
-			return
+			// One more pass: records published since the last one.
+			stopping = true
 		case <-tick.C:
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -168,8 +169,20 @@ func run() error {
 
 	rep.Rows = buildRows(ws, rep)
 	if selected("analyzer") {
+		// A real program's stream for BenchmarkApplyCaptured: glibc's
+		// addresses, four threads freeing in random order.
+		capture, err := filepath.Abs(filepath.Join(*buildDir, "churn.records"))
+		if err != nil {
+			return err
+		}
+		churn := []string{filepath.Join(*buildDir, "bench", "churn"), "4", "500000", "100000"}
+		fmt.Fprintf(os.Stderr, "analyzer engine: capturing the records of %s\n", strings.Join(churn, " "))
+		if _, err := captureRecords(library, capture, churn); err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("analyzer: %v: BenchmarkApplyCaptured skipped", err))
+			capture = ""
+		}
 		fmt.Fprintf(os.Stderr, "analyzer engine: go test -bench (GOMAXPROCS=1, -count %d)\n", *runs)
-		metrics, note := runGoBench(*goCmd, *benchtime, *runs)
+		metrics, note := runGoBench(*goCmd, *benchtime, *runs, capture)
 		rep.GoBench = metrics
 		if note != "" {
 			rep.Notes = append(rep.Notes, note)
