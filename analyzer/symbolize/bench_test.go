@@ -157,7 +157,13 @@ func BenchmarkLookupUncached(b *testing.B) {
 	for _, a := range addrs {
 		s.Symbolize(m, a)
 	}
-	mod := s.modules[path][""]
+	lookupUncached(b, s, m, addrs)
+}
+
+// lookupUncached times lookups of addrs in m, whose module index s has
+// built, forgetting the memoized answers at the start of each pass.
+func lookupUncached(b *testing.B, s *Symbolizer, m Module, addrs []uint64) {
+	mod := s.modules[m.Path][""]
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -197,14 +203,5 @@ func BenchmarkLookupUncachedSymbolsOnly(b *testing.B) {
 	defer s.Close()
 	m := Module{Path: path}
 	s.Symbolize(m, addrs[0])
-	mod := s.modules[path][""]
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		k := i % len(addrs)
-		if k == 0 {
-			clear(mod.results)
-		}
-		s.Symbolize(m, addrs[k])
-	}
+	lookupUncached(b, s, m, addrs)
 }

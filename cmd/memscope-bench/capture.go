@@ -12,15 +12,15 @@ import (
 // benchmark drains, and writes every record it wrote to path (see
 // drainedRing.capture for the format), atomically. It fails if the
 // program fails or any event was dropped: a capture is complete or none.
-func captureRecords(library, path string, argv []string) (records int, err error) {
+func captureRecords(library, path string, argv []string) (err error) {
 	d, err := newDrainedRing("capture")
 	if err != nil {
-		return 0, fmt.Errorf("capture: ring: %w", err)
+		return fmt.Errorf("capture: ring: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".capture-*")
 	if err != nil {
 		d.close()
-		return 0, fmt.Errorf("capture: %w", err)
+		return fmt.Errorf("capture: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after the rename, a no-op
 	d.capture = bufio.NewWriterSize(tmp, 1<<20)
@@ -47,5 +47,5 @@ func captureRecords(library, path string, argv []string) (records int, err error
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	return d.records, err
+	return err
 }

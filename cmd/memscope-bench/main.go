@@ -177,7 +177,7 @@ func run() error {
 		}
 		churn := []string{filepath.Join(*buildDir, "bench", "churn"), "4", "500000", "100000"}
 		fmt.Fprintf(os.Stderr, "analyzer engine: capturing the records of %s\n", strings.Join(churn, " "))
-		if _, err := captureRecords(library, capture, churn); err != nil {
+		if err := captureRecords(library, capture, churn); err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("analyzer: %v: BenchmarkApplyCaptured skipped", err))
 			capture = ""
 		}
