@@ -21,6 +21,7 @@ type recordedStream struct {
 	buf     []byte
 	chunks  []benchChunk
 	records int
+	calls   int // allocation and free calls (captured streams only)
 }
 
 // benchChunk is one chunk: buf[off:end], n records written by pid/tid.
@@ -293,6 +294,12 @@ func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrecords/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
+	if recs.calls > 0 {
+		// Calls per second of CPU, in heaptrack's unit: comparable
+		// with heaptrack's analysis of the same program (make bench).
+		calls := float64(b.N) * float64(recs.calls) / float64(recs.records)
+		b.ReportMetric(calls/cpu.Seconds()/1e6, "Mcalls/cpu-s")
+	}
 }
 
 // BenchmarkDecodeOnly is BenchmarkApply's loop with a function that only
@@ -419,9 +426,42 @@ func loadCapture(tb testing.TB, path string) *recordedStream {
 		cur.end = uint32(len(out.buf))
 		cur.n++
 		out.records++
+		out.calls += heapCalls(tb, r)
 		off += 8 + len(r.Data)
 	}
 	return out
+}
+
+// heapCalls is how many allocations and frees rec stands for, counted as
+// DESIGN.md §6's totals and heaptrack count them: a realloc moving or
+// resizing a block is a free and an allocation, a free of NULL nothing.
+func heapCalls(tb testing.TB, rec shm.Record) int {
+	nonNull := func(p uint64) int {
+		if p != 0 {
+			return 1
+		}
+		return 0
+	}
+	var err error
+	n := 0
+	switch rec.Type {
+	case shm.RecAlloc:
+		var a shm.Alloc
+		a, err = rec.Alloc()
+		n = nonNull(a.Ptr)
+	case shm.RecFree:
+		var f shm.Free
+		f, err = rec.Free()
+		n = nonNull(f.Ptr)
+	case shm.RecRealloc:
+		var r shm.Realloc
+		r, err = rec.Realloc()
+		n = nonNull(r.OldPtr) + nonNull(r.NewPtr)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 // BenchmarkApplyCaptured is BenchmarkApply on the records a real program

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,6 +66,8 @@ func TestParseGoBench(t *testing.T) {
 		{m: benchMetric{Unit: "live-blocks", Median: 33}},
 		{m: benchMetric{Unit: "Mrecords/s", Median: 21.5}, events: 21.5e6, isEvents: true},
 		{m: benchMetric{Unit: "allocs/op", Median: 3}},
+		// The heaptrack comparison's unit: no second >= 20 M row.
+		{m: benchMetric{Unit: "Mcalls/cpu-s", Median: 11}},
 	}
 	for _, tt := range tests {
 		v, ok := eventsPerSecond(tt.m)
@@ -184,4 +188,56 @@ func TestParseProcStatBusy(t *testing.T) {
 
 	_, err = parseProcStatBusy("intr 1 2 3\n")
 	require.EqualError(t, err, `/proc/stat: unexpected first line "intr 1 2 3"`)
+}
+
+// A heaptrack raw trace, abridged: 3 allocations ("+"), 2 frees ("-"),
+// and lines that are neither (a "+" without a space is not a call).
+const rawTrace = `v 10400 3
+X /bin/prog 1
+t 1 0
++ 20 1 55d0c2a1b2a0
++ 40 1 55d0c2a1b300
+- 55d0c2a1b2a0
++x
+c 2 0
++ 20 1 55d0c2a1b2a0
+- 55d0c2a1b300
+`
+
+func TestUnpackRawTrace(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err := zw.Write([]byte(rawTrace))
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	tests := []struct {
+		name    string
+		file    string // written beside prefix.raw; "" for none
+		data    []byte
+		calls   int64
+		wantErr string
+	}{
+		{name: "plain", file: ".raw", data: []byte(rawTrace), calls: 5},
+		{name: "gzip", file: ".raw.gz", data: gz.Bytes(), calls: 5},
+		{name: "corrupt gzip", file: ".raw.gz", data: []byte("this is not a gzip stream"), wantErr: "prog.raw.gz: gzip: invalid header"},
+		{name: "none", wantErr: "heaptrack wrote no raw trace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := filepath.Join(t.TempDir(), "prog")
+			if tt.file != "" {
+				require.NoError(t, os.WriteFile(prefix+tt.file, tt.data, 0o600))
+			}
+			calls, err := unpackRawTrace(prefix + ".raw")
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.calls, calls)
+			got, err := os.ReadFile(prefix + ".raw")
+			require.NoError(t, err)
+			assert.Equal(t, rawTrace, string(got))
+		})
+	}
 }

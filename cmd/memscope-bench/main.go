@@ -188,6 +188,10 @@ func run() error {
 			rep.Notes = append(rep.Notes, note)
 		}
 		rep.Rows = append(rep.Rows, analyzerRows(metrics)...)
+		if r.heaptrack != "" {
+			fmt.Fprintf(os.Stderr, "analyzer: heaptrack's analysis of %s\n", strings.Join(churn, " "))
+			rep.Rows = append(rep.Rows, analysisRow(r.heaptrack, tmp, churn, *runs, metrics))
+		}
 	}
 	rep.Notes = append(rep.Notes, methodNotes(r, sz, python)...)
 	rep.Notes = append(rep.Notes, droppedSummary(rep.Rows))
@@ -319,6 +323,36 @@ func analyzerRows(metrics []benchMetric) []row {
 			row{Workload: "analyzer B/live block", Unit: "B/live block", Goal: "<= 48 B/live block", Note: "n/a: no engine benchmark reports bytes per live block"})
 	}
 	return rows
+}
+
+// analysisRow compares the analysis of one program's heap calls: the
+// engine replaying its captured records (BenchmarkApplyCaptured's
+// Mcalls/cpu-s) against heaptrack_interpret + heaptrack_print on
+// heaptrack's trace of the same program. Both in calls per CPU second.
+func analysisRow(heaptrack, dir string, argv []string, runs int, metrics []benchMetric) row {
+	r := row{Workload: "analysis of churn 4 thr", Unit: "calls/cpu-s"}
+	for _, m := range metrics {
+		if m.Benchmark == "BenchmarkApplyCaptured" && m.Unit == "Mcalls/cpu-s" {
+			r.Memscope = ptr(m.Median * 1e6)
+		}
+	}
+	rate, calls, err := heaptrackAnalysis(heaptrack, dir, argv, runs)
+	if err != nil {
+		r.Note = "heaptrack: " + err.Error()
+	} else {
+		r.Heaptrack = ptr(rate)
+		r.Note = fmt.Sprintf("%d calls; heaptrack: heaptrack_interpret + heaptrack_print CPU; memscope: engine (decode, order, state); ms/ht > 1: memscope faster", calls)
+	}
+	if r.Memscope != nil && r.Heaptrack != nil {
+		r.MemscopeOverHeaptrack = ptr(*r.Memscope / *r.Heaptrack)
+	}
+	r.check("faster than heaptrack", func() (bool, bool) {
+		if r.MemscopeOverHeaptrack == nil {
+			return false, false
+		}
+		return *r.MemscopeOverHeaptrack > 1, true
+	})
+	return r
 }
 
 func droppedSummary(rows []row) string {

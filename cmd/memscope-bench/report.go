@@ -16,7 +16,8 @@ type row struct {
 	Workload string `json:"workload"`
 	// Unit of Bare, Memscope and Heaptrack: "s" (wall time of one run),
 	// "ms/run" (startup: batch time / runs in the batch), "x" (thread
-	// scaling), "events/s" or "B/live block" (analyzer engine).
+	// scaling), "events/s" or "B/live block" (analyzer engine),
+	// "calls/cpu-s" (analysis compared with heaptrack's).
 	Unit      string   `json:"unit"`
 	Bare      *float64 `json:"bare,omitempty"`
 	Memscope  *float64 `json:"memscope,omitempty"`
@@ -144,7 +145,7 @@ func fmtValue(v *float64, unit string) string {
 		return fmt.Sprintf("%.2f ms", *v)
 	case "x":
 		return fmt.Sprintf("%.2fx", *v)
-	case "events/s":
+	case "events/s", "calls/cpu-s":
 		return fmt.Sprintf("%.1f M/s", *v/1e6)
 	case "B/live block":
 		return fmt.Sprintf("%.1f B", *v)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// heaptrackAnalysis measures how fast heaptrack analyses the heap calls
+// of argv, for comparison with the engine's BenchmarkApplyCaptured on the
+// same program. heaptrack splits its analysis in two: heaptrack_interpret
+// pairs each free with its allocation (its pointer map) and interns the
+// traces; heaptrack_print computes totals, peak and leaks. The program is
+// recorded once, raw (heaptrack -r); both tools are then timed on that
+// trace, runs times, with their CPU time (user + system) summed.
+//
+// It returns the median of allocation and free calls per CPU second,
+// counting the trace's "+" and "-" lines (heaptrack's own counts, which
+// DESIGN.md §6's totals follow), and the number of calls.
+func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPerSec float64, calls int64, err error) {
+	interpret, err := heaptrackInterpreter(heaptrack)
+	if err != nil {
+		return 0, 0, err
+	}
+	printer, err := exec.LookPath("heaptrack_print")
+	if err != nil {
+		return 0, 0, fmt.Errorf("heaptrack_print: %w", err)
+	}
+	prefix := filepath.Join(dir, "heaptrack-analysis")
+	rec := exec.Command(heaptrack, append([]string{"--raw", "-o", prefix}, argv...)...)
+	if out, err := rec.CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("heaptrack --raw %s: %v: %s", strings.Join(argv, " "), err, lastLine(out))
+	}
+	raw := prefix + ".raw"
+	calls, err = unpackRawTrace(raw)
+	if err != nil {
+		return 0, 0, err
+	}
+	if calls == 0 {
+		return 0, 0, fmt.Errorf("heaptrack trace %s: no allocation or free", raw)
+	}
+	interpreted := prefix + ".interpreted"
+	var rates []float64
+	for i := 0; i < runs; i++ {
+		in, err := cpuOf(interpret, nil, raw, interpreted)
+		if err != nil {
+			return 0, 0, err
+		}
+		// Every report off: totals, peak and leaks are still computed.
+		pr, err := cpuOf(printer, []string{"-f", interpreted, "-p", "0", "-a", "0", "-T", "0", "-l", "0"}, "", "")
+		if err != nil {
+			return 0, 0, err
+		}
+		rates = append(rates, float64(calls)/(in+pr).Seconds())
+	}
+	return median(rates), calls, nil
+}
+
+// heaptrackInterpreter finds heaptrack_interpret where the heaptrack
+// script looks for it: ../lib/heaptrack/libexec beside the script.
+func heaptrackInterpreter(heaptrack string) (string, error) {
+	script, err := filepath.EvalSymlinks(heaptrack)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(script), "..", "lib", "heaptrack", "libexec", "heaptrack_interpret")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("heaptrack_interpret: %w", err)
+	}
+	return p, nil
+}
+
+// unpackRawTrace finds the raw trace heaptrack wrote for prefix
+// (prefix.raw.zst, .raw.gz or .raw), writes it uncompressed to
+// prefix.raw, and counts its allocations and frees.
+func unpackRawTrace(raw string) (calls int64, err error) {
+	var r io.Reader
+	switch {
+	case exists(raw + ".zst"):
+		out, err := exec.Command("zstd", "-dcq", raw+".zst").Output()
+		if err != nil {
+			return 0, fmt.Errorf("zstd -d %s.zst: %w", raw, err)
+		}
+		r = bytes.NewReader(out)
+	case exists(raw + ".gz"):
+		f, err := os.Open(raw + ".gz")
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if r, err = gzip.NewReader(f); err != nil {
+			return 0, fmt.Errorf("%s.gz: %w", raw, err)
+		}
+	case exists(raw):
+		f, err := os.Open(raw)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		r = f
+	default:
+		return 0, fmt.Errorf("heaptrack wrote no raw trace %s[.zst|.gz]", raw)
+	}
+	tmp := raw + ".tmp"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp)
+	w := bufio.NewWriterSize(out, 1<<20)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<16), 1<<24)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) > 1 && (line[0] == '+' || line[0] == '-') && line[1] == ' ' {
+			calls++
+		}
+		w.Write(line)
+		w.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		out.Close()
+		return 0, fmt.Errorf("heaptrack trace %s: %w", raw, err)
+	}
+	if err := w.Flush(); err != nil {
+		out.Close()
+		return 0, err
+	}
+	if err := out.Close(); err != nil {
+		return 0, err
+	}
+	return calls, os.Rename(tmp, raw)
+}
+
+// cpuOf runs prog with args, stdin from in and stdout to out ("" for
+// none), and returns its CPU time, user and system.
+func cpuOf(prog string, args []string, in, out string) (time.Duration, error) {
+	cmd := exec.Command(prog, args...)
+	if in != "" {
+		f, err := os.Open(in)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		cmd.Stdout = f
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%s: %v: %s", filepath.Base(prog), err, lastLine(stderr.Bytes()))
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
