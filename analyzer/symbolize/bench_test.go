@@ -149,15 +149,22 @@ func BenchmarkColdEveryFunction(b *testing.B) {
 
 // Lookups with warm module indexes but no memoized answer.
 func BenchmarkLookupUncached(b *testing.B) {
+	s, m, addrs := warmGoBinary(b)
+	lookupUncached(b, s, m, addrs)
+}
+
+// warmGoBinary returns a Symbolizer that has resolved one address in
+// every function of the big Go binary, that module, and the addresses.
+func warmGoBinary(b *testing.B) (*Symbolizer, Module, []uint64) {
 	path := bigGoBinary(b)
 	addrs := functionAddrs(b, path, false)
 	s := New(Options{DebugDirs: []string{b.TempDir()}})
-	defer s.Close()
+	b.Cleanup(func() { s.Close() })
 	m := Module{Path: path}
 	for _, a := range addrs {
 		s.Symbolize(m, a)
 	}
-	lookupUncached(b, s, m, addrs)
+	return s, m, addrs
 }
 
 // lookupUncached times lookups of addrs in m, whose module index s has
@@ -177,14 +184,7 @@ func lookupUncached(b *testing.B, s *Symbolizer, m Module, addrs []uint64) {
 
 // Lookups answered from the memo.
 func BenchmarkLookupCached(b *testing.B) {
-	path := bigGoBinary(b)
-	addrs := functionAddrs(b, path, false)
-	s := New(Options{DebugDirs: []string{b.TempDir()}})
-	defer s.Close()
-	m := Module{Path: path}
-	for _, a := range addrs {
-		s.Symbolize(m, a)
-	}
+	s, m, addrs := warmGoBinary(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
