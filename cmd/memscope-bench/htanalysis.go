@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"time"
 )
 
 // heaptrackAnalysis measures how fast heaptrack analyses the heap calls
@@ -34,9 +32,8 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 		return 0, 0, fmt.Errorf("heaptrack_print: %w", err)
 	}
 	prefix := filepath.Join(dir, "heaptrack-analysis")
-	rec := exec.Command(heaptrack, append([]string{"--raw", "-o", prefix}, argv...)...)
-	if out, err := rec.CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("heaptrack --raw %s: %v: %s", strings.Join(argv, " "), err, lastLine(out))
+	if _, err := runOnce(append([]string{heaptrack, "--raw", "-o", prefix}, argv...), os.Environ(), false); err != nil {
+		return 0, 0, err
 	}
 	raw := prefix + ".raw"
 	calls, err = unpackRawTrace(raw)
@@ -47,18 +44,22 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 		return 0, 0, fmt.Errorf("heaptrack trace %s: no allocation or free", raw)
 	}
 	interpreted := prefix + ".interpreted"
+	// heaptrack_interpret reads stdin and writes stdout: a shell sets
+	// them up and execs it, so the CPU measured is the interpreter's.
+	interpretArgv := []string{"sh", "-c", `exec "$0" < "$1" > "$2"`, interpret, raw, interpreted}
+	// Every report off: totals, peak and leaks are still computed.
+	printArgv := []string{printer, "-f", interpreted, "-p", "0", "-a", "0", "-T", "0", "-l", "0"}
 	var rates []float64
 	for i := 0; i < runs; i++ {
-		in, err := cpuOf(interpret, nil, raw, interpreted)
+		in, err := runOnce(interpretArgv, os.Environ(), false)
 		if err != nil {
 			return 0, 0, err
 		}
-		// Every report off: totals, peak and leaks are still computed.
-		pr, err := cpuOf(printer, []string{"-f", interpreted, "-p", "0", "-a", "0", "-T", "0", "-l", "0"}, "", "")
+		pr, err := runOnce(printArgv, os.Environ(), false)
 		if err != nil {
 			return 0, 0, err
 		}
-		rates = append(rates, float64(calls)/(in+pr).Seconds())
+		rates = append(rates, float64(calls)/(in.CPUSeconds+pr.CPUSeconds))
 	}
 	return median(rates), calls, nil
 }
@@ -139,40 +140,7 @@ func unpackRawTrace(raw string) (calls int64, err error) {
 	return calls, os.Rename(tmp, raw)
 }
 
-// cpuOf runs prog with args, stdin from in and stdout to out ("" for
-// none), and returns its CPU time, user and system.
-func cpuOf(prog string, args []string, in, out string) (time.Duration, error) {
-	cmd := exec.Command(prog, args...)
-	if in != "" {
-		f, err := os.Open(in)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		cmd.Stdin = f
-	}
-	if out != "" {
-		f, err := os.Create(out)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		cmd.Stdout = f
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s: %v: %s", filepath.Base(prog), err, lastLine(stderr.Bytes()))
-	}
-	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
-}
-
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-func lastLine(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
 }
