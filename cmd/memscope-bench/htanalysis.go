@@ -15,9 +15,9 @@ import (
 // of argv, for comparison with the engine's BenchmarkApplyCaptured on the
 // same program. heaptrack splits its analysis in two: heaptrack_interpret
 // pairs each free with its allocation (its pointer map) and interns the
-// traces; heaptrack_print computes totals, peak and leaks. The program is
-// recorded once, raw (heaptrack -r); both tools are then timed on that
-// trace, runs times, with their CPU time (user + system) summed.
+// traces; heaptrack_print computes totals, peak and leaks. Each of runs
+// runs records the program raw (heaptrack --raw), then times both tools
+// on that trace, their CPU time (user + system) summed.
 //
 // It returns the median of allocation and free calls per CPU second,
 // counting the trace's "+" and "-" lines (heaptrack's own counts, which
@@ -32,18 +32,7 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 		return 0, 0, fmt.Errorf("heaptrack_print: %w", err)
 	}
 	prefix := filepath.Join(dir, "heaptrack-analysis")
-	if _, err := runOnce(append([]string{heaptrack, "--raw", "-o", prefix}, argv...), os.Environ(), false); err != nil {
-		return 0, 0, err
-	}
-	raw := prefix + ".raw"
-	calls, err = unpackRawTrace(raw)
-	if err != nil {
-		return 0, 0, err
-	}
-	if calls == 0 {
-		return 0, 0, fmt.Errorf("heaptrack trace %s: no allocation or free", raw)
-	}
-	interpreted := prefix + ".interpreted"
+	raw, interpreted := prefix+".raw", prefix+".interpreted"
 	// heaptrack_interpret reads stdin and writes stdout: a shell sets
 	// them up and execs it, so the CPU measured is the interpreter's.
 	interpretArgv := []string{"sh", "-c", `exec "$0" < "$1" > "$2"`, interpret, raw, interpreted}
@@ -51,6 +40,21 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 	printArgv := []string{printer, "-f", interpreted, "-p", "0", "-a", "0", "-T", "0", "-l", "0"}
 	var rates []float64
 	for i := 0; i < runs; i++ {
+		// A new recording each run: heaptrack_interpret's time depends on
+		// where the program's heap landed (0.75 to 2.8 s for six
+		// recordings of one program on the project's VM).
+		for _, old := range []string{raw, raw + ".zst", raw + ".gz"} {
+			os.Remove(old)
+		}
+		if _, err := runOnce(append([]string{heaptrack, "--raw", "-o", prefix}, argv...), os.Environ(), false); err != nil {
+			return 0, 0, err
+		}
+		if calls, err = unpackRawTrace(raw); err != nil {
+			return 0, 0, err
+		}
+		if calls == 0 {
+			return 0, 0, fmt.Errorf("heaptrack trace %s: no allocation or free", raw)
+		}
 		in, err := runOnce(interpretArgv, os.Environ(), false)
 		if err != nil {
 			return 0, 0, err
