@@ -21,7 +21,7 @@ type liveBlock struct {
 // and its real values in liveTable.wide. multiBit says that more
 // generations of the same address are live (liveTable.gens).
 type liveSlot struct {
-	addr uint64 // 0: empty (malloc never returns address 0)
+	addr uint64
 	ts   uint64
 	meta uint64
 }
@@ -35,10 +35,10 @@ const (
 	maxPackSize = 1<<(64-sizeShift) - 1
 
 	// maxLoadNum/maxLoadDen: the table grows past 80% occupancy, by half.
-	// Occupancy then stays in [53%, 80%]: 30-45 bytes per live block.
+	// Occupancy then stays in [53%, 80%]: 32-48 bytes per live block.
 	maxLoadNum = 4
 	maxLoadDen = 5
-	minSlots   = 64
+	minGroups  = 16
 )
 
 type wideKey struct{ addr, ts uint64 }
@@ -48,60 +48,160 @@ type wideVal struct {
 	site uint32
 }
 
-// liveTable maps addresses to live blocks: a dense open-addressing table
-// (linear probing, backward-shift deletion, no tombstones), the index
-// taken from the high bits of a multiplicative hash scaled to the table
-// size, so the size need not be a power of two and can grow by 1.5x.
+// liveTable maps addresses to live blocks: open addressing over groups of
+// groupSlots slots, probed group by group, in the manner of Folly's F14
+// tables. The table is built for the engine's two operations, an insert
+// of an address not in it and the removal of one that is, each mostly
+// costing one look at a header word and one slot:
+//
+//   - A group is 128 bytes, two cache lines: a header and 5 slots of 24
+//     bytes. The header holds a tag byte per slot (0: empty, else 0x80 |
+//     7 bits of the address's hash) and an overflow count.
+//   - An address's home group is taken from the high bits of a
+//     multiplicative hash (homeOf), scaled to the number of groups (so
+//     that count need not be a power of two and can grow by 1.5x). An
+//     insert takes the first free slot from the home group on.
+//   - Invariant: a group's overflow count is the number of live entries
+//     whose probe passed it (home before it, slot after it), saturating
+//     at 255 (then never decremented). So a lookup that does not find its
+//     address in a group with count 0 can stop: nothing further on has
+//     its home here or earlier. Removal empties the slot and decrements
+//     the counts on its path; nothing moves, no tombstones are left.
+//   - Lookups compare the tag bytes of a group at once (SWAR) and load
+//     only the slots whose tag matches: about one slot per lookup, with
+//     one unpredictable branch, where linear probing with backward-shift
+//     deletion paid several (BenchmarkLiveTableChurn).
 //
 // One address normally has one live generation. Out-of-order arrival can
 // make it have several (the free of the older one has not arrived yet):
 // the slot holds one, the others are in gens, and a free at t closes the
 // newest generation allocated at or before t.
 type liveTable struct {
-	slots []liveSlot
-	used  int // occupied slots
-	count int // live blocks, all generations
-	gens  map[uint64][]liveBlock
-	wide  map[wideKey]wideVal
+	groups []liveGroup
+	used   int // occupied slots
+	count  int // live blocks, all generations
+	gens   map[uint64][]liveBlock
+	wide   map[wideKey]wideVal
 }
 
-// home is the preferred slot of addr. Blocks of one 256-byte granule get
-// consecutive slots (allocators hand out neighbouring addresses one after
-// the other, so their entries share cache lines); granules are spread
-// by a multiplicative hash.
-func (t *liveTable) home(addr uint64) int {
-	n := uint64(len(t.slots))
-	hi, _ := bits.Mul64((addr>>granuleShift)*0x9e3779b97f4a7c15, n)
-	i := hi + (addr>>4)&(1<<(granuleShift-4)-1)
-	if i >= n {
-		i -= n
-	}
-	return int(i)
+// groupSlots is the number of slots of a liveGroup.
+const groupSlots = 5
+
+// liveGroup is 128 bytes: the header, with the tags in bytes 0-4 and the
+// overflow count in byte 6, and the slots.
+type liveGroup struct {
+	hdr   uint64
+	slots [groupSlots]liveSlot
 }
 
-const granuleShift = 8
+const (
+	tagBytes      = 0x000000ffffffffff // the tag bytes of a header
+	tagLow        = 0x0000000101010101 // 0x01 in each tag byte
+	tagHighBits   = 0x0000008080808080 // 0x80 in each tag byte
+	overflowShift = 48
+	overflowOne   = 1 << overflowShift
+	overflowMax   = 0xff
+)
 
-// prefetch starts fetching the home slot of addr into the cache, for an
+// homeOf is the home group of addr: the high bits of a multiplicative
+// hash of its 64-byte granule, scaled to the number of groups. Blocks
+// that share a cache line of the program (at most 4 of 16 bytes) share a
+// group, so allocations next to each other, as allocators hand them out,
+// are often found in one cache line of the table.
+func (t *liveTable) homeOf(addr uint64) int {
+	hi, _ := bits.Mul64((addr>>granuleShift)*0x9e3779b97f4a7c15, uint64(len(t.groups)))
+	return int(hi)
+}
+
+const granuleShift = 6
+
+// tagOf is the tag of addr: 0x80 and 7 bits of a second hash of the whole
+// address (the blocks of a granule share a group, not a tag).
+func tagOf(addr uint64) uint64 { return (addr*0xbf58476d1ce4e5b9)>>32&0x7f | 0x80 }
+
+// matches returns a bit (at 8k+7) for each slot k of hdr whose tag is tag,
+// and possibly for some slots after a match (the SWAR zero-byte test
+// borrows): callers compare the address.
+func matches(hdr, tag uint64) uint64 {
+	x := (hdr ^ tag*tagLow) & tagBytes
+	return (x - tagLow) &^ x & tagHighBits
+}
+
+// freeSlots returns a bit (at 8k+7) for each empty slot k of hdr.
+func freeSlots(hdr uint64) uint64 { return ^hdr & tagHighBits }
+
+// prefetch starts fetching the home group of addr into the cache, for an
 // insert or remove of addr coming soon.
 func (t *liveTable) prefetch(addr uint64) {
-	if len(t.slots) > 0 {
-		prefetch(unsafe.Pointer(&t.slots[t.home(addr)]))
+	if len(t.groups) > 0 {
+		g := unsafe.Pointer(&t.groups[t.homeOf(addr)])
+		prefetch(g)
+		prefetch(unsafe.Add(g, 64))
 	}
 }
 
-// find returns the slot index of addr, or the empty slot where it would go.
-func (t *liveTable) find(addr uint64) (int, bool) {
-	i := t.home(addr)
+// find returns the group and slot of addr, or ok == false.
+func (t *liveTable) find(addr uint64) (g, k int, ok bool) {
+	if len(t.groups) == 0 {
+		return 0, 0, false
+	}
+	tag := tagOf(addr)
+	g = t.homeOf(addr)
+	// At most once round the table: with saturated counts, every group
+	// could say that entries passed it.
+	for range t.groups {
+		grp := &t.groups[g]
+		for m := matches(grp.hdr, tag); m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m) >> 3
+			if grp.slots[k].addr == addr {
+				return g, k, true
+			}
+		}
+		if grp.hdr>>overflowShift&overflowMax == 0 {
+			break
+		}
+		if g++; g == len(t.groups) {
+			g = 0
+		}
+	}
+	return 0, 0, false
+}
+
+// place puts s (an address not in the table) in the first free slot from
+// its home group on, counting the overflow on the groups it passes.
+func (t *liveTable) place(s liveSlot) {
+	g := t.homeOf(s.addr)
 	for {
-		a := t.slots[i].addr
-		if a == addr {
-			return i, true
+		grp := &t.groups[g]
+		if free := freeSlots(grp.hdr); free != 0 {
+			k := bits.TrailingZeros64(free) >> 3
+			grp.hdr |= tagOf(s.addr) << (8 * k)
+			grp.slots[k] = s
+			t.used++
+			return
 		}
-		if a == 0 {
-			return i, false
+		if grp.hdr>>overflowShift&overflowMax != overflowMax {
+			grp.hdr += overflowOne
 		}
-		i++
-		if i == len(t.slots) {
+		if g++; g == len(t.groups) {
+			g = 0
+		}
+	}
+}
+
+// vacate empties slot k of group g, which holds addr, and takes its
+// entry off the overflow counts of the groups its probe passed.
+func (t *liveTable) vacate(addr uint64, g, k int) {
+	grp := &t.groups[g]
+	grp.hdr &^= 0xff << (8 * k)
+	grp.slots[k] = liveSlot{}
+	t.used--
+	for i := t.homeOf(addr); i != g; {
+		o := &t.groups[i].hdr
+		if *o>>overflowShift&overflowMax != overflowMax {
+			*o -= overflowOne
+		}
+		if i++; i == len(t.groups) {
 			i = 0
 		}
 	}
@@ -135,57 +235,55 @@ func (t *liveTable) dropWide(s *liveSlot) {
 }
 
 func (t *liveTable) grow() {
-	n := len(t.slots) * 3 / 2
-	if n < minSlots {
-		n = minSlots
+	n := len(t.groups) * 3 / 2
+	if n < minGroups {
+		n = minGroups
 	}
-	old := t.slots
-	t.slots = make([]liveSlot, n)
-	for i := range old {
-		if old[i].addr != 0 {
-			j, _ := t.find(old[i].addr)
-			t.slots[j] = old[i]
+	old := t.groups
+	t.groups = make([]liveGroup, n)
+	t.used = 0
+	for g := range old {
+		for k := range old[g].slots {
+			if old[g].hdr>>(8*k)&0x80 != 0 {
+				t.place(old[g].slots[k])
+			}
 		}
 	}
 }
 
 // insert adds a live block.
 func (t *liveTable) insert(b liveBlock) {
-	if (t.used+1)*maxLoadDen > len(t.slots)*maxLoadNum {
+	if (t.used+1)*maxLoadDen > len(t.groups)*groupSlots*maxLoadNum {
 		t.grow()
 	}
-	i, ok := t.find(b.addr)
 	t.count++
+	g, k, ok := t.find(b.addr)
 	if !ok {
-		t.slots[i] = liveSlot{addr: b.addr, ts: b.ts, meta: t.pack(b)}
-		t.used++
+		t.place(liveSlot{addr: b.addr, ts: b.ts, meta: t.pack(b)})
 		return
 	}
 	// Another generation of a live address (out-of-order arrival).
 	if t.gens == nil {
 		t.gens = make(map[uint64][]liveBlock)
 	}
-	t.slots[i].meta |= multiBit
+	t.groups[g].slots[k].meta |= multiBit
 	t.gens[b.addr] = append(t.gens[b.addr], b)
 }
 
 // remove closes the newest generation of addr allocated at or before ts.
 func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
-	if len(t.slots) == 0 {
-		return liveBlock{}, false
-	}
-	i, ok := t.find(addr)
+	g, k, ok := t.find(addr)
 	if !ok {
 		return liveBlock{}, false
 	}
-	s := &t.slots[i]
+	s := &t.groups[g].slots[k]
 	if s.meta&multiBit == 0 {
 		if s.ts > ts {
 			return liveBlock{}, false
 		}
 		b := t.unpack(s)
 		t.dropWide(s)
-		t.deleteSlot(i)
+		t.vacate(addr, g, k)
 		t.count--
 		return b, true
 	}
@@ -227,47 +325,23 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 	return b, true
 }
 
-// deleteSlot empties slot i, shifting back the entries of its probe run
-// that would otherwise become unreachable.
-func (t *liveTable) deleteSlot(i int) {
-	n := len(t.slots)
-	j := i
-	for {
-		j++
-		if j == n {
-			j = 0
-		}
-		if t.slots[j].addr == 0 {
-			break
-		}
-		k := t.home(t.slots[j].addr)
-		// The entry at j may stay if its home lies cyclically in (i, j].
-		if i <= j {
-			if i < k && k <= j {
-				continue
-			}
-		} else if i < k || k <= j {
-			continue
-		}
-		t.slots[i] = t.slots[j]
-		i = j
-	}
-	t.slots[i] = liveSlot{}
-	t.used--
-}
-
 // each calls fn for every live block, all generations.
 func (t *liveTable) each(fn func(liveBlock)) {
-	for i := range t.slots {
-		s := &t.slots[i]
-		if s.addr == 0 {
-			continue
-		}
-		fn(t.unpack(s))
-		if s.meta&multiBit != 0 {
-			for _, g := range t.gens[s.addr] {
-				fn(g)
+	for g := range t.groups {
+		for k := range t.groups[g].slots {
+			if t.groups[g].hdr>>(8*k)&0x80 != 0 {
+				t.eachGen(&t.groups[g].slots[k], fn)
 			}
+		}
+	}
+}
+
+// eachGen calls fn for every generation of the slot s.
+func (t *liveTable) eachGen(s *liveSlot, fn func(liveBlock)) {
+	fn(t.unpack(s))
+	if s.meta&multiBit != 0 {
+		for _, g := range t.gens[s.addr] {
+			fn(g)
 		}
 	}
 }
@@ -275,7 +349,7 @@ func (t *liveTable) each(fn func(liveBlock)) {
 // clone returns an independent copy (fork).
 func (t *liveTable) clone() liveTable {
 	c := liveTable{used: t.used, count: t.count}
-	c.slots = append([]liveSlot(nil), t.slots...)
+	c.groups = append([]liveGroup(nil), t.groups...)
 	if len(t.gens) > 0 {
 		c.gens = make(map[uint64][]liveBlock, len(t.gens))
 		for a, g := range t.gens {

@@ -11,7 +11,7 @@ import (
 
 // TestLiveTableAgainstModel drives the table and a plain map with the same
 // random inserts (several generations per address, wide sizes and sites)
-// and removals, through many grow and backward-shift cycles.
+// and removals, through many grow cycles.
 func TestLiveTableAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	var lt liveTable
@@ -93,4 +93,88 @@ func TestLiveTableAgainstModel(t *testing.T) {
 	c.each(func(b liveBlock) { cloned = append(cloned, b) })
 	sort.Slice(cloned, key(cloned))
 	assert.Equal(t, have, cloned)
+}
+
+// TestLiveTableOverflowCounts fills a table of 4 groups to the last slot,
+// so that most entries sit past their home group, then removes them in
+// random order: every other entry must stay reachable after each removal,
+// and the overflow counts must come back to zero, except one saturated
+// count, which must stay saturated.
+func TestLiveTableOverflowCounts(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		lt := liveTable{groups: make([]liveGroup, 4)}
+		saturated := rng.Intn(4)
+		lt.groups[saturated].hdr = overflowMax << overflowShift
+		var addrs []uint64
+		for len(addrs) < 4*groupSlots {
+			a := uint64(rng.Int63n(1<<40)) << 4
+			if _, _, ok := lt.find(a); ok {
+				continue
+			}
+			lt.place(liveSlot{addr: a, ts: 1, meta: uint64(len(addrs))})
+			lt.count++
+			addrs = append(addrs, a)
+		}
+		require.Equal(t, 4*groupSlots, lt.used)
+		rng.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+		for i, a := range addrs {
+			_, ok := lt.remove(a, 1)
+			require.True(t, ok, "seed %d: entry %d", seed, i)
+			_, _, ok = lt.find(a)
+			require.False(t, ok, "seed %d: entry %d still found", seed, i)
+			for _, b := range addrs[i+1:] {
+				_, _, ok := lt.find(b)
+				require.True(t, ok, "seed %d: %#x lost after removing entry %d", seed, b, i)
+			}
+		}
+		for g := range lt.groups {
+			want := uint64(0)
+			if g == saturated {
+				want = overflowMax << overflowShift
+			}
+			require.Equal(t, want, lt.groups[g].hdr, "seed %d: group %d", seed, g)
+		}
+		require.Zero(t, lt.used)
+		require.Zero(t, lt.count)
+	}
+}
+
+// BenchmarkLiveTableChurn replaces random live blocks by new ones at
+// random addresses (a remove and an insert per op), prefetching 8 ops
+// ahead as the engine does, in a table that fits the caches (4096 live
+// blocks) and in one that does not (400000).
+func BenchmarkLiveTableChurn(b *testing.B) {
+	for _, n := range []int{4096, 400000} {
+		b.Run(itoa(n), func(b *testing.B) {
+			rng := rand.New(rand.NewSource(1))
+			var lt liveTable
+			live := make([]uint64, n)
+			for i := range live {
+				live[i] = uint64(rng.Int63n(1<<36)) << 4
+				lt.insert(liveBlock{addr: live[i], ts: 1, size: 8})
+			}
+			const ops = 1 << 20
+			victim := make([]int, ops)
+			fresh := make([]uint64, ops)
+			for i := range victim {
+				victim[i] = rng.Intn(n)
+				fresh[i] = uint64(rng.Int63n(1<<36)) << 4
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := i & (ops - 1)
+				if k+slotAhead < ops {
+					lt.prefetch(live[victim[k+slotAhead]])
+					lt.prefetch(fresh[k+slotAhead])
+				}
+				j := victim[k]
+				if _, ok := lt.remove(live[j], 2); !ok {
+					b.Fatalf("%#x not found", live[j])
+				}
+				live[j] = fresh[k]
+				lt.insert(liveBlock{addr: fresh[k], ts: 1, size: 8})
+			}
+		})
+	}
 }
