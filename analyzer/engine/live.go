@@ -134,19 +134,19 @@ func freeSlots(hdr uint64) uint64 { return ^hdr & tagHighBits }
 // insert or remove of addr coming soon.
 func (t *liveTable) prefetch(addr uint64) {
 	if len(t.groups) > 0 {
-		g := unsafe.Pointer(&t.groups[t.homeOf(addr)])
-		prefetch(g)
-		prefetch(unsafe.Add(g, 64))
+		prefetch2(unsafe.Pointer(&t.groups[t.homeOf(addr)]))
 	}
 }
 
-// find returns the group and slot of addr, or ok == false.
-func (t *liveTable) find(addr uint64) (g, k int, ok bool) {
+// find returns the group and slot of addr, or ok == false; and addr's
+// home group either way.
+func (t *liveTable) find(addr uint64) (home, g, k int, ok bool) {
 	if len(t.groups) == 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	tag := tagOf(addr)
-	g = t.homeOf(addr)
+	home = t.homeOf(addr)
+	g = home
 	// At most once round the table: with saturated counts, every group
 	// could say that entries passed it.
 	for range t.groups {
@@ -154,7 +154,7 @@ func (t *liveTable) find(addr uint64) (g, k int, ok bool) {
 		for m := matches(grp.hdr, tag); m != 0; m &= m - 1 {
 			k := bits.TrailingZeros64(m) >> 3
 			if grp.slots[k].addr == addr {
-				return g, k, true
+				return home, g, k, true
 			}
 		}
 		if grp.hdr>>overflowShift&overflowMax == 0 {
@@ -164,13 +164,12 @@ func (t *liveTable) find(addr uint64) (g, k int, ok bool) {
 			g = 0
 		}
 	}
-	return 0, 0, false
+	return home, 0, 0, false
 }
 
 // place puts s (an address not in the table) in the first free slot from
-// its home group on, counting the overflow on the groups it passes.
-func (t *liveTable) place(s liveSlot) {
-	g := t.homeOf(s.addr)
+// its home group g on, counting the overflow on the groups it passes.
+func (t *liveTable) place(s liveSlot, g int) {
 	for {
 		grp := &t.groups[g]
 		if free := freeSlots(grp.hdr); free != 0 {
@@ -189,14 +188,14 @@ func (t *liveTable) place(s liveSlot) {
 	}
 }
 
-// vacate empties slot k of group g, which holds addr, and takes its
-// entry off the overflow counts of the groups its probe passed.
-func (t *liveTable) vacate(addr uint64, g, k int) {
+// vacate empties slot k of group g and takes its entry off the overflow
+// counts of the groups its probe passed, from its home group on.
+func (t *liveTable) vacate(home, g, k int) {
 	grp := &t.groups[g]
 	grp.hdr &^= 0xff << (8 * k)
 	grp.slots[k] = liveSlot{}
 	t.used--
-	for i := t.homeOf(addr); i != g; {
+	for i := home; i != g; {
 		o := &t.groups[i].hdr
 		if *o>>overflowShift&overflowMax != overflowMax {
 			*o -= overflowOne
@@ -245,7 +244,8 @@ func (t *liveTable) grow() {
 	for g := range old {
 		for k := range old[g].slots {
 			if old[g].hdr>>(8*k)&0x80 != 0 {
-				t.place(old[g].slots[k])
+				s := old[g].slots[k]
+				t.place(s, t.homeOf(s.addr))
 			}
 		}
 	}
@@ -257,9 +257,9 @@ func (t *liveTable) insert(b liveBlock) {
 		t.grow()
 	}
 	t.count++
-	g, k, ok := t.find(b.addr)
+	home, g, k, ok := t.find(b.addr)
 	if !ok {
-		t.place(liveSlot{addr: b.addr, ts: b.ts, meta: t.pack(b)})
+		t.place(liveSlot{addr: b.addr, ts: b.ts, meta: t.pack(b)}, home)
 		return
 	}
 	// Another generation of a live address (out-of-order arrival).
@@ -272,7 +272,7 @@ func (t *liveTable) insert(b liveBlock) {
 
 // remove closes the newest generation of addr allocated at or before ts.
 func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
-	g, k, ok := t.find(addr)
+	home, g, k, ok := t.find(addr)
 	if !ok {
 		return liveBlock{}, false
 	}
@@ -283,7 +283,7 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 		}
 		b := t.unpack(s)
 		t.dropWide(s)
-		t.vacate(addr, g, k)
+		t.vacate(home, g, k)
 		t.count--
 		return b, true
 	}

@@ -109,10 +109,10 @@ func TestLiveTableOverflowCounts(t *testing.T) {
 		var addrs []uint64
 		for len(addrs) < 4*groupSlots {
 			a := uint64(rng.Int63n(1<<40)) << 4
-			if _, _, ok := lt.find(a); ok {
+			if _, _, _, ok := lt.find(a); ok {
 				continue
 			}
-			lt.place(liveSlot{addr: a, ts: 1, meta: uint64(len(addrs))})
+			lt.place(liveSlot{addr: a, ts: 1, meta: uint64(len(addrs))}, lt.homeOf(a))
 			lt.count++
 			addrs = append(addrs, a)
 		}
@@ -121,10 +121,10 @@ func TestLiveTableOverflowCounts(t *testing.T) {
 		for i, a := range addrs {
 			_, ok := lt.remove(a, 1)
 			require.True(t, ok, "seed %d: entry %d", seed, i)
-			_, _, ok = lt.find(a)
+			_, _, _, ok = lt.find(a)
 			require.False(t, ok, "seed %d: entry %d still found", seed, i)
 			for _, b := range addrs[i+1:] {
-				_, _, ok := lt.find(b)
+				_, _, _, ok := lt.find(b)
 				require.True(t, ok, "seed %d: %#x lost after removing entry %d", seed, b, i)
 			}
 		}

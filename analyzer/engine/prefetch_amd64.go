@@ -8,3 +8,9 @@ import "unsafe"
 //
 //go:noescape
 func prefetch(addr unsafe.Pointer)
+
+// prefetch2 is prefetch of the two cache lines from addr (a liveGroup),
+// in one call.
+//
+//go:noescape
+func prefetch2(addr unsafe.Pointer)

@@ -6,3 +6,6 @@ import "unsafe"
 
 // prefetch is a no-op where no prefetch instruction is wired up.
 func prefetch(unsafe.Pointer) {}
+
+// prefetch2 is a no-op where no prefetch instruction is wired up.
+func prefetch2(unsafe.Pointer) {}
