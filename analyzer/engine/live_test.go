@@ -178,3 +178,20 @@ func BenchmarkLiveTableChurn(b *testing.B) {
 		})
 	}
 }
+
+// TestLiveTableAddressZero: no block lives at address 0 (a failed
+// allocation is never inserted), and a free of it (corrupt input) finds
+// nothing, whatever the table holds: it must not take an empty slot for
+// its block.
+func TestLiveTableAddressZero(t *testing.T) {
+	var lt liveTable
+	_, ok := lt.remove(0, 1)
+	require.False(t, ok, "empty table")
+	for i := uint64(1); i <= 1000; i++ {
+		lt.insert(liveBlock{addr: i * 16, ts: i, size: i})
+		_, ok := lt.remove(0, i)
+		require.False(t, ok, "after %d inserts", i)
+	}
+	require.Equal(t, 1000, lt.count)
+	require.Equal(t, 1000, lt.used)
+}
