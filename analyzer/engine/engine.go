@@ -320,7 +320,7 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 			end = th.tailIdx
 		}
 		// With few threads pending, th's event slotAhead on is applied
-		// soon: start fetching its live table slot now, so that the
+		// soon: start fetching its live table group now, so that the
 		// cache misses of several events overlap (frees of old blocks
 		// miss: the table is larger than the caches). With many, it is
 		// applied too late for that, after other threads' events.
@@ -532,7 +532,7 @@ func (e *Engine) Pending() int {
 	return n
 }
 
-// applyRun fetches the live table slot of the event slotAhead events on
+// applyRun fetches the live table group of the event slotAhead events on
 // in the run it applies when at most prefetchStreams threads have pending
 // events; when more have, it prefetches th's pending events prefetchAhead
 // events (two cache lines) past where its run stopped.

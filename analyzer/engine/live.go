@@ -61,16 +61,19 @@ type wideVal struct {
 //     multiplicative hash (homeOf), scaled to the number of groups (so
 //     that count need not be a power of two and can grow by 1.5x). An
 //     insert takes the first free slot from the home group on.
-//   - Invariant: a group's overflow count is the number of live entries
-//     whose probe passed it (home before it, slot after it), saturating
-//     at 255 (then never decremented). So a lookup that does not find its
-//     address in a group with count 0 can stop: nothing further on has
-//     its home here or earlier. Removal empties the slot and decrements
-//     the counts on its path; nothing moves, no tombstones are left.
+//   - Invariant: a group's overflow count is the number of entries whose
+//     probe passed it (home group at or before it, slot in a group after
+//     it), saturating at 255 (then never decremented). So a lookup that
+//     does not find its address in a group with count 0 can stop: no
+//     entry with its home there or earlier lies further on. Removal
+//     empties the slot and decrements the counts on its path; nothing
+//     moves, no tombstones are left.
 //   - Lookups compare the tag bytes of a group at once (SWAR) and load
-//     only the slots whose tag matches: about one slot per lookup, with
-//     one unpredictable branch, where linear probing with backward-shift
-//     deletion paid several (BenchmarkLiveTableChurn).
+//     only the slots whose tag matches, about one per lookup. Linear
+//     probing with backward-shift deletion compared, rehashed and moved
+//     several slots per removal, each step a data-dependent branch: in a
+//     table that fits the caches it cost twice as much
+//     (BenchmarkLiveTableChurn).
 //
 // One address normally has one live generation. Out-of-order arrival can
 // make it have several (the free of the older one has not arrived yet):
