@@ -170,33 +170,9 @@ const (
 // applyRecord is Apply for every record but well-formed heap records.
 func (e *Engine) applyRecord(rec shm.Record) error {
 	switch rec.Type {
-	case shm.RecAlloc:
-		a, err := rec.Alloc()
-		if err != nil {
-			return recErr(rec, err)
-		}
-		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evAlloc), a.Ptr, a.Size, a.StackID)
-	case shm.RecFree:
-		f, err := rec.Free()
-		if err != nil {
-			return recErr(rec, err)
-		}
-		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evFree), f.Ptr, 0, 0)
-	case shm.RecRealloc:
-		r, err := rec.Realloc()
-		if err != nil {
-			return recErr(rec, err)
-		}
-		if r.TSBefore > rec.TS {
-			return recErr(rec, fmt.Errorf("ts_before %d is after ts %d", r.TSBefore, rec.TS))
-		}
-		th := e.thread(rec.Pid, rec.Tid)
-		if r.OldPtr != 0 {
-			e.queue(th, eventKey(r.TSBefore, evFree), r.OldPtr, 0, 0)
-		}
-		if r.NewPtr != 0 {
-			e.queue(th, eventKey(rec.TS, evAlloc), r.NewPtr, r.Size, r.StackID)
-		}
+	case shm.RecAlloc, shm.RecFree, shm.RecRealloc:
+		// Apply queued it unless it is malformed: say how.
+		return recErr(rec, heapRecordFault(rec))
 	case shm.RecStack:
 		s, err := rec.Stack()
 		if err != nil {
@@ -242,6 +218,28 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		return fmt.Errorf("pid %d tid %d: unknown record type %d", rec.Pid, rec.Tid, uint16(rec.Type))
 	}
 	return nil
+}
+
+// heapRecordFault says what is wrong with a heap record Apply did not
+// take: shorter than its layout (shm's decoder says so, as its sizes are
+// Apply's: TestHeapRecordLayout), or a realloc stamped before its free.
+func heapRecordFault(rec shm.Record) error {
+	var err error
+	switch rec.Type {
+	case shm.RecAlloc:
+		_, err = rec.Alloc()
+	case shm.RecFree:
+		_, err = rec.Free()
+	case shm.RecRealloc:
+		var r shm.Realloc
+		if r, err = rec.Realloc(); err == nil {
+			err = fmt.Errorf("ts_before %d is after ts %d", r.TSBefore, rec.TS)
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("%d bytes: not the layout Apply decodes", len(rec.Data))
+	}
+	return err
 }
 
 // pendingProc is a PROCESS record waiting in the window, with its key.
