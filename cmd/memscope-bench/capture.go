@@ -25,8 +25,7 @@ func captureRecords(library, path string, argv []string) (err error) {
 	defer os.Remove(tmp.Name()) // after the rename, a no-op
 	d.capture = bufio.NewWriterSize(tmp, 1<<20)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(withoutEnv(withoutEnv(os.Environ(), "LD_PRELOAD"), "MEMSCOPE_RING"),
-		"LD_PRELOAD="+library, "MEMSCOPE_RING="+d.ring.Path())
+	cmd.Env = d.joinEnv(os.Environ(), library)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	runErr := cmd.Run()
 	dropped, drainErr := d.close()

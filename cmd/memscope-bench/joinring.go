@@ -48,6 +48,13 @@ func newDrainedRing(name string) (*drainedRing, error) {
 	return d, nil
 }
 
+// joinEnv is env with library preloaded and MEMSCOPE_RING naming d's
+// ring: a program started with it joins the ring.
+func (d *drainedRing) joinEnv(env []string, library string) []string {
+	return append(withoutEnv(withoutEnv(env, "LD_PRELOAD"), "MEMSCOPE_RING"),
+		"LD_PRELOAD="+library, "MEMSCOPE_RING="+d.ring.Path())
+}
+
 func (d *drainedRing) drain() {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()

@@ -93,8 +93,7 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 		argv, env := append([]string{w.prog}, w.args...), w.env
 		switch {
 		case t == memscope && w.joinRing:
-			env = append(withoutEnv(withoutEnv(env, "LD_PRELOAD"), "MEMSCOPE_RING"),
-				"LD_PRELOAD="+r.library, "MEMSCOPE_RING="+drained.ring.Path())
+			env = drained.joinEnv(env, r.library)
 		case t == memscope && w.preloadOnly:
 			// As `LD_PRELOAD=libmemscope.so PROG`: the library creates the
 			// ring and starts a detached `memscope-analyze record`.
