@@ -13,9 +13,7 @@ import (
 )
 
 // newRing creates a ring drained by a consumer until the benchmark ends.
-func newRing(b *testing.B) string { return newRingT(b) }
-
-func newRingT(b testing.TB) string {
+func newRing(b *testing.B) string {
 	dir := b.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		b.Fatal(err)
