@@ -125,34 +125,57 @@ func TestPollRejectsBadChunk(t *testing.T) {
 			slot1 + ChunkHeaderSize + 24, "ALLOC record has length 24, shorter than its fixed part (48 bytes)"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: chunks * MinChunkSize})
-			// Start at sequence 5: chunks 0-4 came and went.
-			atomic.StoreUint64(r.u64(offLastReadTo), seq)
-			for i := uint64(0); i < chunks; i++ {
-				prev := i + seq - chunks // previous occupant of the slot of i+5-4
-				atomic.StoreUint64(r.chunk(prev).seq(), seqClaimed(prev))
-				atomic.StoreUint64(r.chunk(prev).state(), stateFree(prev+chunks))
+		for _, viaChunks := range []bool{false, true} {
+			name := tt.name
+			if viaChunks {
+				name += " (PollChunks)"
 			}
-			tt.setup(r)
-			rd, err := r.NewReader(ReaderOptions{})
-			require.NoError(t, err)
-			var delivered []RecordType
-			_, err = rd.Poll(func(rec Record) error { delivered = append(delivered, rec.Type); return nil })
-			var fe *FormatError
-			require.ErrorAs(t, err, &fe)
-			require.Equal(t, int64(seq), fe.Chunk)
-			require.Equal(t, int64(1), fe.Slot)
-			require.Equal(t, tt.offset, fe.Offset, "offset of %v", err)
-			require.Contains(t, fe.Problem, tt.problem)
-			require.Contains(t, err.Error(), fmt.Sprintf("chunk 5 (slot 1) at offset %d: ", tt.offset))
-			if tt.offset >= slot1+ChunkHeaderSize {
-				require.Equal(t, []RecordType{RecFree}, delivered, "the good record before the bad one")
-			}
-			// The error is sticky, never a panic or a skip.
-			_, err2 := rd.Poll(func(Record) error { return nil })
-			require.Equal(t, err.Error(), err2.Error())
-		})
+			t.Run(name, func(t *testing.T) {
+				r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: chunks * MinChunkSize})
+				// Start at sequence 5: chunks 0-4 came and went.
+				atomic.StoreUint64(r.u64(offLastReadTo), seq)
+				for i := uint64(0); i < chunks; i++ {
+					prev := i + seq - chunks // previous occupant of the slot of i+5-4
+					atomic.StoreUint64(r.chunk(prev).seq(), seqClaimed(prev))
+					atomic.StoreUint64(r.chunk(prev).state(), stateFree(prev+chunks))
+				}
+				tt.setup(r)
+				rd, err := r.NewReader(ReaderOptions{})
+				require.NoError(t, err)
+				var delivered []RecordType
+				if viaChunks {
+					// A consumer with its own decode loop (the engine's)
+					// reports the bad record as a *RecordError.
+					_, err = rd.PollChunks(func(_, _ uint32, data []byte) (int, int, error) {
+						off := 0
+						for off < len(data) {
+							rec, err := ParseRecordHeader(data[off:])
+							if err != nil {
+								return off, len(delivered), &RecordError{Offset: off, Err: err}
+							}
+							delivered = append(delivered, rec.Type)
+							off += len(rec.Data)
+						}
+						return off, len(delivered), nil
+					})
+				} else {
+					_, err = rd.Poll(func(rec Record) error { delivered = append(delivered, rec.Type); return nil })
+				}
+				var fe *FormatError
+				require.ErrorAs(t, err, &fe)
+				require.Equal(t, int64(seq), fe.Chunk)
+				require.Equal(t, int64(1), fe.Slot)
+				require.Equal(t, tt.offset, fe.Offset, "offset of %v", err)
+				require.Contains(t, fe.Problem, tt.problem)
+				require.Contains(t, err.Error(), fmt.Sprintf("chunk 5 (slot 1) at offset %d: ", tt.offset))
+				if tt.offset >= slot1+ChunkHeaderSize {
+					require.Equal(t, []RecordType{RecFree}, delivered, "the good record before the bad one")
+				}
+				// The error is sticky, never a panic or a skip.
+				_, err2 := rd.Poll(func(Record) error { return nil })
+				require.Equal(t, err.Error(), err2.Error())
+			})
+		}
 	}
 }
 

@@ -139,6 +139,31 @@ func (rd *Reader) chunkErr(seq uint64, off uint64, format string, args ...any) e
 // delivered again by the next Poll. A malformed chunk or record gives a
 // *FormatError naming the chunk sequence, slot, file offset and problem.
 func (rd *Reader) Poll(fn func(Record) error) (n int, err error) {
+	return rd.PollChunks(func(pid, tid uint32, data []byte) (int, int, error) {
+		next, k, bad, ferr := decodeRecords(data, 0, pid, tid, fn)
+		if bad != nil {
+			return next, k, bad
+		}
+		return next, k, ferr
+	})
+}
+
+// ChunkFunc takes the unread records of one chunk, written by thread tid
+// of process pid: data holds them back to back as the producer published
+// them, not yet validated (ParseRecordHeader says what a well-formed
+// record is; DecodeChunk is the reference loop). It returns how many
+// bytes and records it took, whole records from the start of data; if it
+// took less than all of data, err says why: a *RecordError (with Offset
+// relative to data) for a malformed record, which the Reader reports as a
+// *FormatError of the ring, or any other error for a record it refused.
+type ChunkFunc func(pid, tid uint32, data []byte) (took, records int, err error)
+
+// PollChunks is Poll delivering a chunk's unread records at once, for a
+// consumer that decodes them in its own loop (the engine's hot path).
+// fn is called once per chunk with unread records, in the order Poll
+// delivers records; what it did not take is delivered again by the next
+// PollChunks or Poll. n counts the records fn took.
+func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 	r := rd.r
 	if r.mem == nil {
 		return 0, fmt.Errorf("ring %s: %w", r.path, errClosed)
@@ -171,14 +196,19 @@ func (rd *Reader) Poll(fn func(Record) error) (n int, err error) {
 	for j := rd.base; j < head; j++ {
 		e := &rd.entries[j%nc]
 		if e.readOff < e.snapLen {
-			off, k, bad, ferr := decodeRecords(r.data(j, 0, e.snapLen), int(e.readOff), e.pid, e.tid, fn)
-			e.readOff = uint32(off)
+			took, k, ferr := fn(e.pid, e.tid, r.data(j, e.readOff, e.snapLen))
+			e.readOff += uint32(took)
 			n += k
-			if bad != nil {
-				return n, rd.chunkErr(j, ChunkHeaderSize+uint64(off), "record at chunk data offset %d: %v", off, bad.Err)
-			}
 			if ferr != nil {
+				var bad *RecordError
+				if errors.As(ferr, &bad) {
+					off := e.readOff
+					return n, rd.chunkErr(j, ChunkHeaderSize+uint64(off), "record at chunk data offset %d: %v", off, bad.Err)
+				}
 				return n, ferr
+			}
+			if e.readOff < e.snapLen {
+				return n, fmt.Errorf("ring %s: chunk %d: consumer took %d of %d bytes without an error", r.path, j, took, e.snapLen-e.readOff+uint32(took))
 			}
 		}
 		if e.sealed && !e.counted {

@@ -159,6 +159,63 @@ func TestKillAndResume(t *testing.T) {
 	require.Equal(t, uint64(3), r2.Info().LastReadTo)
 }
 
+func TestPollChunksResumesWhereTheConsumerStopped(t *testing.T) {
+	// A ChunkFunc takes whole records from the start of a chunk's unread
+	// bytes; what it does not take comes again, first, in the next poll.
+	r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 4 * MinChunkSize})
+	c := attach(t, r, false)
+	w := thisThread(t, c)
+	const total = allocsPerChunk + 16 // chunk 0 full, chunk 1 partly
+	appendAllocs(t, w, 0, total)
+	rd, err := r.NewReader(ReaderOptions{})
+	require.NoError(t, err)
+
+	// take is a consumer that takes at most max records, then refuses.
+	var got []uint64
+	var calls []int // records offered per call
+	take := func(max int) ChunkFunc {
+		return func(pid, tid uint32, data []byte) (int, int, error) {
+			require.Equal(t, uint32(os.Getpid()), pid)
+			require.Equal(t, uint32(unix.Gettid()), tid)
+			require.Zero(t, len(data)%allocSize)
+			calls = append(calls, len(data)/allocSize)
+			off, n := 0, 0
+			for off < len(data) {
+				if len(got) == max {
+					return off, n, errStop
+				}
+				rec, err := ParseRecordHeader(data[off:])
+				require.NoError(t, err)
+				a, err := rec.Alloc()
+				require.NoError(t, err)
+				got = append(got, a.Ptr)
+				off, n = off+len(rec.Data), n+1
+			}
+			return off, n, nil
+		}
+	}
+	n, err := rd.PollChunks(take(10))
+	require.ErrorIs(t, err, errStop)
+	require.Equal(t, 10, n)
+	require.Equal(t, span(0, 10), got)
+	require.Equal(t, []int{allocsPerChunk}, calls, "stops at the first refusal")
+
+	got, calls = nil, nil
+	n, err = rd.PollChunks(take(total))
+	require.NoError(t, err)
+	require.Equal(t, total-10, n)
+	require.Equal(t, span(10, total), got)
+	require.Equal(t, []int{allocsPerChunk - 10, 16}, calls, "chunk 0 from record 10, then chunk 1")
+
+	calls = nil
+	n, err = rd.PollChunks(take(total))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Empty(t, calls, "nothing unread: no call")
+	appendAllocs(t, w, total, total+3)
+	require.Equal(t, span(total, total+3), pollPtrs(t, rd), "Poll goes on where PollChunks stopped")
+}
+
 func TestResumeAfterCrashInCommit(t *testing.T) {
 	// A consumer that died inside Commit after resetting a slot but before
 	// publishing last_read_to: the next one must skip that chunk.

@@ -163,30 +163,23 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 	return out
 }
 
-// feed delivers the first n records of chunk c to fn through
-// shm.DecodeChunk (the Reader's own decode loop) and returns how many it
-// delivered. Records come with Pid and Tid zero: fn sets them from the
-// chunk (which the Reader does from the chunk header).
-func (s *recordedStream) feed(tb testing.TB, c benchChunk, n int, fn func(shm.Record) error) int {
+// chunkRecords returns the bytes of the first n records of chunk c (all of
+// them if it has no more) and how many records that is.
+func (s *recordedStream) chunkRecords(tb testing.TB, c benchChunk, n int) ([]byte, int) {
 	data := s.buf[c.off:c.end]
-	if n < int(c.n) {
-		// Cut the chunk after n records (the last pass of a benchmark).
-		off := 0
-		for k := 0; k < n; k++ {
-			r, err := shm.ParseRecordHeader(data[off:])
-			if err != nil {
-				tb.Fatal(err)
-			}
-			off += len(r.Data)
+	if n >= int(c.n) {
+		return data, int(c.n)
+	}
+	// Cut the chunk after n records (the last pass of a benchmark).
+	off := 0
+	for k := 0; k < n; k++ {
+		r, err := shm.ParseRecordHeader(data[off:])
+		if err != nil {
+			tb.Fatal(err)
 		}
-		data = data[:off]
-	} else {
-		n = int(c.n)
+		off += len(r.Data)
 	}
-	if err := shm.DecodeChunk(data, fn); err != nil {
-		tb.Fatal(err)
-	}
-	return n
+	return data[:off], n
 }
 
 // applyCases are the streams of BenchmarkApply: threads allocating
@@ -221,12 +214,11 @@ func applyStream(b *testing.B, name string, threads int, order freeOrder) *recor
 // BenchmarkApply measures decode + reorder window + state updates per
 // record, 3 M records of threads allocating concurrently (stacks from 200
 // ids, 1 in 8 records a realloc, which is two events), delivered chunk by
-// chunk through shm.DecodeChunk from one 100 MB buffer, as the Reader
-// delivers the ring. Every record is applied and counted; the engine is
-// renewed (untimed) after each pass over the stream. Mrecords/s is wall
+// chunk to Engine.ApplyChunk from one 100 MB buffer, as the session polls
+// the ring (shm.Reader.PollChunks). Every record is applied and counted;
+// the engine is renewed (untimed) after each pass over the stream. Mrecords/s is wall
 // time; cpu-ns/record is the CPU time of the benchmarking thread (the
 // machine may be shared; wall time then overstates the cost).
-// BenchmarkDecodeOnly is the same loop without the engine.
 func BenchmarkApply(b *testing.B) {
 	for _, tc := range applyCases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -256,13 +248,7 @@ func BenchmarkApply(b *testing.B) {
 // the machine may be shared, and wall time then overstates the cost).
 func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 	var e *Engine
-	var c benchChunk
 	applied := 0
-	apply := func(r shm.Record) error {
-		r.Pid, r.Tid = c.pid, c.tid
-		applied++
-		return e.Apply(r)
-	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var cpu time.Duration
@@ -270,7 +256,7 @@ func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	ci := len(recs.chunks)
-	for done := 0; done < b.N; {
+	for applied < b.N {
 		if ci == len(recs.chunks) {
 			if e != nil {
 				e.Flush() // every record counted is applied
@@ -282,16 +268,18 @@ func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 			b.StartTimer()
 			c0 = threadCPU()
 		}
-		c = recs.chunks[ci]
-		done += recs.feed(b, c, b.N-done, apply)
+		c := recs.chunks[ci]
+		data, n := recs.chunkRecords(b, c, b.N-applied)
+		took, k, err := e.ApplyChunk(c.pid, c.tid, data)
+		if err != nil || took != len(data) || k != n {
+			b.Fatalf("chunk %d: took %d of %d bytes, %d of %d records: %v", ci, took, len(data), k, n, err)
+		}
+		applied += k
 		ci++
 	}
 	e.Flush()
 	b.StopTimer()
 	cpu += threadCPU() - c0
-	if applied != b.N {
-		b.Fatalf("applied %d records, want %d", applied, b.N)
-	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrecords/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
 	if recs.calls > 0 {
@@ -299,36 +287,6 @@ func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 		// with heaptrack's analysis of the same program (make bench).
 		calls := float64(b.N) * float64(recs.calls) / float64(recs.records)
 		b.ReportMetric(calls/cpu.Seconds()/1e6, "Mcalls/cpu-s")
-	}
-}
-
-// BenchmarkDecodeOnly is BenchmarkApply's loop with a function that only
-// reads each record's type: the cost of the harness (and of the Reader's
-// decode loop), to subtract from BenchmarkApply's ns/op. It reports no
-// records/s on purpose (make bench checks every records/s against the
-// engine's target).
-func BenchmarkDecodeOnly(b *testing.B) {
-	for _, tc := range applyCases {
-		b.Run(tc.name, func(b *testing.B) {
-			recs := applyStream(b, tc.name, tc.threads, tc.order)
-			var types [16]int
-			var c benchChunk
-			count := func(r shm.Record) error {
-				r.Pid, r.Tid = c.pid, c.tid
-				types[(uint32(r.Type)+r.Tid)&15]++
-				return nil
-			}
-			b.ResetTimer()
-			ci := len(recs.chunks)
-			for done := 0; done < b.N; {
-				if ci == len(recs.chunks) {
-					ci = 0
-				}
-				c = recs.chunks[ci]
-				done += recs.feed(b, c, b.N-done, count)
-				ci++
-			}
-		})
 	}
 }
 

@@ -102,6 +102,14 @@ func (e *Engine) thread(pid, tid uint32) *thread {
 	return e.lookupThread(pid, tid)
 }
 
+// threadOnce returns th, or the stream of (pid, tid) if th is nil.
+func (e *Engine) threadOnce(th *thread, pid, tid uint32) *thread {
+	if th != nil {
+		return th
+	}
+	return e.thread(pid, tid)
+}
+
 func (e *Engine) lookupThread(pid, tid uint32) *thread {
 	k := uint64(pid)<<32 | uint64(tid)
 	th := e.threads[k]
@@ -119,32 +127,71 @@ func (e *Engine) lookupThread(pid, tid uint32) *thread {
 // window. rec.Data is not retained. A record that does not decode gives an
 // error naming its pid, tid and type; the engine's state is unchanged.
 func (e *Engine) Apply(rec shm.Record) error {
-	// Heap records, most of the stream, are decoded in place; one too
-	// short for its layout takes the general path, which reports it.
-	d, le := rec.Data, binary.LittleEndian
-	switch {
-	case rec.Type == shm.RecAlloc && len(d) >= allocRecSize:
-		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evAlloc),
-			le.Uint64(d[allocPtrOff:]), le.Uint64(d[allocSizeOff:]), le.Uint64(d[allocStackOff:]))
-		return nil
-	case rec.Type == shm.RecFree && len(d) >= freeRecSize:
-		e.queue(e.thread(rec.Pid, rec.Tid), eventKey(rec.TS, evFree), le.Uint64(d[freePtrOff:]), 0, 0)
-		return nil
-	case rec.Type == shm.RecRealloc && len(d) >= reallocRecSize:
-		before := le.Uint64(d[reallocTSBeforeOff:])
-		if before > rec.TS {
-			break // an error, reported below
-		}
-		th := e.thread(rec.Pid, rec.Tid)
-		if old := le.Uint64(d[reallocOldOff:]); old != 0 {
-			e.queue(th, eventKey(before, evFree), old, 0, 0)
-		}
-		if nw := le.Uint64(d[reallocNewOff:]); nw != 0 {
-			e.queue(th, eventKey(rec.TS, evAlloc), nw, le.Uint64(d[reallocSizeOff:]), le.Uint64(d[reallocStackOff:]))
-		}
-		return nil
+	_, _, err := e.ApplyChunk(rec.Pid, rec.Tid, rec.Data)
+	if bad, ok := err.(*shm.RecordError); ok {
+		return recErr(rec, bad.Err)
 	}
-	return e.applyRecord(rec)
+	return err
+}
+
+// ApplyChunk applies the records of data, written back to back by thread
+// tid of process pid (a chunk's unread records: it is a shm.ChunkFunc,
+// which the session polls the ring with). It returns how many bytes and
+// records it took; it stops before a malformed record, with a
+// *shm.RecordError, or before one it cannot apply, with an error naming
+// its pid, tid and type. data is not retained.
+//
+// This is the engine's inner loop: heap records, most of the stream, are
+// decoded in place and queued; the rest go through shm.ParseRecordHeader
+// and applyRecord.
+func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, err error) {
+	le := binary.LittleEndian
+	var th *thread // (pid, tid), once a heap record needs it
+	for took < len(data) {
+		d := data[took:]
+		if len(d) >= shm.RecordHeaderSize {
+			// Little-endian header: type | len<<16 | flags<<32, ts.
+			w := le.Uint64(d)
+			t, n := shm.RecordType(w), int(uint16(w>>16))
+			ts := le.Uint64(d[8:])
+			if n <= len(d) && n%8 == 0 {
+				d = d[:n]
+				switch {
+				case t == shm.RecAlloc && n >= allocRecSize:
+					th = e.threadOnce(th, pid, tid)
+					e.queue(th, eventKey(ts, evAlloc),
+						le.Uint64(d[allocPtrOff:]), le.Uint64(d[allocSizeOff:]), le.Uint64(d[allocStackOff:]))
+					took, records = took+n, records+1
+					continue
+				case t == shm.RecFree && n >= freeRecSize:
+					th = e.threadOnce(th, pid, tid)
+					e.queue(th, eventKey(ts, evFree), le.Uint64(d[freePtrOff:]), 0, 0)
+					took, records = took+n, records+1
+					continue
+				case t == shm.RecRealloc && n >= reallocRecSize && le.Uint64(d[reallocTSBeforeOff:]) <= ts:
+					th = e.threadOnce(th, pid, tid)
+					if old := le.Uint64(d[reallocOldOff:]); old != 0 {
+						e.queue(th, eventKey(le.Uint64(d[reallocTSBeforeOff:]), evFree), old, 0, 0)
+					}
+					if nw := le.Uint64(d[reallocNewOff:]); nw != 0 {
+						e.queue(th, eventKey(ts, evAlloc), nw, le.Uint64(d[reallocSizeOff:]), le.Uint64(d[reallocStackOff:]))
+					}
+					took, records = took+n, records+1
+					continue
+				}
+			}
+		}
+		rec, perr := shm.ParseRecordHeader(data[took:])
+		if perr != nil {
+			return took, records, &shm.RecordError{Offset: took, Err: perr}
+		}
+		rec.Pid, rec.Tid = pid, tid
+		if err := e.applyRecord(rec); err != nil {
+			return took, records, err
+		}
+		took, records = took+len(rec.Data), records+1
+	}
+	return took, records, nil
 }
 
 // Sizes and field offsets of the ALLOC, FREE and REALLOC records of
@@ -167,11 +214,11 @@ const (
 	reallocTSBeforeOff = 48
 )
 
-// applyRecord is Apply for every record but well-formed heap records.
+// applyRecord applies every record but well-formed heap records.
 func (e *Engine) applyRecord(rec shm.Record) error {
 	switch rec.Type {
 	case shm.RecAlloc, shm.RecFree, shm.RecRealloc:
-		// Apply queued it unless it is malformed: say how.
+		// ApplyChunk queued it unless it is malformed: say how.
 		return recErr(rec, heapRecordFault(rec))
 	case shm.RecStack:
 		s, err := rec.Stack()
@@ -220,9 +267,9 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 	return nil
 }
 
-// heapRecordFault says what is wrong with a heap record Apply did not
+// heapRecordFault says what is wrong with a heap record ApplyChunk did not
 // take: shorter than its layout (shm's decoder says so, as its sizes are
-// Apply's: TestHeapRecordLayout), or a realloc stamped before its free.
+// ApplyChunk's: TestHeapRecordLayout), or a realloc stamped before its free.
 func heapRecordFault(rec shm.Record) error {
 	var err error
 	switch rec.Type {
@@ -237,7 +284,7 @@ func heapRecordFault(rec shm.Record) error {
 		}
 	}
 	if err == nil {
-		err = fmt.Errorf("%d bytes: not the layout Apply decodes", len(rec.Data))
+		err = fmt.Errorf("%d bytes: not the layout ApplyChunk decodes", len(rec.Data))
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -124,4 +125,78 @@ func TestNoWindowAppliesOnArrival(t *testing.T) {
 	assert.Equal(t, uint64(1), p.Totals.UnknownFrees)
 	assert.Equal(t, uint64(12), p.Totals.PeakBytes)
 	assert.Equal(t, uint64(4), p.Totals.LiveBytes)
+}
+
+func TestApplyChunk(t *testing.T) {
+	// A chunk's records back to back, as the Reader hands them over:
+	// ApplyChunk takes every record up to a bad one, says how far it
+	// got, and changes nothing for the bad one.
+	const pid, tid = 900, 901
+	good := shm.AppendStack(nil, 1*ms, 0, shm.Stack{ID: 7, PCs: []uint64{0x401000}})                                           // 32 bytes
+	good = shm.AppendAlloc(good, 2*ms, shm.Alloc{Ptr: 0x1000, Size: 100, StackID: 7})                                          // 48
+	good = shm.AppendThread(good, 2*ms, shm.Thread{Tid: tid, Name: "worker"})                                                  // 32
+	good = shm.AppendRealloc(good, 4*ms, shm.Realloc{OldPtr: 0x1000, NewPtr: 0x2000, Size: 300, StackID: 7, TSBefore: 3 * ms}) // 64
+	good = shm.AppendFree(good, 5*ms, shm.Free{Ptr: 0x5555})                                                                   // 24: unknown
+	good = shm.AppendAlloc(good, 6*ms, shm.Alloc{Ptr: 0x3000, Size: 5, StackID: 7})                                            // 48
+	require.Len(t, good, 264)
+	badHeader := binary.LittleEndian.AppendUint64(nil, uint64(shm.RecAlloc)|24<<16) // ALLOC of 24 bytes
+	badHeader = append(badHeader, make([]byte, 16)...)
+	badRealloc := shm.AppendRealloc(nil, 7*ms, shm.Realloc{OldPtr: 0x3000, NewPtr: 0x4000, Size: 1, StackID: 7, TSBefore: 8 * ms})
+
+	tests := []struct {
+		name        string
+		data        []byte
+		took, recs  int
+		recordError bool   // a *shm.RecordError at offset took
+		errText     string // "" for no error
+	}{
+		{"whole chunk", good, 264, 6, false, ""},
+		{"bad header after good records", append(append([]byte(nil), good...), badHeader...), 264, 6, true,
+			"record at chunk data offset 264: ALLOC record has length 24, shorter than its fixed part (48 bytes)"},
+		{"truncated record", good[:256], 216, 5, true,
+			"record at chunk data offset 216: ALLOC record of length 48 runs past the chunk (40 bytes left)"},
+		{"realloc stamped before its free", append(append([]byte(nil), good...), badRealloc...), 264, 6, false,
+			"pid 900 tid 901: REALLOC record at ts 7000000: ts_before 8000000 is after ts 7000000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := New(Options{ReorderWindow: -1})
+			took, recs, err := e.ApplyChunk(pid, tid, tt.data)
+			assert.Equal(t, tt.took, took, "bytes taken")
+			assert.Equal(t, tt.recs, recs, "records taken")
+			if tt.errText == "" {
+				require.NoError(t, err)
+			} else {
+				require.EqualError(t, err, tt.errText)
+				var re *shm.RecordError
+				require.Equal(t, tt.recordError, errors.As(err, &re))
+				if tt.recordError {
+					assert.Equal(t, tt.took, re.Offset)
+				}
+			}
+			// The records taken are applied, the bad one not at all.
+			p := e.EndProcess(pid, ExitStatus{})
+			require.NotNil(t, p)
+			want := Totals{Allocations: 3, Frees: 1, BytesAllocated: 405, LiveObjects: 2, LiveBytes: 305,
+				PeakBytes: 305, PeakObjects: 2, PeakTS: 6 * ms, UnknownFrees: 1,
+				TemporaryAllocations: 1} // 0x1000, released by the realloc right after
+			if tt.recs == 5 {
+				want = Totals{Allocations: 2, Frees: 1, BytesAllocated: 400, LiveObjects: 1, LiveBytes: 300,
+					PeakBytes: 300, PeakObjects: 1, PeakTS: 4 * ms, UnknownFrees: 1, TemporaryAllocations: 1}
+			}
+			assert.Equal(t, want, p.Totals)
+			assert.Equal(t, map[uint32]string{tid: "worker"}, p.Threads)
+			_, ok := e.Stack(7)
+			assert.True(t, ok)
+		})
+	}
+
+	t.Run("bad first record creates no process", func(t *testing.T) {
+		e := New(Options{})
+		took, recs, err := e.ApplyChunk(pid, tid, badHeader)
+		require.Error(t, err)
+		assert.Equal(t, 0, took)
+		assert.Equal(t, 0, recs)
+		assert.Empty(t, e.Pids())
+	})
 }

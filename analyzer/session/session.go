@@ -313,7 +313,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 
 // pollOnce applies every record the ring holds now and commits them.
 func pollOnce(rd *shm.Reader, eng *engine.Engine) (int, error) {
-	n, err := rd.Poll(eng.Apply)
+	n, err := rd.PollChunks(eng.ApplyChunk)
 	if err != nil {
 		return n, err
 	}
