@@ -127,6 +127,34 @@ func (th *thread) newTail(pool *blockPool) *eventBlock {
 	return b
 }
 
+// runAppender appends events at the tail of a thread's run (th, from
+// Engine.appendTo) without making them pending: Engine.publish does that
+// for all of them at once, so that decoding a chunk costs a store per
+// event, not a call.
+type runAppender struct {
+	th    *thread
+	pool  *blockPool
+	b     *eventBlock // th's tail block
+	i     int         // next free slot in b
+	n     int         // events appended
+	first *event      // the first of them (b.ev[i-1] is the last)
+}
+
+func (a *runAppender) push(ev event) {
+	if a.i == blockEvents {
+		a.nextBlock()
+	}
+	a.b.ev[a.i] = ev
+	a.i++
+	a.n++
+}
+
+// nextBlock links a new block at the tail of the run (out of line: push
+// must stay small enough to inline).
+//
+//go:noinline
+func (a *runAppender) nextBlock() { a.b, a.i = a.th.newTail(a.pool), 0 }
+
 // release gives th's blocks back to the pool (the thread is forgotten).
 func (th *thread) release(pool *blockPool) {
 	for b := th.headBlk; b != nil; {
