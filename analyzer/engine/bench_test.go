@@ -21,7 +21,7 @@ type recordedStream struct {
 	buf     []byte
 	chunks  []benchChunk
 	records int
-	calls   int // allocation and free calls (captured streams only)
+	calls   int // allocation and free calls: the events the engine applies
 }
 
 // benchChunk is one chunk: buf[off:end], n records written by pid/tid.
@@ -67,6 +67,7 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 	type thr struct {
 		chunk []byte
 		n     int
+		calls int // allocation and free calls in chunk
 		live  []uint64
 		freed map[uint64][]uint64 // by chunk size
 		next  uint64
@@ -86,7 +87,8 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 		out.buf = append(out.buf, t.chunk...)
 		out.chunks = append(out.chunks, benchChunk{off: uint32(off), end: uint32(len(out.buf)), pid: pid, tid: uint32(pid + i), n: uint32(t.n)})
 		out.records += t.n
-		t.chunk, t.n = t.chunk[:0], 0
+		out.calls += t.calls
+		t.chunk, t.n, t.calls = t.chunk[:0], 0, 0
 	}
 	clock := uint64(1e9)
 	// chunkSize is the arena space of a block of size bytes.
@@ -128,6 +130,7 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 			nw := newAddr(t, 48)
 			release(t, old)
 			t.chunk = shm.AppendRealloc(t.chunk, clock, shm.Realloc{OldPtr: old, NewPtr: nw, Size: 48, StackID: stack, TSBefore: clock - 20, Kind: shm.KindRealloc})
+			t.calls++ // and one below
 			t.live = append(t.live[1:], nw)
 		case len(t.live) >= liveSet && e%2 == 0:
 			k := 0 // freeOldest
@@ -153,6 +156,7 @@ func benchStreamMix(tb testing.TB, threads, events, liveSet, recsPerChunk int, s
 			t.live = append(t.live, p)
 		}
 		t.n++
+		t.calls++
 		if t.n == recsPerChunk {
 			flush(i)
 		}
@@ -216,9 +220,8 @@ func applyStream(b *testing.B, name string, threads int, order freeOrder) *recor
 // ids, 1 in 8 records a realloc, which is two events), delivered chunk by
 // chunk to Engine.ApplyChunk from one 100 MB buffer, as the session polls
 // the ring (shm.Reader.PollChunks). Every record is applied and counted;
-// the engine is renewed (untimed) after each pass over the stream. Mrecords/s is wall
-// time; cpu-ns/record is the CPU time of the benchmarking thread (the
-// machine may be shared; wall time then overstates the cost).
+// the engine is renewed (untimed) after each pass over the stream. See
+// applyPasses for the metrics.
 func BenchmarkApply(b *testing.B) {
 	for _, tc := range applyCases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -243,9 +246,11 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // applyPasses applies b.N records of recs, in passes over the stream,
-// each with an engine from fresh (made untimed), and reports Mrecords/s
-// (wall time) and cpu-ns/record (the CPU time of the benchmarking thread:
-// the machine may be shared, and wall time then overstates the cost).
+// each with an engine from fresh (made untimed), and reports Mevents/s
+// (allocation and free calls applied per second of wall time, the unit
+// of the engine's goal), cpu-ns/record and Mcalls/cpu-s (the same per CPU
+// time of the benchmarking thread: the machine may be shared, and wall
+// time then overstates the cost).
 func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 	var e *Engine
 	applied := 0
@@ -280,14 +285,13 @@ func applyPasses(b *testing.B, recs *recordedStream, fresh func() *Engine) {
 	e.Flush()
 	b.StopTimer()
 	cpu += threadCPU() - c0
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrecords/s")
+	// Events are allocation and free calls (a realloc that moves or
+	// resizes is one of each), the unit of the engine's goal and of
+	// heaptrack's analysis (make bench compares them).
+	events := float64(b.N) * float64(recs.calls) / float64(recs.records)
+	b.ReportMetric(events/b.Elapsed().Seconds()/1e6, "Mevents/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
-	if recs.calls > 0 {
-		// Calls per second of CPU, in heaptrack's unit: comparable
-		// with heaptrack's analysis of the same program (make bench).
-		calls := float64(b.N) * float64(recs.calls) / float64(recs.records)
-		b.ReportMetric(calls/cpu.Seconds()/1e6, "Mcalls/cpu-s")
-	}
+	b.ReportMetric(events/cpu.Seconds()/1e6, "Mcalls/cpu-s")
 }
 
 // threadCPU is the CPU time of the calling OS thread.
