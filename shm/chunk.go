@@ -8,23 +8,23 @@ import "unsafe"
 // error of fn, which it returns as is. Records alias data; Pid and Tid are
 // zero (the chunk header is not part of data).
 func DecodeChunk(data []byte, fn func(Record) error) error {
-	_, _, bad, err := decodeRecords(data, 0, 0, 0, fn)
+	_, _, bad, err := decodeRecords(data, 0, 0, fn)
 	if bad != nil {
 		return bad
 	}
 	return err
 }
 
-// decodeRecords delivers the records of data starting at off. It returns
-// the offset after the last record fn accepted and how many it accepted;
-// bad if the record at off is malformed, or fnErr if fn refused it (so a
-// retry starts with it).
+// decodeRecords delivers the records of data. It returns the offset after
+// the last record fn accepted and how many it accepted; bad if the record
+// there is malformed, or fnErr if fn refused it (so a retry starts with
+// it).
 //
-// This is the consumer's inner loop: the checks of ParseRecordHeader are
+// This is Poll's decode loop: the checks of ParseRecordHeader are
 // repeated inline (the function is too large for the inliner), and the
 // fixed header is read with two loads. ParseRecordHeader is still the
 // reference: any record refused here is re-parsed by it for the error.
-func decodeRecords(data []byte, off int, pid, tid uint32, fn func(Record) error) (next, n int, bad *RecordError, fnErr error) {
+func decodeRecords(data []byte, pid, tid uint32, fn func(Record) error) (off, n int, bad *RecordError, fnErr error) {
 	for off < len(data) {
 		rest := data[off:]
 		if len(rest) < RecordHeaderSize {
