@@ -151,7 +151,8 @@ func (rd *Reader) Poll(fn func(Record) error) (n int, err error) {
 // ChunkFunc takes the unread records of one chunk, written by thread tid
 // of process pid: data holds them back to back as the producer published
 // them, not yet validated (ParseRecordHeader says what a well-formed
-// record is; DecodeChunk is the reference loop). It returns how many
+// record is; DecodeChunk is the reference loop). data aliases the ring
+// and is valid until the next Poll, Commit or Rollback. It returns how many
 // bytes and records it took, whole records from the start of data; if it
 // took less than all of data, err says why: a *RecordError (with Offset
 // relative to data) for a malformed record, which the Reader reports as a
@@ -197,6 +198,9 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 		e := &rd.entries[j%nc]
 		if e.readOff < e.snapLen {
 			took, k, ferr := fn(e.pid, e.tid, r.data(j, e.readOff, e.snapLen))
+			if took < 0 || took > int(e.snapLen-e.readOff) {
+				return n, fmt.Errorf("ring %s: chunk %d: consumer says it took %d of %d bytes", r.path, j, took, e.snapLen-e.readOff)
+			}
 			e.readOff += uint32(took)
 			n += k
 			if ferr != nil {
