@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -23,8 +24,16 @@ func FuzzApply(f *testing.F) {
 	seed = shm.AppendStack(seed, 1, 0, shm.Stack{ID: 1, PCs: []uint64{1, 2}})
 	seed = shm.AppendLost(seed, 16, shm.Lost{Count: 3})
 	f.Add(seed, byte(3))
+	f.Add(seed, byte(7))                                            // as one chunk
+	f.Add(append(seed[:len(seed):len(seed)], 1, 0, 24, 0), byte(4)) // then an ALLOC of 24 bytes
 	f.Fuzz(func(t *testing.T, data []byte, sel byte) {
 		e := New(Options{ReorderWindow: time.Duration(sel%4) * 5})
+		if sel&4 != 0 {
+			// The bytes as one chunk, through ApplyChunk's own decode
+			// loop: it must stop exactly where shm's framing says.
+			applyAsChunks(t, e, data)
+			data = nil
+		}
 		for i := 0; len(data) >= shm.RecordHeaderSize; i++ {
 			rec, err := shm.ParseRecordHeader(data)
 			if err != nil {
@@ -57,4 +66,40 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("%d events pending after every process ended", e.Pending())
 		}
 	})
+}
+
+// applyAsChunks applies data as chunks of pid 1 tid 1 with ApplyChunk,
+// resuming after each record it refuses, and checks that it takes whole
+// records and stops only where shm's ParseRecordHeader finds a malformed
+// record (a *shm.RecordError) or at a well-formed record it refuses.
+func applyAsChunks(t *testing.T, e *Engine, data []byte) {
+	for len(data) > 0 {
+		took, records, err := e.ApplyChunk(1, 1, data)
+		n := 0
+		for off := 0; off < took; n++ {
+			rec, perr := shm.ParseRecordHeader(data[off:took])
+			if perr != nil {
+				t.Fatalf("took %d bytes, but the record at %d does not parse: %v", took, off, perr)
+			}
+			off += len(rec.Data)
+		}
+		if n != records {
+			t.Fatalf("took %d records, %d bytes that hold %d", records, took, n)
+		}
+		if err == nil {
+			if took != len(data) {
+				t.Fatalf("took %d of %d bytes without an error", took, len(data))
+			}
+			return
+		}
+		rec, perr := shm.ParseRecordHeader(data[took:])
+		var bad *shm.RecordError
+		if errors.As(err, &bad) != (perr != nil) {
+			t.Fatalf("stopped at %d with %v; shm's framing there says %v", took, err, perr)
+		}
+		if perr != nil {
+			return
+		}
+		data = data[took+len(rec.Data):] // refused: go on after it
+	}
 }
