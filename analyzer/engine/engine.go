@@ -157,24 +157,18 @@ func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, er
 				d = d[:n]
 				switch {
 				case t == shm.RecAlloc && n >= allocRecSize:
-					if run.th == nil {
-						run = e.appendTo(e.thread(pid, tid))
-					}
+					run.open(e, pid, tid)
 					run.push(event{eventKey(ts, evAlloc),
 						le.Uint64(d[allocPtrOff:]), le.Uint64(d[allocSizeOff:]), le.Uint64(d[allocStackOff:])})
 					took, records = took+n, records+1
 					continue
 				case t == shm.RecFree && n >= freeRecSize:
-					if run.th == nil {
-						run = e.appendTo(e.thread(pid, tid))
-					}
+					run.open(e, pid, tid)
 					run.push(event{key: eventKey(ts, evFree), ptr: le.Uint64(d[freePtrOff:])})
 					took, records = took+n, records+1
 					continue
 				case t == shm.RecRealloc && n >= reallocRecSize && le.Uint64(d[reallocTSBeforeOff:]) <= ts:
-					if run.th == nil {
-						run = e.appendTo(e.thread(pid, tid))
-					}
+					run.open(e, pid, tid)
 					if old := le.Uint64(d[reallocOldOff:]); old != 0 {
 						run.push(event{key: eventKey(le.Uint64(d[reallocTSBeforeOff:]), evFree), ptr: old})
 					}
@@ -313,6 +307,20 @@ func (e *Engine) queue(th *thread, key, ptr, size, stack uint64) {
 	run.push(event{key, ptr, size, stack})
 	e.publish(&run)
 }
+
+// open starts appending to the run of (pid, tid), unless run is open:
+// a chunk looks its thread up at its first heap record, so that a bad
+// record before any changes nothing.
+func (run *runAppender) open(e *Engine, pid, tid uint32) {
+	if run.th == nil {
+		run.start(e, pid, tid)
+	}
+}
+
+// start is open's first time (out of line: open is inlined in the loop).
+//
+//go:noinline
+func (run *runAppender) start(e *Engine, pid, tid uint32) { *run = e.appendTo(e.thread(pid, tid)) }
 
 // appendTo starts appending events to th's run.
 func (e *Engine) appendTo(th *thread) runAppender {
