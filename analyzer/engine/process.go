@@ -270,7 +270,18 @@ func (p *proc) tick(ts uint64) {
 
 // applied notes that an event at ts is applied and reports whether it is
 // late (a later event of the process was applied before it).
+//
+// The common case, an event in order within the current timeline
+// interval, is inlined; the others take appliedSlow.
 func (p *proc) applied(ts uint64) (late bool) {
+	if ts < p.maxApplied || ts >= p.nextSample {
+		return p.appliedSlow(ts)
+	}
+	p.maxApplied = ts
+	return false
+}
+
+func (p *proc) appliedSlow(ts uint64) (late bool) {
 	late = ts < p.maxApplied
 	if late {
 		p.t.LateEvents++
