@@ -49,6 +49,10 @@ type Engine struct {
 	last    *thread // the thread of the previous record (records come in runs)
 	heap    threadHeap
 	pool    blockPool
+	batch   *sortedBatch // made at the first batch
+	// batchLimit is the capacity of batches (0: batchCap); tests make
+	// it small to fill batches up.
+	batchLimit int
 
 	stacks map[uint64][]uint64
 
@@ -377,6 +381,10 @@ func (e *Engine) release(limit uint64) {
 		if e.heap[0].key > limit {
 			return
 		}
+		// Several threads: in sorted batches (batch.go).
+		if len(e.heap) >= 2 && e.applyBatch(limit) {
+			continue
+		}
 		th := e.heap[0].th
 		bound := e.heap.secondKey()
 		if limit < bound {
@@ -401,15 +409,12 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 		if b == th.tailBlk {
 			end = th.tailIdx
 		}
-		// With few threads pending, th's event slotAhead on is applied
-		// soon: start fetching its live table group now, so that the
-		// cache misses of several events overlap (frees of old blocks
-		// miss: the table is larger than the caches). With many, it is
-		// applied too late for that, after other threads' events.
-		ahead := 0 // prefetch for i < ahead
-		if len(e.heap) <= prefetchStreams {
-			ahead = end - slotAhead
-		}
+		// th's event slotAhead on is applied soon (release applies a
+		// run in place when it comes first for a stretch): start
+		// fetching its live table group now, so that the cache misses
+		// of several events overlap (frees of old blocks miss: the
+		// table is larger than the caches).
+		ahead := end - slotAhead // prefetch for i < ahead
 		// The run itself was written some 100 ms ago (the window): it
 		// is out of cache too, and the CPU's prefetcher does not fetch
 		// it ahead (measured: loading event slotAhead was a quarter of
@@ -440,13 +445,6 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 		}
 		th.pending -= i - th.headIdx
 		th.headIdx = i
-		if i+prefetchAhead < end && len(e.heap) > prefetchStreams {
-			// th's next events are applied after those of many other
-			// threads; by then they have been in the window long
-			// enough to be out of cache, and the CPU's own prefetcher
-			// follows only a few streams: fetch them now.
-			prefetch(unsafe.Pointer(&b.ev[i+prefetchAhead]))
-		}
 		if th.pending == 0 {
 			th.reset(&e.pool)
 			return true
@@ -622,19 +620,16 @@ func (e *Engine) Pending() int {
 	return n
 }
 
-// applyRun fetches the live table group of the event slotAhead events on
-// in the run it applies, and the event queueAhead on, when at most
-// prefetchStreams threads have pending events; when more have, it
-// prefetches th's pending events prefetchAhead events (two cache lines)
-// past where its run stopped. ApplyChunk fetches the chunk's bytes
-// recordsAhead on. Each distance was measured on the captured stream
-// (BenchmarkApplyCaptured, about 55 ns a record): queueAhead 16 to 128
-// are within noise of each other and 7 ns faster than none; recordsAhead
-// 1024 is 2.5 ns faster than none, 256 and 2048 1-2 ns slower than 1024.
+// applyRun and applyBatch fetch the live table group of the event
+// slotAhead events on in the order they apply events, and the pending
+// event queueAhead on in the thread's run they read. ApplyChunk fetches
+// the chunk's bytes recordsAhead on. Each distance was measured on the
+// captured stream (BenchmarkApplyCaptured, about 55 ns a record then):
+// queueAhead 16 to 128 are within noise of each other and 7 ns faster
+// than none; recordsAhead 1024 is 2.5 ns faster than none, 256 and 2048
+// 1-2 ns slower than 1024; slotAhead 12 and 16 no faster than 8.
 const (
-	slotAhead       = 8
-	prefetchAhead   = 4
-	prefetchStreams = 8
-	queueAhead      = 32
-	recordsAhead    = 1024
+	slotAhead    = 8
+	queueAhead   = 32
+	recordsAhead = 1024
 )

@@ -25,9 +25,11 @@ func FuzzApply(f *testing.F) {
 	seed = shm.AppendLost(seed, 16, shm.Lost{Count: 3})
 	f.Add(seed, byte(3))
 	f.Add(seed, byte(7))                                            // as one chunk
+	f.Add(seed, byte(3|8))                                          // batches of one event
 	f.Add(append(seed[:len(seed):len(seed)], 1, 0, 24, 0), byte(4)) // then an ALLOC of 24 bytes
 	f.Fuzz(func(t *testing.T, data []byte, sel byte) {
 		e := New(Options{ReorderWindow: time.Duration(sel%4) * 5})
+		e.batchLimit = []int{0, 1, 2, 5}[sel>>3%4] // full batches too
 		if sel&4 != 0 {
 			// The bytes as one chunk, through ApplyChunk's own decode
 			// loop: it must stop exactly where shm's framing says.

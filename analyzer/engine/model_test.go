@@ -13,7 +13,7 @@ import (
 
 // TestEngineMatchesModel checks the engine against a plain reference: all
 // events sorted by time and applied one by one to maps. Random streams
-// of 2 to 6 threads in two processes, with frees of other threads'
+// of 2 to 14 threads in two processes, with frees of other threads'
 // blocks, addresses reused across threads, reallocs (in place and
 // moving), failed allocations and unknown frees, are delivered as a
 // Reader delivers them: each thread's records in chunks, the chunks in
@@ -40,6 +40,8 @@ func TestEngineMatchesModel(t *testing.T) {
 			}
 			interval := time.Duration(500 + seed%3*700)
 			e := New(Options{ReorderWindow: window, TimelineInterval: interval})
+			// Batches of every size: full ones, and the default.
+			e.batchLimit = []int{0, 1, 2, 7, 64}[seed%5]
 			for i, r := range s.recs {
 				if s.advance[i] != 0 {
 					e.Advance(s.advance[i])
@@ -109,7 +111,12 @@ func randomStream(t *testing.T, seed int64, late bool) *modelStream {
 		limit    int
 		held     [][]shm.Record
 	}
+	// Up to 14 threads, so that batches of more than mergeRuns threads
+	// are radix sorted.
 	nthreads := 2 + rng.Intn(5)
+	if seed%3 == 0 {
+		nthreads = 7 + rng.Intn(8)
+	}
 	threads := make([]*thr, nthreads)
 	for i := range threads {
 		pid := uint32(100)

@@ -3,9 +3,10 @@ package engine
 // Events waiting in the reorder window. Each thread's records arrive in
 // program order, hence (with one monotonic clock) in timestamp order, so a
 // thread's pending events form one sorted run: a FIFO queue. The engine
-// merges the runs through a min-heap of threads keyed by their head event,
-// and applies whole stretches of one run at a time (up to the next
-// thread's head), so the heap is touched once per run, not once per event.
+// keeps the threads with pending events in a min-heap keyed by their head
+// event. When one thread's run comes first for a stretch, it applies the
+// stretch in place (up to the next thread's head); when several threads'
+// events interleave, it applies them in sorted batches (batch.go).
 
 // Event kinds, in the low bits of the key: at equal timestamps a free is
 // applied before an allocation (a block freed and reused at the same
