@@ -144,12 +144,31 @@ func (p *Process) ModuleAt(pc, ts uint64) *Module {
 
 // ---- internal state ----
 
-// site is a Site plus the epoch of its peak snapshot: before a site changes,
-// if the process reached a new peak since the site's last change, the
-// site's live values are its values at that peak (peakObjects/peakBytes).
+// site is what an allocation or a free updates of a Site: one cache line
+// (the sites of many threads and stacks do not fit the caches, and the
+// engine touches one per event). Its key, StackID, Tid and FirstTS, is in
+// proc.siteKeys at the same index.
+//
+// snapEpoch is the epoch of the site's peak snapshot: before a site
+// changes, if the process reached a new peak since the site's last
+// change, the site's live values are its values at that peak
+// (PeakObjects/PeakBytes).
 type site struct {
-	Site
-	snapEpoch uint64
+	Allocs      uint64
+	AllocBytes  uint64
+	LiveObjects uint64
+	LiveBytes   uint64
+	PeakObjects uint64
+	PeakBytes   uint64
+	Temporaries uint64
+	snapEpoch   uint64
+}
+
+// siteKey is the rest of a Site.
+type siteKey struct {
+	StackID uint64
+	Tid     uint32
+	FirstTS uint64
 }
 
 // proc is the mutable state of one process.
@@ -170,6 +189,7 @@ type proc struct {
 
 	live      liveTable
 	sites     []site
+	siteKeys  []siteKey // sites[i]'s key is siteKeys[i]
 	siteIndex siteTable
 
 	t         Totals // LiveObjects/LiveBytes kept current
@@ -194,7 +214,7 @@ func newProc(pid uint32, interval uint64) *proc {
 // resetImage discards the image's heap state (exec).
 func (p *proc) resetImage(ts uint64) {
 	p.live = liveTable{}
-	p.sites = nil
+	p.sites, p.siteKeys = nil, nil
 	p.siteIndex = siteTable{}
 	p.t = Totals{DroppedEvents: p.t.DroppedEvents}
 	p.peakEpoch = 0
@@ -215,6 +235,7 @@ func (p *proc) resetImage(ts uint64) {
 func (p *proc) copyFrom(parent *proc, ts uint64) {
 	p.live = parent.live.clone()
 	p.sites = append([]site(nil), parent.sites...)
+	p.siteKeys = append([]siteKey(nil), parent.siteKeys...)
 	p.siteIndex = parent.siteIndex.clone()
 	dropped := p.t.DroppedEvents
 	p.t = parent.t
@@ -301,7 +322,8 @@ func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 		return i
 	}
 	i := uint32(len(p.sites))
-	p.sites = append(p.sites, site{Site: Site{StackID: stack, Tid: tid, FirstTS: ts}, snapEpoch: p.peakEpoch})
+	p.sites = append(p.sites, site{snapEpoch: p.peakEpoch})
+	p.siteKeys = append(p.siteKeys, siteKey{StackID: stack, Tid: tid, FirstTS: ts})
 	p.siteIndex.put(stack, tid, i)
 	return i
 }
@@ -425,8 +447,11 @@ func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
 	}
 	copy(out.Modules, p.modules)
 	for i := range p.sites {
-		s := p.sites[i].Site
-		if p.sites[i].snapEpoch != p.peakEpoch {
+		c, k := &p.sites[i], &p.siteKeys[i]
+		s := Site{StackID: k.StackID, Tid: k.Tid, FirstTS: k.FirstTS,
+			Allocs: c.Allocs, AllocBytes: c.AllocBytes, LiveObjects: c.LiveObjects, LiveBytes: c.LiveBytes,
+			PeakObjects: c.PeakObjects, PeakBytes: c.PeakBytes, Temporaries: c.Temporaries}
+		if c.snapEpoch != p.peakEpoch {
 			s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
 		}
 		out.Sites[i] = s
