@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
@@ -93,4 +94,38 @@ func TestBatchBackwardsTimestamps(t *testing.T) {
 			require.Equal(t, uint64(1), p.Totals.LateEvents, "the allocation at 20, after 30 and 25")
 		})
 	}
+}
+
+// TestEndProcessForgetsBatchThreads: once a process ended, the batch that
+// applied its events must not keep its threads (and their process's live
+// table) reachable.
+func TestEndProcessForgetsBatchThreads(t *testing.T) {
+	e := New(Options{ReorderWindow: time.Second})
+	for tid := uint32(1); tid <= 3; tid++ {
+		var data []byte
+		for i := uint64(0); i < 100; i++ {
+			data = shm.AppendAlloc(data, 10+i*3+uint64(tid), shm.Alloc{Ptr: 0x1000 * (i + 1) * uint64(tid), Size: 8, StackID: 1})
+		}
+		_, _, err := e.ApplyChunk(7, tid, data)
+		require.NoError(t, err)
+	}
+	collected := make(chan struct{}, 3)
+	for _, th := range e.threads {
+		// (AddCleanup, not SetFinalizer: a thread and its proc point at
+		// each other.)
+		runtime.AddCleanup(th, func(ch chan struct{}) { ch <- struct{}{} }, collected)
+	}
+	p := e.EndProcess(7, ExitStatus{})
+	require.Equal(t, uint64(300), p.Totals.Allocations)
+	require.NotNil(t, e.batch, "the events went through a batch")
+	for n := 0; n < 3; {
+		runtime.GC()
+		select {
+		case <-collected:
+			n++
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%d of 3 threads collected after EndProcess", n)
+		}
+	}
+	runtime.KeepAlive(e)
 }

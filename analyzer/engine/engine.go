@@ -581,6 +581,12 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 		}
 	}
 	delete(e.procs, pid)
+	if b := e.batch; b != nil {
+		// The last batch's thread pointers would keep the process's
+		// state (its live table) from being collected.
+		clear(b.th[:])
+		clear(b.from[:cap(b.from)])
+	}
 	return out
 }
 
