@@ -94,7 +94,8 @@ func newSortedBatch(limit int) *sortedBatch {
 // in the span from the smallest head key on, or as many of them as fit
 // in a batch. It reports whether it applied any: it applies none when
 // only one thread has events in the span (release applies them in place,
-// without copying), or when bad input leaves nothing it may apply.
+// without copying). Otherwise it applies at least the event at base: the
+// first thread gathered is the heap's root, and applyTo >= base.
 func (e *Engine) applyBatch(limit uint64) bool {
 	b := e.batch
 	if b == nil {
