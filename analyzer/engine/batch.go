@@ -182,15 +182,7 @@ func (e *Engine) applyBatch(limit uint64) bool {
 			}
 		}
 		k := o & (batchCap - 1)
-		ev, th := &b.ev[k], b.th[k]
-		switch ev.key & (1<<kindBit - 1) {
-		case evAlloc:
-			th.proc.alloc(th, ev.key>>kindBit, ev.ptr, ev.size, ev.stack)
-		case evFree:
-			th.proc.free(th, ev.key>>kindBit, ev.ptr)
-		default:
-			e.applyEvent(th, *ev)
-		}
+		e.applyEvent(b.th[k], &b.ev[k])
 	}
 	// Take the applied events off their threads' runs.
 	for _, s := range b.from {

@@ -432,16 +432,7 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 				}
 				live.prefetch(b.ev[i+slotAhead].ptr)
 			}
-			// Heap events directly (the common case), others through
-			// applyEvent.
-			switch ev.key & (1<<kindBit - 1) {
-			case evAlloc:
-				th.proc.alloc(th, ev.key>>kindBit, ev.ptr, ev.size, ev.stack)
-			case evFree:
-				th.proc.free(th, ev.key>>kindBit, ev.ptr)
-			default:
-				e.applyEvent(th, *ev)
-			}
+			e.applyEvent(th, ev)
 		}
 		th.pending -= i - th.headIdx
 		th.headIdx = i
@@ -458,7 +449,9 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 	}
 }
 
-func (e *Engine) applyEvent(th *thread, ev event) {
+// applyEvent applies one event of th's (the events it applies are not
+// retained: ev may be reused).
+func (e *Engine) applyEvent(th *thread, ev *event) {
 	p := th.proc
 	switch ev.key & (1<<kindBit - 1) {
 	case evAlloc:
@@ -569,7 +562,8 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 			e.heap.remove(i)
 		}
 		for !th.empty() {
-			e.applyEvent(th, th.pop(&e.pool))
+			ev := th.pop(&e.pool)
+			e.applyEvent(th, &ev)
 		}
 	}
 	out := p.snapshot(e.stacks, exit)
