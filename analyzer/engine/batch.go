@@ -265,24 +265,54 @@ func (b *sortedBatch) mergeShares(n int) {
 	}
 }
 
-// mergeInto merges the sorted a and b into dst (len(a)+len(b) long).
-// Which of the two is smaller is random when threads interleave, so it
-// picks without a branch on it (the compiler makes the if a CMOV).
+// mergeInto merges the sorted a and b (no value in both, none ^0) into
+// dst (len(a)+len(b) long). Which of the two is smaller is random when
+// threads interleave, so it picks without a branch on it (bits.Sub64's
+// borrow is the comparison). Each pick waits for the one before; to
+// overlap two such chains it fills dst from both ends at once, the
+// smallest values from the front and the largest from the back.
 func mergeInto(dst, a, b []uint64) {
-	i, j, k := 0, 0, 0
-	for i < len(a) && j < len(b) {
-		x, y := a[i], b[j]
-		v, fromA := y, 0
-		if x <= y {
-			v, fromA = x, 1
-		}
-		dst[k] = v
-		k++
-		i += fromA
-		j += 1 - fromA
+	if len(a) == 0 || len(b) == 0 {
+		copy(dst, a)
+		copy(dst[len(a):], b)
+		return
 	}
-	k += copy(dst[k:], a[i:])
-	copy(dst[k:], b[j:])
+	la, lb := len(a), len(b)
+	i, j := 0, 0            // front: next of a and b
+	ia, jb := la-1, lb-1    // back: last left of a and b
+	lo, hi := 0, len(dst)-1 // next to fill from the front, the back
+	for lo <= hi {
+		// Front: the smaller head, an exhausted run's being ^0.
+		x, y := a[min(i, la-1)], b[min(j, lb-1)]
+		if i >= la {
+			x = ^uint64(0)
+		}
+		if j >= lb {
+			y = ^uint64(0)
+		}
+		_, xLess := bits.Sub64(x, y, 0)
+		dst[lo] = y ^ (x^y)&-xLess
+		i += int(xLess)
+		j += int(1 - xLess)
+		lo++
+		if lo > hi {
+			break
+		}
+		// Back: the larger tail, one past each value so that an
+		// exhausted run's is 0.
+		xb, yb := a[max(ia, 0)]+1, b[max(jb, 0)]+1
+		if ia < 0 {
+			xb = 0
+		}
+		if jb < 0 {
+			yb = 0
+		}
+		_, xbLess := bits.Sub64(xb, yb, 0)
+		dst[hi] = xb ^ (xb^yb)&-xbLess - 1
+		ia -= int(1 - xbLess)
+		jb -= int(xbLess)
+		hi--
+	}
 }
 
 // radixSort sorts ord[:n], whose keys (above the index bits) are width

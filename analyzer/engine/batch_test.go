@@ -132,3 +132,35 @@ func TestEndProcessForgetsBatchThreads(t *testing.T) {
 	require.Equal(t, 3, n, "threads collected after EndProcess")
 	runtime.KeepAlive(e)
 }
+
+// BenchmarkBatchSort measures sorting a full batch whose threads' events
+// interleave at random (ns per event).
+func BenchmarkBatchSort(b *testing.B) {
+	for _, runs := range []int{2, 4, 8, 64} {
+		b.Run(fmt.Sprintf("threads=%d", runs), func(b *testing.B) {
+			rng := rand.New(rand.NewSource(1))
+			sb := newSortedBatch(0)
+			// Each event goes to a random thread, 100 ns (400 key units) apart.
+			per := make([][]uint64, runs)
+			key := uint64(1 << 40)
+			for i := 0; i < batchCap; i++ {
+				key += 400
+				r := rng.Intn(runs)
+				per[r] = append(per[r], key)
+			}
+			n := 0
+			for _, keys := range per {
+				sb.from = append(sb.from, share{first: n, n: len(keys)})
+				for _, k := range keys {
+					sb.ev[n] = event{key: k}
+					n++
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sb.sort(n, 1<<40)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/event")
+		})
+	}
+}
