@@ -363,21 +363,3 @@ func (b *sortedBatch) radixSort(n, width int) {
 		copy(b.ord[:n], src)
 	}
 }
-
-// skip takes th's first n pending events off its run (they were applied).
-func (th *thread) skip(n int, pool *blockPool) {
-	if n == 0 {
-		return
-	}
-	th.pending -= n
-	if th.pending == 0 {
-		th.reset(pool)
-		return
-	}
-	th.headIdx += n
-	for th.headIdx >= blockEvents {
-		b := th.headBlk
-		th.headBlk, th.headIdx = b.next, th.headIdx-blockEvents
-		pool.put(b)
-	}
-}

@@ -434,18 +434,15 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 			}
 			e.applyEvent(th, ev)
 		}
-		th.pending -= i - th.headIdx
-		th.headIdx = i
-		if th.pending == 0 {
-			th.reset(&e.pool)
+		// Take them off the run (at the end of the head block, skip
+		// moves on to the next, and the loop goes on with it).
+		th.skip(i-th.headIdx, &e.pool)
+		if th.empty() {
 			return true
 		}
 		if i < end {
 			return false
 		}
-		// The head block is done and more events follow.
-		th.headBlk, th.headIdx = b.next, 0
-		e.pool.put(b)
 	}
 }
 

@@ -89,16 +89,26 @@ func (th *thread) lastKey() uint64 { return th.tailBlk.ev[th.tailIdx-1].key }
 
 func (th *thread) pop(pool *blockPool) event {
 	ev := th.headBlk.ev[th.headIdx]
-	th.headIdx++
-	th.pending--
+	th.skip(1, pool)
+	return ev
+}
+
+// skip takes th's first n pending events off its run (they were applied).
+func (th *thread) skip(n int, pool *blockPool) {
+	if n == 0 {
+		return
+	}
+	th.pending -= n
 	if th.pending == 0 {
 		th.reset(pool)
-	} else if th.headIdx == blockEvents {
+		return
+	}
+	th.headIdx += n
+	for th.headIdx >= blockEvents {
 		b := th.headBlk
-		th.headBlk, th.headIdx = b.next, 0
+		th.headBlk, th.headIdx = b.next, th.headIdx-blockEvents
 		pool.put(b)
 	}
-	return ev
 }
 
 // reset empties th's run once its last event is taken, keeping the tail
