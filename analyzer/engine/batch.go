@@ -182,9 +182,7 @@ func (e *Engine) applyBatch(limit uint64) bool {
 		}
 		if j := applied + slotAhead; j < n {
 			k := b.ord[j] & (batchCap - 1)
-			if g := b.th[k].proc.live.groups; len(g) > 0 {
-				prefetch2(unsafe.Pointer(&g[b.th[k].proc.live.homeOf(b.ev[k].ptr)]))
-			}
+			b.th[k].proc.live.prefetch(b.ev[k].ptr)
 		}
 		k := o & (batchCap - 1)
 		e.applyEvent(b.th[k], &b.ev[k])
