@@ -8,23 +8,21 @@ import "unsafe"
 // error of fn, which it returns as is. Records alias data; Pid and Tid are
 // zero (the chunk header is not part of data).
 func DecodeChunk(data []byte, fn func(Record) error) error {
-	_, _, bad, err := decodeRecords(data, 0, 0, fn)
-	if bad != nil {
-		return bad
-	}
+	_, _, err := decodeRecords(data, 0, 0, fn)
 	return err
 }
 
 // decodeRecords delivers the records of data. It returns the offset after
-// the last record fn accepted and how many it accepted; bad if the record
-// there is malformed, or fnErr if fn refused it (so a retry starts with
+// the last record fn accepted and how many it accepted; and, if that is
+// not the end of data, a *RecordError when the record there is
+// malformed, or fn's error when fn refused it (so a retry starts with
 // it).
 //
 // This is Poll's decode loop: the checks of ParseRecordHeader are
 // repeated inline (the function is too large for the inliner), and the
 // fixed header is read with two loads. ParseRecordHeader is still the
 // reference: any record refused here is re-parsed by it for the error.
-func decodeRecords(data []byte, pid, tid uint32, fn func(Record) error) (off, n int, bad *RecordError, fnErr error) {
+func decodeRecords(data []byte, pid, tid uint32, fn func(Record) error) (off, n int, err error) {
 	for off < len(data) {
 		rest := data[off:]
 		if len(rest) < RecordHeaderSize {
@@ -39,14 +37,14 @@ func decodeRecords(data []byte, pid, tid uint32, fn func(Record) error) (off, n 
 		rec := Record{Pid: pid, Tid: tid, Type: t, Flags: uint32(w >> 32),
 			TS: *(*uint64)(unsafe.Pointer(&rest[recOffTS])), Data: rest[:ln:ln]}
 		if err := fn(rec); err != nil {
-			return off, n, nil, err
+			return off, n, err
 		}
 		off += ln
 		n++
 	}
 	if off < len(data) {
-		_, err := ParseRecordHeader(data[off:])
-		return off, n, &RecordError{Offset: off, Err: err}, nil
+		_, perr := ParseRecordHeader(data[off:])
+		return off, n, &RecordError{Offset: off, Err: perr}
 	}
-	return off, n, nil, nil
+	return off, n, nil
 }

@@ -140,11 +140,7 @@ func (rd *Reader) chunkErr(seq uint64, off uint64, format string, args ...any) e
 // *FormatError naming the chunk sequence, slot, file offset and problem.
 func (rd *Reader) Poll(fn func(Record) error) (n int, err error) {
 	return rd.PollChunks(func(pid, tid uint32, data []byte) (int, int, error) {
-		next, k, bad, ferr := decodeRecords(data, pid, tid, fn)
-		if bad != nil {
-			return next, k, bad
-		}
-		return next, k, ferr
+		return decodeRecords(data, pid, tid, fn)
 	})
 }
 
