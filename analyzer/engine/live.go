@@ -133,6 +133,12 @@ func matches(hdr, tag uint64) uint64 {
 // freeSlots returns a bit (at 8k+7) for each empty slot k of hdr.
 func freeSlots(hdr uint64) uint64 { return ^hdr & tagHighBits }
 
+// slotUsed says whether slot k of the group with header hdr is occupied.
+func slotUsed(hdr uint64, k int) bool { return hdr>>(8*k)&0x80 != 0 }
+
+// overflow is the overflow count of the group with header hdr.
+func overflow(hdr uint64) uint64 { return hdr >> overflowShift & overflowMax }
+
 // prefetch starts fetching the home group of addr into the cache, for an
 // insert or remove of addr coming soon.
 func (t *liveTable) prefetch(addr uint64) {
@@ -160,7 +166,7 @@ func (t *liveTable) find(addr uint64) (home, g, k int, ok bool) {
 				return home, g, k, true
 			}
 		}
-		if grp.hdr>>overflowShift&overflowMax == 0 {
+		if overflow(grp.hdr) == 0 {
 			break
 		}
 		if g++; g == len(t.groups) {
@@ -182,7 +188,7 @@ func (t *liveTable) place(s liveSlot, g int) {
 			t.used++
 			return
 		}
-		if grp.hdr>>overflowShift&overflowMax != overflowMax {
+		if overflow(grp.hdr) != overflowMax {
 			grp.hdr += overflowOne
 		}
 		if g++; g == len(t.groups) {
@@ -200,7 +206,7 @@ func (t *liveTable) vacate(home, g, k int) {
 	t.used--
 	for i := home; i != g; {
 		o := &t.groups[i].hdr
-		if *o>>overflowShift&overflowMax != overflowMax {
+		if overflow(*o) != overflowMax {
 			*o -= overflowOne
 		}
 		if i++; i == len(t.groups) {
@@ -246,7 +252,7 @@ func (t *liveTable) grow() {
 	t.used = 0
 	for g := range old {
 		for k := range old[g].slots {
-			if old[g].hdr>>(8*k)&0x80 != 0 {
+			if slotUsed(old[g].hdr, k) {
 				s := old[g].slots[k]
 				t.place(s, t.homeOf(s.addr))
 			}
@@ -332,7 +338,7 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 func (t *liveTable) each(fn func(liveBlock)) {
 	for g := range t.groups {
 		for k := range t.groups[g].slots {
-			if t.groups[g].hdr>>(8*k)&0x80 != 0 {
+			if slotUsed(t.groups[g].hdr, k) {
 				t.eachGen(&t.groups[g].slots[k], fn)
 			}
 		}
