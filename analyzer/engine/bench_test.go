@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -313,7 +314,7 @@ func heapInUse() uint64 {
 // block, with n blocks live (requested sizes vary; 100 sites).
 func BenchmarkLiveBlockBytes(b *testing.B) {
 	for _, n := range []int{1_000_000, 1_500_000, 2_000_000} {
-		b.Run(itoa(n), func(b *testing.B) {
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) {
 			var bytesPer float64
 			for i := 0; i < b.N; i++ {
 				e := New(Options{ReorderWindow: -1})
@@ -324,10 +325,10 @@ func BenchmarkLiveBlockBytes(b *testing.B) {
 				for k := 0; k < n; k++ {
 					// Rewrite ts, ptr, size, stack in place: one buffer, no garbage.
 					d := rec.Data
-					putU64(d[8:], uint64(10+k))
-					putU64(d[16:], 0x7f0000000000+uint64(k)*48)
-					putU64(d[24:], uint64(k%500))
-					putU64(d[32:], uint64(k%100+1))
+					binary.LittleEndian.PutUint64(d[8:], uint64(10+k))
+					binary.LittleEndian.PutUint64(d[16:], 0x7f0000000000+uint64(k)*48)
+					binary.LittleEndian.PutUint64(d[24:], uint64(k%500))
+					binary.LittleEndian.PutUint64(d[32:], uint64(k%100+1))
 					rec.TS = uint64(10 + k)
 					if err := e.Apply(rec); err != nil {
 						b.Fatal(err)
@@ -341,21 +342,6 @@ func BenchmarkLiveBlockBytes(b *testing.B) {
 			b.ReportMetric(bytesPer, "B/liveblock")
 		})
 	}
-}
-
-func putU64(b []byte, v uint64) {
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
-}
-
-func itoa(n int) string {
-	s := ""
-	for n > 0 {
-		s = string(rune('0'+n%10)) + s
-		n /= 10
-	}
-	return "live=" + s
 }
 
 // loadCapture reads a file of records captured from a real program by

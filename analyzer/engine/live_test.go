@@ -3,6 +3,7 @@ package engine
 import (
 	"math/rand"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -146,7 +147,7 @@ func TestLiveTableOverflowCounts(t *testing.T) {
 // blocks) and in one that does not (400000).
 func BenchmarkLiveTableChurn(b *testing.B) {
 	for _, n := range []int{4096, 400000} {
-		b.Run(itoa(n), func(b *testing.B) {
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) {
 			rng := rand.New(rand.NewSource(1))
 			var lt liveTable
 			live := make([]uint64, n)
