@@ -71,7 +71,7 @@
 #include <stdint.h>
 
 #define MS_MAGIC 0x45504f43534d454dULL /* bytes "MEMSCOPE" little-endian */
-#define MS_VERSION 1
+#define MS_VERSION 2
 
 #define MS_HEADER_SIZE 4096u
 #define MS_CHUNK_HEADER_SIZE 64u
@@ -85,6 +85,10 @@
 
 /* ms_ring_header.flags */
 #define MS_RING_LOSSY 0x1u /* producers drop instead of waiting when full */
+
+/* ms_ring_header.consumer_caps */
+#define MS_CAP_LEAK_CHECK 0x1u /* the consumer checks reachability at exit (X1-X4) */
+#define MS_EXIT_SLOTS 64u     /* processes that can wait at exit at once */
 
 /* ms_chunk_header.seq */
 #define MS_SEQ_CLAIMED(i) (((uint64_t)(i) + 1) << 1)
@@ -135,6 +139,30 @@ struct ms_ring_header {
 	uint64_t dropped_events; /* events producers could not record (lossy) */
 	uint64_t full_waits;     /* times a producer found the ring full */
 	uint64_t _pad4[5];
+
+	/*
+	 * Exit handshake of the leak check (DESIGN.md §6.1). Own cache lines.
+	 *
+	 * X1  exit_waiters[k] is 0 (free) or the pid of a process parked at
+	 *     exit. Only that process moves a slot 0 -> pid (CAS), before it
+	 *     writes its PROCESS exit record with MS_RECF_EXIT_CHECK, so a
+	 *     consumer that reads the record finds the slot.
+	 * X2  Whoever moves the slot pid -> 0 (CAS) ends the wait: the consumer
+	 *     when its check is done or abandoned (then FUTEX_WAKE on the slot),
+	 *     or the process itself when its bounded wait times out. Exactly one
+	 *     CAS wins; the other side does nothing, so a slot freed by a timeout
+	 *     and taken by another process is never released on its behalf.
+	 * X3  A process parks only while consumer_caps has MS_CAP_LEAK_CHECK and
+	 *     the consumer's heartbeat is fresh; it never waits longer than
+	 *     MEMSCOPE_LEAK_CHECK_TIMEOUT, whatever the consumer does.
+	 * X4  The consumer stops the process's threads (ptrace) before it reads
+	 *     the ring to the end for that pid, so no record of the process can
+	 *     be published after the consumer's last read and before the scan.
+	 */
+	uint32_t consumer_caps; /* MS_CAP_*, written by the consumer at attach */
+	uint32_t _pad5;
+	uint64_t _pad6[6];
+	uint32_t exit_waiters[MS_EXIT_SLOTS];
 };
 
 struct ms_chunk_header {
@@ -163,6 +191,8 @@ enum ms_record_type {
 
 /* ms_record_header.flags */
 #define MS_RECF_TRUNCATED 0x1u /* STACK hit the depth limit; MODULE/PROCESS string cut */
+#define MS_RECF_EXIT_CHECK 0x2u /* PROCESS exit: the process waits for a leak check (X1) */
+#define MS_RECF_THREAD_EXIT 0x4u /* THREAD: written as the thread ends; stack_sp is set */
 
 struct ms_record_header {
 	uint16_t type; /* enum ms_record_type */
@@ -263,11 +293,17 @@ struct ms_module {
 
 #define MS_THREAD_NAME_MAX 16u
 
+/*
+ * stack_sp: with MS_RECF_THREAD_EXIT, a stack address of the ending thread.
+ * glibc keeps the stacks of ended threads mapped for reuse; the leak check
+ * does not take them as roots (their contents are dead frames).
+ */
 struct ms_thread {
 	struct ms_record_header h;
 	uint32_t tid;
 	uint32_t name_len;
 	char name[MS_THREAD_NAME_MAX];
+	uint64_t stack_sp;
 };
 
 enum ms_process_event {

@@ -10,6 +10,8 @@
  *   MEMSCOPE_DEPTH        stack depth 0..256 (0: no stacks), default 64
  *   MEMSCOPE_MODE         lossless (default) | lossy
  *   MEMSCOPE_FOLLOW_FORK  1 (default) | 0: stop tracing in fork children
+ *   MEMSCOPE_LEAK_CHECK_TIMEOUT  longest wait at exit for the leak check:
+ *                         seconds, or with an ms suffix; 0: no check (5)
  *   MEMSCOPE_ANALYZER     memscope-analyze binary for bare mode
  *   MEMSCOPE_PID          set by the library: pid of the last traced image,
  *                         so an exec'd image knows it is an exec
@@ -170,6 +172,7 @@ void ms_config_load(struct ms_config *c)
 	c->lossy = 0;
 	c->follow_fork = 1;
 	c->marker_pid = -1;
+	c->leak_check_timeout_ns = 5000000000ull;
 
 	c->disabled = 0;
 	v = ms_getenv("MEMSCOPE_RING");
@@ -210,6 +213,24 @@ void ms_config_load(struct ms_config *c)
 			c->follow_fork = 0;
 		else if (strcmp(v, "1") != 0)
 			bad("MEMSCOPE_FOLLOW_FORK", v, "want 0 or 1; using 1");
+	}
+	v = ms_getenv("MEMSCOPE_LEAK_CHECK_TIMEOUT");
+	if (v) {
+		size_t len = strlen(v);
+		char digits[24];
+		uint64_t unit = 1000000000ull;
+		if (len > 2 && len < sizeof digits + 2 && strcmp(v + len - 2, "ms") == 0) {
+			unit = 1000000ull;
+			len -= 2;
+		}
+		if (len < sizeof digits) {
+			memcpy(digits, v, len);
+			digits[len] = 0;
+		}
+		if (len >= sizeof digits || parse_u64(digits, &n, 0) != 0 || n > 3600000)
+			bad("MEMSCOPE_LEAK_CHECK_TIMEOUT", v, "want seconds (or N ms), 0 to skip the check; using 5");
+		else
+			c->leak_check_timeout_ns = n * unit;
 	}
 	v = ms_getenv("MEMSCOPE_PID");
 	if (v && parse_u64(v, &n, 0) == 0 && n < (1u << 31))

@@ -9,6 +9,7 @@
  *   stacks.c   stack interning table and STACK records
  *   modules.c  MODULE records, dlopen/dlclose
  *   process.c  PROCESS/THREAD records, fork, thread exit, env markers
+ *   exitcheck.c  the wait at exit while the analyzer checks reachability
  *   env.c      configuration from the environment (no malloc)
  *   spawn.c    bare mode: create a ring, start the analyzer detached
  *   ring.c     the ring writer (owned by shm/)
@@ -37,6 +38,7 @@ struct ms_config {
 	int lossy;                /* MEMSCOPE_MODE=lossy */
 	int follow_fork;          /* MEMSCOPE_FOLLOW_FORK */
 	long marker_pid;          /* MEMSCOPE_PID (our own marker), -1 if absent */
+	uint64_t leak_check_timeout_ns; /* MEMSCOPE_LEAK_CHECK_TIMEOUT; 0: no check at exit */
 };
 
 /* Reads the MEMSCOPE_* variables; reports bad values on stderr. */
@@ -191,7 +193,16 @@ MS_HIDDEN void ms_modules_after_fork(void);
 
 MS_HIDDEN int ms_process_init(void); /* key, atfork handlers, markers */
 MS_HIDDEN void ms_process_announce(struct ms_tls *t, int event);
-MS_HIDDEN void ms_process_write(struct ms_tls *t, int event, int status);
+MS_HIDDEN void ms_process_write(struct ms_tls *t, int event, int status, uint32_t flags);
+
+/* ---- leak check at exit (exitcheck.c) ---- */
+
+/*
+ * Writes PROCESS exit with status and seals the thread's chunk; if the
+ * consumer checks leaks, first takes an exit slot and, after the record,
+ * waits (bounded) until the consumer has scanned the process (X1-X4).
+ */
+MS_HIDDEN void ms_exit_check(struct ms_tls *t, int status);
 
 /* ---- bare mode (spawn.c) ---- */
 

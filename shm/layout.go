@@ -7,7 +7,7 @@ package shm
 // Ring file constants.
 const (
 	Magic                 = 0x45504f43534d454d // MS_MAGIC, bytes "MEMSCOPE"
-	Version               = 1                  // MS_VERSION
+	Version               = 2                  // MS_VERSION
 	HeaderSize            = 4096               // MS_HEADER_SIZE
 	ChunkHeaderSize       = 64                 // MS_CHUNK_HEADER_SIZE
 	MinChunkSize          = 4096               // MS_MIN_CHUNK_SIZE
@@ -20,6 +20,9 @@ const (
 	DefaultConsumerTimeNS = 10000000000        // MS_DEFAULT_CONSUMER_TIMEOUT_NS
 
 	RingLossy = 0x1 // MS_RING_LOSSY
+
+	CapLeakCheck = 0x1 // MS_CAP_LEAK_CHECK
+	ExitSlots    = 64  // MS_EXIT_SLOTS
 )
 
 // struct ms_ring_header offsets.
@@ -49,7 +52,11 @@ const (
 	offDroppedEvents     = 208
 	offFullWaits         = 216
 	offPad4              = 224
-	ringHeaderStructSize = 264
+	offConsumerCaps      = 264
+	offPad5              = 268
+	offPad6              = 272
+	offExitWaiters       = 320
+	ringHeaderStructSize = 576
 )
 
 // struct ms_chunk_header offsets.

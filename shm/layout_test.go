@@ -38,6 +38,10 @@ var goFields = []cring.Field{
 	{Name: "ms_ring_header.dropped_events", Off: offDroppedEvents, Size: 8},
 	{Name: "ms_ring_header.full_waits", Off: offFullWaits, Size: 8},
 	{Name: "ms_ring_header._pad4", Off: offPad4, Size: 40},
+	{Name: "ms_ring_header.consumer_caps", Off: offConsumerCaps, Size: 4},
+	{Name: "ms_ring_header._pad5", Off: offPad5, Size: 4},
+	{Name: "ms_ring_header._pad6", Off: offPad6, Size: 48},
+	{Name: "ms_ring_header.exit_waiters", Off: offExitWaiters, Size: 4 * ExitSlots},
 
 	{Name: "ms_chunk_header", Off: 0, Size: chStructSize},
 	{Name: "ms_chunk_header.seq", Off: chOffSeq, Size: 8},
@@ -106,6 +110,7 @@ var goFields = []cring.Field{
 	{Name: "ms_thread.tid", Off: threadOffTid, Size: 4},
 	{Name: "ms_thread.name_len", Off: threadOffNameLen, Size: 4},
 	{Name: "ms_thread.name", Off: threadOffName, Size: ThreadNameMax},
+	{Name: "ms_thread.stack_sp", Off: threadOffStackSP, Size: 8},
 
 	{Name: "ms_process", Off: 0, Size: processFixedSize},
 	{Name: "ms_process.h", Off: 0, Size: RecordHeaderSize},
@@ -143,7 +148,8 @@ func TestConstantsMatchC(t *testing.T) {
 		"MS_REC_ALLOC": uint64(RecAlloc), "MS_REC_FREE": uint64(RecFree), "MS_REC_REALLOC": uint64(RecRealloc),
 		"MS_REC_STACK": uint64(RecStack), "MS_REC_MODULE": uint64(RecModule), "MS_REC_THREAD": uint64(RecThread),
 		"MS_REC_PROCESS": uint64(RecProcess), "MS_REC_LOST": uint64(RecLost), "MS_REC_MAX": uint64(recMax),
-		"MS_RECF_TRUNCATED": FlagTruncated,
+		"MS_RECF_TRUNCATED": FlagTruncated, "MS_RECF_EXIT_CHECK": FlagExitCheck, "MS_RECF_THREAD_EXIT": FlagThreadExit,
+		"MS_CAP_LEAK_CHECK": CapLeakCheck, "MS_EXIT_SLOTS": ExitSlots,
 		"MS_KIND_MALLOC":    uint64(KindMalloc), "MS_KIND_CALLOC": uint64(KindCalloc), "MS_KIND_REALLOC": uint64(KindRealloc),
 		"MS_KIND_REALLOCARRAY": uint64(KindReallocarray), "MS_KIND_POSIX_MEMALIGN": uint64(KindPosixMemalign),
 		"MS_KIND_ALIGNED_ALLOC": uint64(KindAlignedAlloc), "MS_KIND_MEMALIGN": uint64(KindMemalign),

@@ -108,8 +108,12 @@ func (e ProcessEvent) String() string {
 	return fmt.Sprintf("event(%d)", uint32(e))
 }
 
-// FlagTruncated is MS_RECF_TRUNCATED.
-const FlagTruncated = 0x1
+// Record flags (ms_record_header.flags).
+const (
+	FlagTruncated  = 0x1 // MS_RECF_TRUNCATED
+	FlagExitCheck  = 0x2 // MS_RECF_EXIT_CHECK: PROCESS exit; the process waits for a leak check
+	FlagThreadExit = 0x4 // MS_RECF_THREAD_EXIT: THREAD written as the thread ends
+)
 
 // Sizes and limits of the record layouts (mirrors of memscope.h).
 const (
@@ -120,7 +124,7 @@ const (
 	stackFixedSize   = 32
 	moduleFixedSize  = 96
 	segmentSize      = 32
-	threadSize       = 40
+	threadSize       = 48
 	processFixedSize = 40
 	lostSize         = 24
 
@@ -178,6 +182,7 @@ const (
 	threadOffTid     = 16
 	threadOffNameLen = 20
 	threadOffName    = 24
+	threadOffStackSP = 40
 
 	processOffPid    = 16
 	processOffPpid   = 20
@@ -256,6 +261,9 @@ type Module struct {
 type Thread struct {
 	Tid  uint32
 	Name string
+	// StackSP is an address on the thread's stack when it ended
+	// (FlagThreadExit), else 0.
+	StackSP uint64
 }
 
 // Process is MS_REC_PROCESS.
@@ -401,7 +409,7 @@ func (r Record) Thread() (Thread, error) {
 	if n > ThreadNameMax {
 		return Thread{}, r.errorf("name length %d exceeds %d", n, ThreadNameMax)
 	}
-	return Thread{Tid: le.Uint32(d[threadOffTid:]), Name: string(d[threadOffName : threadOffName+n])}, nil
+	return Thread{Tid: le.Uint32(d[threadOffTid:]), Name: string(d[threadOffName : threadOffName+n]), StackSP: le.Uint64(d[threadOffStackSP:])}, nil
 }
 
 // Process decodes a PROCESS record.
@@ -556,9 +564,14 @@ func AppendModule(b []byte, ts uint64, m Module) []byte {
 	return append(b, make([]byte, n-(moduleFixedSize+segmentSize*len(m.Segments)+len(m.Path)))...)
 }
 
-// AppendThread appends a THREAD record.
+// AppendThread appends a THREAD record; with a StackSP, as the library
+// writes it when the thread ends (FlagThreadExit).
 func AppendThread(b []byte, ts uint64, t Thread) []byte {
-	b = appendHeader(b, RecThread, threadSize, 0, ts)
+	var flags uint32
+	if t.StackSP != 0 {
+		flags = FlagThreadExit
+	}
+	b = appendHeader(b, RecThread, threadSize, flags, ts)
 	b = le.AppendUint32(b, t.Tid)
 	name := t.Name
 	if len(name) > ThreadNameMax {
@@ -567,7 +580,8 @@ func AppendThread(b []byte, ts uint64, t Thread) []byte {
 	b = le.AppendUint32(b, uint32(len(name)))
 	var nb [ThreadNameMax]byte
 	copy(nb[:], name)
-	return append(b, nb[:]...)
+	b = append(b, nb[:]...)
+	return le.AppendUint64(b, t.StackSP)
 }
 
 // AppendProcess appends a PROCESS record.

@@ -59,6 +59,8 @@ type Engine struct {
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
 
+	exitChecks []uint32 // processes waiting at exit for a leak check (TakeExitChecks)
+
 	maxSeen  uint64 // largest timestamp seen
 	released uint64 // events with key <= released have been applied
 	slack    uint64 // release in steps of at least this many key units
@@ -248,7 +250,11 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		if err != nil {
 			return recErr(rec, err)
 		}
-		e.proc(rec.Pid).threadNames[t.Tid] = t.Name
+		p := e.proc(rec.Pid)
+		p.threadNames[t.Tid] = t.Name
+		if rec.Flags&shm.FlagThreadExit != 0 && t.StackSP != 0 {
+			p.reach.threadEnded(t.StackSP)
+		}
 	case shm.RecProcess:
 		pr, err := rec.Process()
 		if err != nil {
@@ -256,6 +262,9 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		}
 		if pr.Event < shm.ProcessStart || pr.Event > shm.ProcessExit {
 			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
+		}
+		if pr.Event == shm.ProcessExit && rec.Flags&shm.FlagExitCheck != 0 {
+			e.exitChecks = append(e.exitChecks, rec.Pid)
 		}
 		e.nextProcID++
 		key := eventKey(rec.TS, evProc)

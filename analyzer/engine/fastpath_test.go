@@ -134,11 +134,11 @@ func TestApplyChunk(t *testing.T) {
 	const pid, tid = 900, 901
 	good := shm.AppendStack(nil, 1*ms, 0, shm.Stack{ID: 7, PCs: []uint64{0x401000}})                                           // 32 bytes
 	good = shm.AppendAlloc(good, 2*ms, shm.Alloc{Ptr: 0x1000, Size: 100, StackID: 7})                                          // 48
-	good = shm.AppendThread(good, 2*ms, shm.Thread{Tid: tid, Name: "worker"})                                                  // 32
+	good = shm.AppendThread(good, 2*ms, shm.Thread{Tid: tid, Name: "worker"})                                                  // 48
 	good = shm.AppendRealloc(good, 4*ms, shm.Realloc{OldPtr: 0x1000, NewPtr: 0x2000, Size: 300, StackID: 7, TSBefore: 3 * ms}) // 64
 	good = shm.AppendFree(good, 5*ms, shm.Free{Ptr: 0x5555})                                                                   // 24: unknown
 	good = shm.AppendAlloc(good, 6*ms, shm.Alloc{Ptr: 0x3000, Size: 5, StackID: 7})                                            // 48
-	require.Len(t, good, 264)
+	require.Len(t, good, 272)
 	badHeader := binary.LittleEndian.AppendUint64(nil, uint64(shm.RecAlloc)|24<<16) // ALLOC of 24 bytes
 	badHeader = append(badHeader, make([]byte, 16)...)
 	badRealloc := shm.AppendRealloc(nil, 7*ms, shm.Realloc{OldPtr: 0x3000, NewPtr: 0x4000, Size: 1, StackID: 7, TSBefore: 8 * ms})
@@ -150,12 +150,12 @@ func TestApplyChunk(t *testing.T) {
 		recordError bool   // a *shm.RecordError at offset took
 		errText     string // "" for no error
 	}{
-		{"whole chunk", good, 264, 6, false, ""},
-		{"bad header after good records", append(append([]byte(nil), good...), badHeader...), 264, 6, true,
-			"record at chunk data offset 264: ALLOC record has length 24, shorter than its fixed part (48 bytes)"},
-		{"truncated record", good[:256], 216, 5, true,
-			"record at chunk data offset 216: ALLOC record of length 48 runs past the chunk (40 bytes left)"},
-		{"realloc stamped before its free", append(append([]byte(nil), good...), badRealloc...), 264, 6, false,
+		{"whole chunk", good, 272, 6, false, ""},
+		{"bad header after good records", append(append([]byte(nil), good...), badHeader...), 272, 6, true,
+			"record at chunk data offset 272: ALLOC record has length 24, shorter than its fixed part (48 bytes)"},
+		{"truncated record", good[:264], 224, 5, true,
+			"record at chunk data offset 224: ALLOC record of length 48 runs past the chunk (40 bytes left)"},
+		{"realloc stamped before its free", append(append([]byte(nil), good...), badRealloc...), 272, 6, false,
 			"pid 900 tid 901: REALLOC record at ts 7000000: ts_before 8000000 is after ts 7000000"},
 	}
 	for _, tt := range tests {

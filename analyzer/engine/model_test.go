@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/rand"
+	"memscope/analyzer/reach"
 	"sort"
 	"testing"
 	"time"
@@ -57,6 +58,11 @@ func TestEngineMatchesModel(t *testing.T) {
 					continue
 				}
 				require.NotNil(t, got, "late=%v seed %d pid %d", late, seed, pid)
+				for i := range want.Sites {
+					// No leak check ran: every live block's verdict is unknown.
+					s := &want.Sites[i]
+					s.ByKind[reach.Unknown] = KindCount{Objects: s.LiveObjects, Bytes: s.LiveBytes}
+				}
 				if !late {
 					require.Zero(t, got.Totals.LateEvents, "seed %d pid %d: the window was too short for the test", seed, pid)
 					require.Equal(t, want.Totals, got.Totals, "seed %d pid %d", seed, pid)

@@ -3,6 +3,7 @@ package engine
 import (
 	"sort"
 
+	"memscope/analyzer/reach"
 	"memscope/shm"
 )
 
@@ -30,6 +31,11 @@ type Process struct {
 	// on multiples of it) and a final sample at EndTS.
 	Timeline []Sample
 	Exit     ExitStatus
+	// ExitRecorded: the library wrote the process's exit (exit, _exit).
+	ExitRecorded bool
+	// Reach says whether the leak check ran at exit; each site's ByKind
+	// splits its live blocks by verdict (all Unknown if it did not run).
+	Reach Reachability
 }
 
 // Module is an object mapped into the process, from its MODULE records.
@@ -66,6 +72,9 @@ type Site struct {
 	PeakObjects uint64 // allocated at the moment of peak heap
 	PeakBytes   uint64
 	Temporaries uint64 // allocations freed by the next event of their thread
+	// ByKind splits LiveObjects/LiveBytes by the leak check's verdict,
+	// indexed by reach.Kind.
+	ByKind [reach.NumKinds]KindCount
 }
 
 // Totals are the process-wide counts of DESIGN.md §6.
@@ -201,6 +210,8 @@ type proc struct {
 	timeline   []Sample
 	interval   uint64
 	nextSample uint64
+
+	reach procReach
 }
 
 // maxPending bounds the unmatched frees remembered for pairing with late
@@ -223,6 +234,7 @@ func (p *proc) resetImage(ts uint64) {
 	p.nextSample = 0
 	p.heapEvents = false
 	p.startTS = ts
+	p.reach = procReach{}
 	for i := range p.modules {
 		m := &p.modules[i]
 		if m.UnloadTS == 0 && m.LoadTS <= ts {
@@ -441,16 +453,20 @@ func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
 		Stacks:  map[uint64][]uint64{},
 		Totals:  p.t,
 		Exit:    exit,
+		Reach:   p.reach.state,
+
+		ExitRecorded: p.libExitKnown,
 	}
 	for tid, n := range p.threadNames {
 		out.Threads[tid] = n
 	}
 	copy(out.Modules, p.modules)
+	byKind := p.siteKinds()
 	for i := range p.sites {
 		c, k := &p.sites[i], &p.siteKeys[i]
 		s := Site{StackID: k.StackID, Tid: k.Tid, FirstTS: k.FirstTS,
 			Allocs: c.Allocs, AllocBytes: c.AllocBytes, LiveObjects: c.LiveObjects, LiveBytes: c.LiveBytes,
-			PeakObjects: c.PeakObjects, PeakBytes: c.PeakBytes, Temporaries: c.Temporaries}
+			PeakObjects: c.PeakObjects, PeakBytes: c.PeakBytes, Temporaries: c.Temporaries, ByKind: byKind[i]}
 		if c.snapEpoch != p.peakEpoch {
 			s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
 		}

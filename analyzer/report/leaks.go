@@ -8,35 +8,44 @@ import (
 	"sort"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 )
 
 // LeakReport is the leak report of one process (DESIGN.md §6): the blocks
-// still allocated when it ended, grouped by allocation stack.
+// still allocated when it ended, grouped by allocation stack and by the
+// leak check's verdict (§6.1).
 type LeakReport struct {
 	Pid, Ppid uint32
 	Program   string
 	Exit      engine.ExitStatus
 	Complete  bool // no events were dropped
 	Totals    engine.Totals
+	Reach     engine.Reachability
 
-	// LeakedBytes/Objects count every leak, suppressed ones included, so
-	// that LeakedObjects == Totals.Allocations - Totals.Frees.
+	// LeakedBytes/Objects count direct, indirect and unknown blocks,
+	// suppressed ones included.
 	LeakedBytes, LeakedObjects uint64
-	// UnsuppressedBytes/Objects are what --fail-on-leak looks at.
+	// UnsuppressedBytes/Objects are what SUMMARY and --fail-on-leak count.
 	UnsuppressedBytes, UnsuppressedObjects uint64
+	// ByKind adds up the blocks of each kind (suppressed included).
+	ByKind [reach.NumKinds]engine.KindCount
 
-	Leaks []Leak // by bytes descending, then objects descending, then frames
+	// Leaks lists every group still allocated, reachable ones included:
+	// direct, indirect, unknown, then reachable; by bytes descending
+	// within a kind.
+	Leaks []Leak
 	// SuppressionsUsed lists the patterns that matched, in file order.
 	SuppressionsUsed []SuppressionUse
 }
 
-// Leak is one group: the leaked blocks allocated from one stack (all
-// threads).
+// Leak is one group: the blocks of one kind allocated from one stack
+// (all threads).
 type Leak struct {
 	StackID    uint64
+	Kind       reach.Kind
 	Bytes      uint64
 	Objects    uint64
-	Suppressed bool
+	Suppressed bool    // a suppression matched (leak kinds only)
 	Frames     []Frame // frames[0]: the caller of the allocator
 }
 
@@ -48,49 +57,63 @@ type SuppressionUse struct {
 	Bytes   uint64
 }
 
+// kindOrder is the position of each kind in the report.
+var kindOrder = [reach.NumKinds]int{reach.Direct: 0, reach.Indirect: 1, reach.Unknown: 2, reach.Reachable: 3}
+
 // Leaks builds the leak report of p. supp may be nil.
 func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
 	r := &LeakReport{
 		Pid: p.Pid, Ppid: p.Ppid, Program: p.Exe, Exit: p.Exit,
-		Complete: p.Totals.DroppedEvents == 0, Totals: p.Totals,
+		Complete: p.Totals.DroppedEvents == 0, Totals: p.Totals, Reach: p.Reach,
+	}
+	type key struct {
+		stack uint64
+		kind  reach.Kind
 	}
 	type group struct {
 		bytes, objects, firstTS uint64
 	}
-	groups := map[uint64]*group{}
+	groups := map[key]*group{}
 	for _, s := range p.Sites {
-		if s.LiveObjects == 0 {
-			continue
-		}
-		g := groups[s.StackID]
-		if g == nil {
-			g = &group{firstTS: s.FirstTS}
-			groups[s.StackID] = g
-		}
-		g.bytes += s.LiveBytes
-		g.objects += s.LiveObjects
-		if s.FirstTS < g.firstTS {
-			g.firstTS = s.FirstTS
+		for k, c := range s.ByKind {
+			if c.Objects == 0 {
+				continue
+			}
+			gk := key{s.StackID, reach.Kind(k)}
+			g := groups[gk]
+			if g == nil {
+				g = &group{firstTS: s.FirstTS}
+				groups[gk] = g
+			}
+			g.bytes += c.Bytes
+			g.objects += c.Objects
+			if s.FirstTS < g.firstTS {
+				g.firstTS = s.FirstTS
+			}
 		}
 	}
 	used := map[string]*SuppressionUse{}
-	for id, g := range groups {
-		l := Leak{StackID: id, Bytes: g.bytes, Objects: g.objects, Frames: syms.Frames(p, id, g.firstTS)}
-		if pat, ok := supp.Match(l.Frames); ok {
-			l.Suppressed = true
-			u := used[pat]
-			if u == nil {
-				u = &SuppressionUse{Pattern: pat}
-				used[pat] = u
+	for gk, g := range groups {
+		l := Leak{StackID: gk.stack, Kind: gk.kind, Bytes: g.bytes, Objects: g.objects, Frames: syms.Frames(p, gk.stack, g.firstTS)}
+		r.ByKind[l.Kind].Objects += l.Objects
+		r.ByKind[l.Kind].Bytes += l.Bytes
+		if l.Kind.Leaked() {
+			if pat, ok := supp.Match(l.Frames); ok {
+				l.Suppressed = true
+				u := used[pat]
+				if u == nil {
+					u = &SuppressionUse{Pattern: pat}
+					used[pat] = u
+				}
+				u.Objects += l.Objects
+				u.Bytes += l.Bytes
+			} else {
+				r.UnsuppressedBytes += l.Bytes
+				r.UnsuppressedObjects += l.Objects
 			}
-			u.Objects += l.Objects
-			u.Bytes += l.Bytes
-		} else {
-			r.UnsuppressedBytes += l.Bytes
-			r.UnsuppressedObjects += l.Objects
+			r.LeakedBytes += l.Bytes
+			r.LeakedObjects += l.Objects
 		}
-		r.LeakedBytes += l.Bytes
-		r.LeakedObjects += l.Objects
 		r.Leaks = append(r.Leaks, l)
 	}
 	sort.Slice(r.Leaks, func(i, j int) bool { return leakLess(&r.Leaks[i], &r.Leaks[j]) })
@@ -105,9 +128,12 @@ func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
 	return r
 }
 
-// leakLess orders by bytes, then objects (both descending), then by the
+// leakLess orders by kind (direct, indirect, unknown, reachable), bytes, then objects (both descending), then by the
 // frames' addresses, then by stack id: a total, deterministic order.
 func leakLess(a, b *Leak) bool {
+	if a.Kind != b.Kind {
+		return kindOrder[a.Kind] < kindOrder[b.Kind]
+	}
 	if a.Bytes != b.Bytes {
 		return a.Bytes > b.Bytes
 	}
@@ -125,28 +151,45 @@ func leakLess(a, b *Leak) bool {
 	return a.StackID < b.StackID
 }
 
-// WriteText writes the report in LeakSanitizer's shape:
+// WriteText writes the report in LeakSanitizer's words:
 //
 //	==PID==memscope: detected memory leaks
 //
-//	Leak of N byte(s) in M object(s) allocated from:
+//	Direct leak of N byte(s) in M object(s) allocated from:
 //	    #0 0xADDR in FUNC FILE:LINE
 //	    #1 0xADDR in FUNC (MODULE+0xOFF)     function known, no line info
 //	    #2 0xADDR (MODULE+0xOFF)             nothing known
 //
+//	Indirect leak of N byte(s) in M object(s) allocated from:
+//	    ...
+//
+//	still reachable: N byte(s) in M object(s)
 //	SUMMARY: memscope: N byte(s) leaked in M allocation(s).
 //
-// As in LSan, suppressed leaks are not listed; a "Suppressions used" table
-// says what each pattern hid, and SUMMARY counts unsuppressed leaks only
-// (the JSON's leaked_bytes/leaked_objects include suppressed ones). A
-// warning line follows the first one when events were dropped, and one
-// when events arrived late (engine package comment).
-func (r *LeakReport) WriteText(w io.Writer) error {
+// Direct leaks come first, then indirect ones, each by bytes descending.
+// When the leak check did not run, a warning says why and every block
+// still allocated is listed as "Leak of" (kind unknown). Reachable blocks
+// are listed only with showReachable. As in LSan, suppressed leaks are
+// not listed; a "Suppressions used" table says what each pattern hid, and
+// SUMMARY counts unsuppressed leaks only (the JSON's leaked_bytes and
+// leaked_objects include suppressed ones). A warning line follows the
+// first one when events were dropped, and one when events arrived late
+// (engine package comment).
+func (r *LeakReport) WriteText(w io.Writer) error { return r.writeText(w, false) }
+
+// WriteTextReachable is WriteText listing reachable blocks too
+// (--show-reachable).
+func (r *LeakReport) WriteTextReachable(w io.Writer) error { return r.writeText(w, true) }
+
+func (r *LeakReport) writeText(w io.Writer, showReachable bool) error {
 	bw := bufio.NewWriter(w)
 	if r.UnsuppressedObjects > 0 {
 		fmt.Fprintf(bw, "==%d==memscope: detected memory leaks\n", r.Pid)
 	} else {
 		fmt.Fprintf(bw, "==%d==memscope: no leaks detected\n", r.Pid)
+	}
+	if !r.Reach.Checked {
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: reachability not checked: %s; every block still allocated is listed as a leak.\n", r.Pid, r.Reach.Reason)
 	}
 	if !r.Complete {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were dropped; this report is incomplete.\n", r.Pid, r.Totals.DroppedEvents)
@@ -155,10 +198,10 @@ func (r *LeakReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.\n", r.Pid, r.Totals.LateEvents)
 	}
 	for _, l := range r.Leaks {
-		if l.Suppressed {
+		if l.Suppressed || (l.Kind == reach.Reachable && !showReachable) {
 			continue
 		}
-		fmt.Fprintf(bw, "\nLeak of %d byte(s) in %d object(s) allocated from:\n", l.Bytes, l.Objects)
+		fmt.Fprintf(bw, "\n%s of %d byte(s) in %d object(s) allocated from:\n", kindTitle(l.Kind), l.Bytes, l.Objects)
 		if len(l.Frames) == 0 {
 			bw.WriteString("    <empty stack>\n")
 		}
@@ -176,8 +219,25 @@ func (r *LeakReport) WriteText(w io.Writer) error {
 		}
 		bw.WriteString("-----------------------------------------------------\n\n")
 	}
+	if r.Reach.Checked {
+		c := r.ByKind[reach.Reachable]
+		fmt.Fprintf(bw, "still reachable: %d byte(s) in %d object(s)\n", c.Bytes, c.Objects)
+	}
 	fmt.Fprintf(bw, "SUMMARY: memscope: %d byte(s) leaked in %d allocation(s).\n", r.UnsuppressedBytes, r.UnsuppressedObjects)
 	return bw.Flush()
+}
+
+// kindTitle is how the text report names a group of kind k.
+func kindTitle(k reach.Kind) string {
+	switch k {
+	case reach.Direct:
+		return "Direct leak"
+	case reach.Indirect:
+		return "Indirect leak"
+	case reach.Reachable:
+		return "Reachable block"
+	}
+	return "Leak"
 }
 
 func frameText(f Frame) string {
@@ -207,7 +267,15 @@ type jsonReport struct {
 	Totals        jsonTotals `json:"totals"`
 	LeakedBytes   uint64     `json:"leaked_bytes"`
 	LeakedObjects uint64     `json:"leaked_objects"`
-	Leaks         []jsonLeak `json:"leaks"`
+	// Reachability is "checked" or "not checked: REASON".
+	Reachability     string     `json:"reachability"`
+	DirectBytes      uint64     `json:"direct_bytes"`
+	DirectObjects    uint64     `json:"direct_objects"`
+	IndirectBytes    uint64     `json:"indirect_bytes"`
+	IndirectObjects  uint64     `json:"indirect_objects"`
+	ReachableBytes   uint64     `json:"reachable_bytes"`
+	ReachableObjects uint64     `json:"reachable_objects"`
+	Leaks            []jsonLeak `json:"leaks"`
 }
 
 type jsonTotals struct {
@@ -220,6 +288,7 @@ type jsonTotals struct {
 }
 
 type jsonLeak struct {
+	Kind       string      `json:"kind"`
 	Bytes      uint64      `json:"bytes"`
 	Objects    uint64      `json:"objects"`
 	Suppressed bool        `json:"suppressed"`
@@ -235,7 +304,8 @@ type jsonFrame struct {
 }
 
 // WriteJSON writes the report as one line of JSON (DESIGN.md §6). Every
-// leak is listed, suppressed ones with "suppressed": true; exit_status is
+// group still allocated is listed with its "kind" (reachable ones too),
+// suppressed leaks with "suppressed": true; exit_status is
 // the exit code, 128+N for a process killed by signal N, null if unknown.
 func (r *LeakReport) WriteJSON(w io.Writer) error {
 	jr := jsonReport{
@@ -245,13 +315,20 @@ func (r *LeakReport) WriteJSON(w io.Writer) error {
 			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,
 		},
 		LeakedBytes: r.LeakedBytes, LeakedObjects: r.LeakedObjects,
+		Reachability: "checked",
+		DirectBytes:  r.ByKind[reach.Direct].Bytes, DirectObjects: r.ByKind[reach.Direct].Objects,
+		IndirectBytes: r.ByKind[reach.Indirect].Bytes, IndirectObjects: r.ByKind[reach.Indirect].Objects,
+		ReachableBytes: r.ByKind[reach.Reachable].Bytes, ReachableObjects: r.ByKind[reach.Reachable].Objects,
 		Leaks: make([]jsonLeak, 0, len(r.Leaks)),
+	}
+	if !r.Reach.Checked {
+		jr.Reachability = "not checked: " + r.Reach.Reason
 	}
 	if code, ok := r.Exit.ShellCode(); ok {
 		jr.ExitStatus = &code
 	}
 	for _, l := range r.Leaks {
-		jl := jsonLeak{Bytes: l.Bytes, Objects: l.Objects, Suppressed: l.Suppressed, Frames: make([]jsonFrame, 0, len(l.Frames))}
+		jl := jsonLeak{Kind: l.Kind.String(), Bytes: l.Bytes, Objects: l.Objects, Suppressed: l.Suppressed, Frames: make([]jsonFrame, 0, len(l.Frames))}
 		for _, f := range l.Frames {
 			jl.Frames = append(jl.Frames, jsonFrame{Address: fmt.Sprintf("%#x", f.Address), Function: f.Function, File: f.File, Line: f.Line, Module: f.Module})
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/pprof/profile"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 )
 
 // Inuse selects what the inuse_* sample values of a profile mean.
@@ -56,17 +57,42 @@ func Profile(p *engine.Process, syms *Symbols, inuse Inuse, opts ProfileOptions)
 	b := pprofBuilder{prof: prof, syms: syms, p: p,
 		mappings: map[mappingKey]*profile.Mapping{}, functions: map[funcKey]*profile.Function{}, locations: map[locKey]*profile.Location{}}
 	for _, s := range p.Sites {
-		sample := &profile.Sample{
-			Location: b.stack(s.StackID, s.FirstTS),
-			Label:    map[string][]string{"thread": {threadName(p, s.Tid)}},
-			NumLabel: map[string][]int64{"tid": {int64(s.Tid)}},
+		loc := b.stack(s.StackID, s.FirstTS)
+		sample := func(kind string, values ...uint64) {
+			smp := &profile.Sample{
+				Location: loc,
+				Label:    map[string][]string{"thread": {threadName(p, s.Tid)}},
+				NumLabel: map[string][]int64{"tid": {int64(s.Tid)}},
+				Value:    []int64{int64(values[0]), int64(values[1]), int64(values[2]), int64(values[3])},
+			}
+			if kind != "" {
+				smp.Label["leak"] = []string{kind}
+			}
+			prof.Sample = append(prof.Sample, smp)
 		}
-		live, liveBytes := s.LiveObjects, s.LiveBytes
 		if inuse == InuseAtPeak {
-			live, liveBytes = s.PeakObjects, s.PeakBytes
+			sample("", s.Allocs, s.AllocBytes, s.PeakObjects, s.PeakBytes)
+			continue
 		}
-		sample.Value = []int64{int64(s.Allocs), int64(s.AllocBytes), int64(live), int64(liveBytes)}
-		prof.Sample = append(prof.Sample, sample)
+		// At exit the live blocks of a site are split by the leak check's
+		// verdict, one sample per kind labelled leak=KIND (-tagfocus
+		// leak=direct); the allocation counts stay on one sample without
+		// the label, so that every total adds up once.
+		if s.LiveObjects == 0 {
+			sample("", s.Allocs, s.AllocBytes, 0, 0)
+			continue
+		}
+		first := true
+		for k, c := range s.ByKind {
+			if c.Objects == 0 {
+				continue
+			}
+			var allocs, allocBytes uint64
+			if first {
+				allocs, allocBytes, first = s.Allocs, s.AllocBytes, false
+			}
+			sample(reach.Kind(k).String(), allocs, allocBytes, c.Objects, c.Bytes)
+		}
 	}
 	return prof
 }

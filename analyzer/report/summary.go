@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 )
 
 // SummaryTopLeaks is how many leak sites the summary lists.
@@ -30,13 +31,23 @@ func WriteSummary(w io.Writer, p *engine.Process, leaks *LeakReport, files []str
 	fmt.Fprintf(bw, "  peak heap:  %s in %d objects at +%s\n", humanBytes(t.PeakBytes), t.PeakObjects, relTime(p, t.PeakTS))
 	if leaks != nil {
 		fmt.Fprintf(bw, "  leaked:     %s in %d objects", humanBytes(leaks.LeakedBytes), leaks.LeakedObjects)
+		if leaks.Reach.Checked {
+			d, i := leaks.ByKind[reach.Direct], leaks.ByKind[reach.Indirect]
+			fmt.Fprintf(bw, " (direct %d B in %d, indirect %d B in %d)", d.Bytes, d.Objects, i.Bytes, i.Objects)
+		}
 		if sb, so := leaks.LeakedBytes-leaks.UnsuppressedBytes, leaks.LeakedObjects-leaks.UnsuppressedObjects; so > 0 {
 			fmt.Fprintf(bw, " (%s in %d objects suppressed)", humanBytes(sb), so)
 		}
 		bw.WriteString("\n")
+		if leaks.Reach.Checked {
+			c := leaks.ByKind[reach.Reachable]
+			fmt.Fprintf(bw, "  still reachable: %s in %d objects (not leaks)\n", humanBytes(c.Bytes), c.Objects)
+		} else {
+			fmt.Fprintf(bw, "  reachability not checked: %s\n", leaks.Reach.Reason)
+		}
 		n := 0
 		for _, l := range leaks.Leaks {
-			if l.Suppressed {
+			if l.Suppressed || !l.Kind.Leaked() {
 				continue
 			}
 			if n == SummaryTopLeaks {
@@ -47,7 +58,7 @@ func WriteSummary(w io.Writer, p *engine.Process, leaks *LeakReport, files []str
 			if len(l.Frames) > 0 {
 				where = frameText(l.Frames[0])
 			}
-			fmt.Fprintf(bw, "    %s in %d objects from %s\n", humanBytes(l.Bytes), l.Objects, where)
+			fmt.Fprintf(bw, "    %s: %s in %d objects from %s\n", l.Kind, humanBytes(l.Bytes), l.Objects, where)
 			n++
 		}
 	}

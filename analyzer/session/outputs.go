@@ -34,6 +34,30 @@ func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
 	return o, nil
 }
 
+// suppressedBlocks says which of pid's blocks were allocated at a
+// suppressed stack (nil without suppressions): the leak check does not
+// report what only they hold.
+func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks []engine.LiveBlock) []bool {
+	if o.supp == nil {
+		return nil
+	}
+	p := eng.Snapshot(pid)
+	if p == nil {
+		return nil
+	}
+	byStack := map[uint64]bool{}
+	out := make([]bool, len(blocks))
+	for i, b := range blocks {
+		s, ok := byStack[b.StackID]
+		if !ok {
+			_, s = o.supp.Match(o.syms.Frames(p, b.StackID, b.FirstTS))
+			byStack[b.StackID] = s
+		}
+		out[i] = s
+	}
+	return out
+}
+
 // write produces every report of p and its summary. A file that cannot be
 // written is said on stderr; the others are still written.
 func (o *outputs) write(p *engine.Process) ProcessResult {

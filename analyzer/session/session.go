@@ -25,6 +25,9 @@ type Config struct {
 	SuppressionsName string // its file name, for messages
 	KeepRing         bool
 	Stderr           io.Writer
+	// NoLeakCheck turns the reachability check at exit off: every block
+	// still allocated is then a leak of unknown kind.
+	NoLeakCheck bool
 
 	// PollInterval is how long the consumer sleeps when the ring is empty.
 	PollInterval time.Duration
@@ -176,6 +179,13 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	eng := engine.New(engine.Options{})
+	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out}
+	if !cfg.NoLeakCheck {
+		ring.EnableLeakChecks()
+	}
+	// Whatever ends the session, no process may wait for a check that
+	// will not come.
+	defer ring.DisableLeakChecks()
 
 	endings := map[uint32]*ending{}
 	watches := map[uint32]*pidWatch{}
@@ -192,6 +202,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		p := eng.EndProcess(e.pid, e.status)
 		if p == nil {
 			return // never traced (static binary, FOLLOW_FORK=0, not ours)
+		}
+		if !p.Reach.Checked && p.Reach.Reason == "" {
+			p.Reach.Reason = notCheckedReason(p, cfg.NoLeakCheck)
 		}
 		res.Processes = append(res.Processes, out.write(p))
 	}
@@ -212,6 +225,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 
 	for {
 		n, err := pollOnce(rd, eng)
+		if err == nil {
+			err = checker.checkAll()
+		}
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
@@ -294,7 +310,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// not see (record mode interrupted, or a process reaped by a parent of
 	// its own, not by us): drain what they left in the ring, then report
 	// them with an unknown status.
-	if err := drainRemaining(rd, eng, cfg); err != nil {
+	if err := drainRemaining(rd, eng, cfg, checker); err != nil {
 		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 	}
 	eng.Flush()
@@ -331,7 +347,7 @@ const drainWait = 2 * time.Second
 
 // drainRemaining seals the chunks of every process the engine still holds
 // that is gone, and polls until their records are all read (or drainWait).
-func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config) error {
+func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config, checker *leakChecker) error {
 	deadline := time.Now().Add(drainWait)
 	for {
 		pending := false
@@ -347,6 +363,9 @@ func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config) error {
 			return nil
 		}
 		n, err := pollOnce(rd, eng)
+		if err == nil {
+			err = checker.checkAll()
+		}
 		if err != nil {
 			return err
 		}

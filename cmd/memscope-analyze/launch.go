@@ -140,6 +140,11 @@ func reapChildren() <-chan session.Exit {
 			if err != nil {
 				return // ECHILD: the tree is gone
 			}
+			if ws.Stopped() || ws.Continued() {
+				// A ptrace stop of a process the leak check stopped (the
+				// checker learns of it from /proc): not an end.
+				continue
+			}
 			ch <- session.Exit{Pid: uint32(pid), Status: session.StatusOf(ws)}
 		}
 	}()

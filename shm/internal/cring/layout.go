@@ -28,6 +28,8 @@ static const struct cring_field cring_fields[] = {
 	F(ms_ring_header, consumer_pid), F(ms_ring_header, _pad2),
 	F(ms_ring_header, full_waiters), F(ms_ring_header, _pad3), F(ms_ring_header, dropped_events),
 	F(ms_ring_header, full_waits), F(ms_ring_header, _pad4),
+	F(ms_ring_header, consumer_caps), F(ms_ring_header, _pad5), F(ms_ring_header, _pad6),
+	F(ms_ring_header, exit_waiters),
 
 	S(ms_chunk_header),
 	F(ms_chunk_header, seq), F(ms_chunk_header, state), F(ms_chunk_header, pid),
@@ -62,6 +64,7 @@ static const struct cring_field cring_fields[] = {
 
 	S(ms_thread),
 	F(ms_thread, h), F(ms_thread, tid), F(ms_thread, name_len), F(ms_thread, name),
+	F(ms_thread, stack_sp),
 
 	S(ms_process),
 	F(ms_process, h), F(ms_process, pid), F(ms_process, ppid), F(ms_process, event),
@@ -86,6 +89,7 @@ static const struct cring_named_value cring_consts[] = {
 	K(MS_STATE_LEN_MASK),
 	K(MS_REC_ALLOC), K(MS_REC_FREE), K(MS_REC_REALLOC), K(MS_REC_STACK), K(MS_REC_MODULE),
 	K(MS_REC_THREAD), K(MS_REC_PROCESS), K(MS_REC_LOST), K(MS_REC_MAX), K(MS_RECF_TRUNCATED),
+	K(MS_RECF_EXIT_CHECK), K(MS_RECF_THREAD_EXIT), K(MS_CAP_LEAK_CHECK), K(MS_EXIT_SLOTS),
 	K(MS_KIND_MALLOC), K(MS_KIND_CALLOC), K(MS_KIND_REALLOC), K(MS_KIND_REALLOCARRAY),
 	K(MS_KIND_POSIX_MEMALIGN), K(MS_KIND_ALIGNED_ALLOC), K(MS_KIND_MEMALIGN), K(MS_KIND_VALLOC),
 	K(MS_KIND_PVALLOC), K(MS_KIND_MAX),

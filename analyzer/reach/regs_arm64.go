@@ -1,0 +1,5 @@
+package reach
+
+import "golang.org/x/sys/unix"
+
+func stackPointer(r *unix.PtraceRegs) uint64 { return r.Sp }

@@ -1,0 +1,184 @@
+package reach
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Thread is a stopped thread of the target.
+type Thread struct {
+	Tid  int
+	SP   uint64   // stack pointer
+	Regs []uint64 // every general-purpose register, and the TLS base
+}
+
+// Stopped is a process whose threads are all in a ptrace stop (PTRACE_SEIZE
+// then PTRACE_INTERRUPT, which sends no signal the program could see).
+// Every ptrace request must come from the OS thread that attached: the
+// caller holds runtime.LockOSThread from Stop to Resume.
+type Stopped struct {
+	Pid     int
+	Threads []Thread
+	// pending holds signals that arrived while a thread was stopped for
+	// us (a signal-delivery stop): they are delivered at detach.
+	pending map[int]int
+}
+
+// stopTimeout bounds the wait for one thread to reach its stop.
+const stopTimeout = 2 * time.Second
+
+// Stop attaches to every thread of pid and stops it. Threads created
+// while it attaches are found by listing the threads again until a pass
+// finds none new (as LeakSanitizer's stop-the-world does); threads that
+// end meanwhile are skipped. On error nothing stays attached.
+func Stop(pid int) (*Stopped, error) {
+	s := &Stopped{Pid: pid, pending: map[int]int{}}
+	attached := map[int]bool{}
+	var order []int
+	for pass := 0; ; pass++ {
+		tids, err := listThreads(pid)
+		if err != nil {
+			s.Resume()
+			return nil, err
+		}
+		fresh := 0
+		for _, tid := range tids {
+			if attached[tid] {
+				continue
+			}
+			attached[tid] = true
+			fresh++
+			if err := unix.PtraceSeize(tid); err != nil {
+				if err == unix.ESRCH {
+					continue // ended meanwhile
+				}
+				s.Resume()
+				return nil, fmt.Errorf("ptrace(PTRACE_SEIZE, %d): %w", tid, err)
+			}
+			order = append(order, tid)
+			s.Threads = append(s.Threads, Thread{Tid: tid})
+			if err := unix.PtraceInterrupt(tid); err != nil && err != unix.ESRCH {
+				s.Resume()
+				return nil, fmt.Errorf("ptrace(PTRACE_INTERRUPT, %d): %w", tid, err)
+			}
+		}
+		if fresh == 0 {
+			break
+		}
+		if pass > 100 {
+			s.Resume()
+			return nil, errors.New("threads kept appearing while stopping the process")
+		}
+	}
+	live := s.Threads[:0]
+	for _, th := range s.Threads {
+		ok, err := s.waitStop(th.Tid)
+		if err != nil {
+			s.Resume()
+			return nil, err
+		}
+		if !ok {
+			continue // it ended
+		}
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(th.Tid, &regs); err != nil {
+			if err == unix.ESRCH {
+				continue
+			}
+			s.Resume()
+			return nil, fmt.Errorf("ptrace(PTRACE_GETREGS, %d): %w", th.Tid, err)
+		}
+		th.Regs = unsafe.Slice((*uint64)(unsafe.Pointer(&regs)), unsafe.Sizeof(regs)/8)
+		th.Regs = append([]uint64(nil), th.Regs...)
+		th.SP = stackPointer(&regs)
+		live = append(live, th)
+	}
+	s.Threads = live
+	return s, nil
+}
+
+// waitStop waits until tid is in a ptrace stop. Its stop is reported to
+// wait(2) of the tracer's thread group, where `run`'s reaper may take it
+// first (it ignores stops): so the thread's state in /proc is the
+// authority, and wait4 only tells which stop it is. It returns false if
+// the thread ended.
+func (s *Stopped) waitStop(tid int) (bool, error) {
+	deadline := time.Now().Add(stopTimeout)
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err == nil && got == tid {
+			switch {
+			case ws.Exited() || ws.Signaled():
+				return false, nil
+			case ws.Stopped():
+				// PTRACE_EVENT_STOP in the high bits: our interrupt or a
+				// group stop. Otherwise a signal on its way to the program
+				// stopped it: give it back at detach.
+				if uint32(ws)>>16 != unix.PTRACE_EVENT_STOP {
+					s.pending[tid] = int(ws.StopSignal())
+				}
+				return true, nil
+			}
+		}
+		state, ok := taskState(s.Pid, tid)
+		if !ok || state == 'Z' || state == 'X' {
+			return false, nil
+		}
+		if state == 't' {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("thread %d did not stop within %v (state %c)", tid, stopTimeout, state)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// Resume detaches from every thread, giving back the signals that arrived
+// while it was stopped.
+func (s *Stopped) Resume() {
+	if s == nil {
+		return
+	}
+	for _, th := range s.Threads {
+		sig := s.pending[th.Tid]
+		unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(th.Tid), 0, uintptr(sig), 0, 0)
+	}
+	s.Threads = nil
+}
+
+func listThreads(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("list threads: %w", err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// taskState is the state letter of /proc/PID/task/TID/stat ('t': traced
+// stop); ok is false if the thread is gone.
+func taskState(pid, tid int) (byte, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndex(b, []byte(") ")) // comm may hold ") "
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}

@@ -1,0 +1,107 @@
+package session
+
+import (
+	"fmt"
+	"runtime"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
+	"memscope/shm"
+)
+
+// leakChecker runs the leak check of every process that parks at exit
+// (DESIGN.md §6.1, X1-X4 in include/memscope.h): stop its threads, read
+// the ring to the end, scan its memory, keep the verdicts, release it.
+type leakChecker struct {
+	ring   *shm.Ring
+	rd     *shm.Reader
+	eng    *engine.Engine
+	out    *outputs
+	warned bool // a refused stop was said once on stderr
+}
+
+// checkAll checks every process that announced its exit since the last
+// call.
+func (c *leakChecker) checkAll() error {
+	for {
+		pids := c.eng.TakeExitChecks()
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			if err := c.check(pid); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// check runs the leak check of pid. Only a ring error is returned: a
+// check that cannot run leaves its reason in the engine, and the process
+// is always released.
+func (c *leakChecker) check(pid uint32) error {
+	if !c.ring.ExitWaiting(pid) {
+		c.eng.SetNotChecked(pid, "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)")
+		return nil
+	}
+	// Every ptrace request must come from the thread that attached.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stopped, err := reach.Stop(int(pid))
+	if err != nil {
+		c.ring.ReleaseExit(pid)
+		reason := fmt.Sprintf("cannot stop the process to scan it: %v", err)
+		if !c.warned {
+			c.warned = true
+			fmt.Fprintf(c.out.cfg.Stderr, "memscope: warning: pid %d: %s; its blocks are reported as leaks of unknown kind\n", pid, reason)
+		}
+		c.eng.SetNotChecked(pid, reason)
+		return nil
+	}
+	defer func() {
+		stopped.Resume()
+		c.ring.ReleaseExit(pid)
+	}()
+	// X4: its threads are stopped, so what it published is all there is.
+	for range 16 {
+		n, err := pollOnce(c.rd, c.eng)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	c.eng.FlushProcess(pid)
+	blocks := c.eng.LiveBlocks(pid)
+	t := reach.Target{
+		Blocks:       make([]reach.Block, len(blocks)),
+		Suppressed:   c.out.suppressedBlocks(c.eng, pid, blocks),
+		DeadStackSPs: c.eng.DeadStackSPs(pid),
+		Exclude:      []string{c.ring.Path()},
+	}
+	for i, b := range blocks {
+		t.Blocks[i] = reach.Block{Addr: b.Addr, Size: b.Size}
+	}
+	res, err := reach.Scan(stopped, t)
+	if err != nil {
+		c.eng.SetNotChecked(pid, fmt.Sprintf("cannot read the process's memory: %v", err))
+		return nil
+	}
+	c.eng.SetReachability(pid, blocks, res.Kinds)
+	return nil
+}
+
+// notCheckedReason says why the leak check did not run on p, from how it
+// ended, when nothing more precise was recorded.
+func notCheckedReason(p *engine.Process, disabled bool) string {
+	switch {
+	case disabled:
+		return "the leak check is off (--no-leak-check)"
+	case p.Exit.Known && p.Exit.Signal != 0:
+		return fmt.Sprintf("the process was killed by signal %d", p.Exit.Signal)
+	case p.ExitRecorded:
+		return "the process did not wait for the check at exit (it left through _exit or _Exit, or MEMSCOPE_LEAK_CHECK_TIMEOUT=0)"
+	}
+	return "the process ended without a normal exit (killed, or a raw exit_group)"
+}

@@ -1,0 +1,102 @@
+/*
+ * exitcheck.c — the library's half of the leak check at exit (DESIGN.md
+ * §6.1): at a normal exit, after atexit handlers and destructors, the
+ * process parks its exiting thread while the analyzer stops the other
+ * threads, reads its memory and classifies every live block as
+ * reachable, indirect or direct. The protocol is X1-X4 in
+ * include/memscope.h; this file keeps the process's side:
+ *
+ *   1. park only if the consumer says it checks (MS_CAP_LEAK_CHECK) and
+ *      its heartbeat is fresh, and only in the process the library was
+ *      initialised for (not a vfork child sharing our memory);
+ *   2. take a free slot of exit_waiters with a CAS 0 -> pid (X1); none
+ *      free: no check (the report says the check did not run);
+ *   3. let the consumer ptrace us where Yama asks for it (PR_SET_PTRACER;
+ *      EINVAL without Yama is fine), write PROCESS exit with
+ *      MS_RECF_EXIT_CHECK and seal the chunk, so the consumer sees it now;
+ *   4. FUTEX_WAIT on the slot while it holds our pid, up to
+ *      MEMSCOPE_LEAK_CHECK_TIMEOUT; on timeout free it ourselves with the
+ *      CAS pid -> 0 (X2). Nothing else: the exit goes on as it would.
+ *
+ * No malloc, no stdio, no signals: the wait is a futex on shared memory,
+ * the only trace of it a slot word in the ring.
+ */
+#include "memscope_internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a futex wait lasts before the deadline and the slot are checked again. */
+#define MS_EXIT_WAIT_STEP_NS 50000000ull
+
+static uint32_t *take_slot(struct ms_ring_header *h, uint32_t pid)
+{
+	for (unsigned k = 0; k < MS_EXIT_SLOTS; k++) {
+		uint32_t expect = 0;
+		if (__atomic_compare_exchange_n(&h->exit_waiters[k], &expect, pid, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return &h->exit_waiters[k];
+	}
+	return NULL;
+}
+
+static int consumer_checks(const struct ms_ring *r)
+{
+	const struct ms_ring_header *h = r->hdr;
+	if (!(__atomic_load_n(&h->consumer_caps, __ATOMIC_ACQUIRE) & MS_CAP_LEAK_CHECK))
+		return 0;
+	uint64_t hb = __atomic_load_n(&h->consumer_heartbeat_ns, __ATOMIC_ACQUIRE);
+	uint64_t now = ms_now_ns();
+	return !(now > hb && now - hb > r->consumer_timeout_ns);
+}
+
+/*
+ * Waits while *slot == pid, until deadline (CLOCK_MONOTONIC ns) or until
+ * the consumer process is gone (killed during the scan: no need to wait
+ * out the timeout).
+ */
+static void wait_slot(uint32_t *slot, uint32_t pid, uint32_t consumer, uint64_t deadline)
+{
+	for (;;) {
+		if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) != pid)
+			return;
+		uint64_t now = ms_now_ns();
+		if (now >= deadline || (consumer && kill((pid_t)consumer, 0) != 0 && errno == ESRCH)) {
+			uint32_t expect = pid;
+			/* X2: lost to the consumer's CAS means it finished just now. */
+			__atomic_compare_exchange_n(slot, &expect, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+			return;
+		}
+		uint64_t left = deadline - now;
+		if (left > MS_EXIT_WAIT_STEP_NS)
+			left = MS_EXIT_WAIT_STEP_NS;
+		struct timespec ts = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
+		syscall(SYS_futex, slot, FUTEX_WAIT, pid, &ts, NULL, 0);
+	}
+}
+
+void ms_exit_check(struct ms_tls *t, int status)
+{
+	struct ms_ring *r = &ms_g.ring;
+	uint32_t pid = ms_g.pid;
+	uint32_t *slot = NULL;
+	uint32_t consumer = 0;
+	uint64_t timeout = ms_g.cfg.leak_check_timeout_ns;
+
+	if (timeout > 0 && (uint32_t)getpid() == pid && consumer_checks(r))
+		slot = take_slot(r->hdr, pid);
+	if (slot) {
+		consumer = __atomic_load_n(&r->hdr->consumer_pid, __ATOMIC_ACQUIRE);
+		if (consumer)
+			prctl(PR_SET_PTRACER, (unsigned long)consumer, 0, 0, 0);
+	}
+	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, slot ? MS_RECF_EXIT_CHECK : 0);
+	ms_ring_seal(r, &t->w);
+	if (slot)
+		wait_slot(slot, pid, consumer, ms_now_ns() + timeout);
+}

@@ -1,0 +1,61 @@
+package shm
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The consumer's half of the exit handshake of the leak check (X1-X4 in
+// include/memscope.h): a process that exits normally takes a slot of
+// exit_waiters with its pid, writes PROCESS exit with FlagExitCheck and
+// waits, bounded, until the consumer frees the slot.
+
+// EnableLeakChecks tells the library that this consumer checks
+// reachability at exit (MS_CAP_LEAK_CHECK), so exiting processes wait for
+// it; DisableLeakChecks withdraws it (the consumer is about to stop).
+func (r *Ring) EnableLeakChecks() { r.setCaps(CapLeakCheck) }
+
+// DisableLeakChecks clears MS_CAP_LEAK_CHECK: processes exiting from now
+// on do not wait.
+func (r *Ring) DisableLeakChecks() { r.setCaps(0) }
+
+func (r *Ring) setCaps(v uint32) {
+	if r.mem != nil {
+		atomic.StoreUint32(r.u32(offConsumerCaps), v)
+	}
+}
+
+func (r *Ring) exitSlot(k int) *uint32 { return r.u32(uintptr(offExitWaiters + 4*k)) }
+
+// ExitWaiting reports whether pid is parked at exit waiting for its check.
+func (r *Ring) ExitWaiting(pid uint32) bool {
+	if r.mem == nil || pid == 0 {
+		return false
+	}
+	for k := 0; k < ExitSlots; k++ {
+		if atomic.LoadUint32(r.exitSlot(k)) == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// ReleaseExit ends pid's wait at exit (X2): it frees pid's slot and wakes
+// the process. It reports false if pid was not waiting (its wait timed
+// out, or it never parked).
+func (r *Ring) ReleaseExit(pid uint32) bool {
+	if r.mem == nil || pid == 0 {
+		return false
+	}
+	for k := 0; k < ExitSlots; k++ {
+		slot := r.exitSlot(k)
+		if atomic.CompareAndSwapUint32(slot, pid, 0) {
+			// A shared futex: the waiter is another process.
+			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(slot)), futexWake, 1, 0, 0, 0)
+			return true
+		}
+	}
+	return false
+}
