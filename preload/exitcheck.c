@@ -8,7 +8,8 @@
  *
  *   1. park only if the consumer says it checks (MS_CAP_LEAK_CHECK) and
  *      its heartbeat is fresh, and only in the process the library was
- *      initialised for (not a vfork child sharing our memory);
+ *      initialised for (not a vfork child sharing our memory); in bare
+ *      mode first give the recorder we started the time to attach;
  *   2. take a free slot of exit_waiters with a CAS 0 -> pid (X1); none
  *      free: no check (the report says the check did not run);
  *   3. let the consumer ptrace us where Yama asks for it (PR_SET_PTRACER;
@@ -80,6 +81,20 @@ static void wait_slot(uint32_t *slot, uint32_t pid, uint32_t consumer, uint64_t 
 	}
 }
 
+/*
+ * Bare mode: the recorder we started may not have attached yet when a
+ * short program ends. Wait for it (bounded) so the program gets its check
+ * and the reports exist when the exit status reaches the shell.
+ */
+static void wait_consumer(const struct ms_ring *r, uint64_t deadline)
+{
+	while (!(__atomic_load_n(&r->hdr->consumer_caps, __ATOMIC_ACQUIRE) & MS_CAP_LEAK_CHECK) &&
+	       ms_now_ns() < deadline) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 void ms_exit_check(struct ms_tls *t, int status)
 {
 	struct ms_ring *r = &ms_g.ring;
@@ -88,8 +103,12 @@ void ms_exit_check(struct ms_tls *t, int status)
 	uint32_t consumer = 0;
 	uint64_t timeout = ms_g.cfg.leak_check_timeout_ns;
 
-	if (timeout > 0 && (uint32_t)getpid() == pid && consumer_checks(r))
-		slot = take_slot(r->hdr, pid);
+	if (timeout > 0 && (uint32_t)getpid() == pid) {
+		if (!ms_g.cfg.ring_path)
+			wait_consumer(r, ms_now_ns() + timeout);
+		if (consumer_checks(r))
+			slot = take_slot(r->hdr, pid);
+	}
 	if (slot) {
 		consumer = __atomic_load_n(&r->hdr->consumer_pid, __ATOMIC_ACQUIRE);
 		if (consumer)

@@ -69,6 +69,10 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 		leaks.Complete = false
 		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %d dropped event(s) in the ring could not be attributed to a process; pid %d's report may be incomplete\n", total-o.reported, p.Pid)
 	}
+	writeText := leaks.WriteText
+	if o.cfg.ShowReachable {
+		writeText = leaks.WriteTextReachable
+	}
 	base := report.FileBase(p)
 	opts := report.ProfileOptions{TimeNanos: time.Now().UnixNano()}
 	files := []struct {
@@ -77,7 +81,7 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	}{
 		{".pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtExit, opts) }},
 		{".peak.pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtPeak, opts) }},
-		{".leaks.txt", leaks.WriteText},
+		{".leaks.txt", writeText},
 		{".leaks.json", leaks.WriteJSON},
 		{".trace.json", func(w io.Writer) error { return report.WriteTrace(w, p, nil) }},
 	}

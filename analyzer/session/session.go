@@ -28,6 +28,8 @@ type Config struct {
 	// NoLeakCheck turns the reachability check at exit off: every block
 	// still allocated is then a leak of unknown kind.
 	NoLeakCheck bool
+	// ShowReachable lists reachable blocks in the text leak report.
+	ShowReachable bool
 
 	// PollInterval is how long the consumer sleeps when the ring is empty.
 	PollInterval time.Duration

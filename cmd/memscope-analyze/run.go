@@ -23,10 +23,12 @@ const LeakExitCode = 23
 // outputFlags are the flags run and record share: where reports go and
 // how leaks are judged.
 type outputFlags struct {
-	outDir       string
-	failOnLeak   bool
-	suppressions string
-	keepRing     bool
+	outDir        string
+	failOnLeak    bool
+	suppressions  string
+	keepRing      bool
+	noLeakCheck   bool
+	showReachable bool
 }
 
 func (o *outputFlags) register(c *cobra.Command) {
@@ -35,11 +37,14 @@ func (o *outputFlags) register(c *cobra.Command) {
 	f.BoolVar(&o.failOnLeak, "fail-on-leak", false, fmt.Sprintf("exit %d when unsuppressed leaks remain", LeakExitCode))
 	f.StringVar(&o.suppressions, "suppressions", os.Getenv("MEMSCOPE_SUPPRESSIONS"), "LeakSanitizer-format suppressions file (env MEMSCOPE_SUPPRESSIONS)")
 	f.BoolVar(&o.keepRing, "keep-ring", false, "keep the ring file after the run is reported")
+	f.BoolVar(&o.noLeakCheck, "no-leak-check", false, "do not check reachability at exit: every block still allocated is a leak of unknown kind")
+	f.BoolVar(&o.showReachable, "show-reachable", false, "list reachable blocks in the text leak report too")
 }
 
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
-	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr}
+	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
+		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable}
 	if err := checkOutDir(o.outDir); err != nil {
 		return cfg, err
 	}
@@ -159,6 +164,11 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		return err
 	}
 	cfg.Ring = ring
+	if !cfg.NoLeakCheck {
+		// Before PROG starts: a short program may exit before the session
+		// has read anything, and it must wait for its check all the same.
+		ring.EnableLeakChecks()
+	}
 
 	// Orphans of the traced tree are reparented to us, so every process
 	// of the run is reaped (and reported) here.
