@@ -30,6 +30,14 @@ type Reachability struct {
 	Reason string
 }
 
+// Why is Reason, or a generic one when none was recorded.
+func (r Reachability) Why() string {
+	if r.Reason == "" {
+		return "the leak check did not run"
+	}
+	return r.Reason
+}
+
 // maxDeadStacks bounds the ended threads' stack addresses kept per
 // process (one per 64 KiB of address space).
 const maxDeadStacks = 1 << 16

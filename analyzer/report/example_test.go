@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 	"memscope/analyzer/report"
 	"memscope/shm"
 )
@@ -29,6 +30,11 @@ func Example() {
 		}
 		buf = buf[len(rec.Data):]
 	}
+	// At its exit the session scans its memory (analyzer/reach) and keeps
+	// the verdicts: here, no pointer to the block was found.
+	e.FlushProcess(42) // apply what waits in the reorder window
+	blocks := e.LiveBlocks(42)
+	e.SetReachability(42, blocks, []reach.Kind{reach.Direct})
 	// The process is gone (wait status) and the ring drained.
 	p := e.EndProcess(42, engine.ExitStatus{Known: true, Code: 0})
 
@@ -44,8 +50,9 @@ func Example() {
 	// Output:
 	// ==42==memscope: detected memory leaks
 	//
-	// Leak of 100 byte(s) in 1 object(s) allocated from:
+	// Direct leak of 100 byte(s) in 1 object(s) allocated from:
 	//     #0 0x401234 (<unknown module>)
 	//
+	// still reachable: 0 byte(s) in 0 object(s)
 	// SUMMARY: memscope: 100 byte(s) leaked in 1 allocation(s).
 }

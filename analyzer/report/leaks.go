@@ -189,7 +189,7 @@ func (r *LeakReport) writeText(w io.Writer, showReachable bool) error {
 		fmt.Fprintf(bw, "==%d==memscope: no leaks detected\n", r.Pid)
 	}
 	if !r.Reach.Checked {
-		fmt.Fprintf(bw, "==%d==WARNING: memscope: reachability not checked: %s; every block still allocated is listed as a leak.\n", r.Pid, r.Reach.Reason)
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: reachability not checked: %s; every block still allocated is listed as a leak.\n", r.Pid, r.Reach.Why())
 	}
 	if !r.Complete {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were dropped; this report is incomplete.\n", r.Pid, r.Totals.DroppedEvents)
@@ -322,7 +322,7 @@ func (r *LeakReport) WriteJSON(w io.Writer) error {
 		Leaks: make([]jsonLeak, 0, len(r.Leaks)),
 	}
 	if !r.Reach.Checked {
-		jr.Reachability = "not checked: " + r.Reach.Reason
+		jr.Reachability = "not checked: " + r.Reach.Why()
 	}
 	if code, ok := r.Exit.ShellCode(); ok {
 		jr.ExitStatus = &code

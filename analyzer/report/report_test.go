@@ -127,6 +127,7 @@ func syntheticProcess(t *testing.T, lost uint64) *engine.Process {
 	for _, rec := range r.all {
 		require.NoError(t, e.Apply(rec))
 	}
+	e.SetNotChecked(pid, "the process did not wait for the check at exit")
 	p := e.EndProcess(pid, engine.ExitStatus{Known: true, Code: 0})
 	require.NotNil(t, p)
 	return p
@@ -143,6 +144,7 @@ func TestLeakText(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, Leaks(p, symbols(), suppressions(t)).WriteText(&b))
 	assert.Equal(t, `==1234==memscope: detected memory leaks
+==1234==WARNING: memscope: reachability not checked: the process did not wait for the check at exit; every block still allocated is listed as a leak.
 
 Leak of 300 byte(s) in 2 object(s) allocated from:
     #0 0x555500001400 in helper /src/list.h:5
@@ -175,6 +177,7 @@ func TestLeakTextIncompleteAndNoLeaks(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, Leaks(p, symbols(), supp).WriteText(&b))
 	assert.Equal(t, `==1234==memscope: no leaks detected
+==1234==WARNING: memscope: reachability not checked: the process did not wait for the check at exit; every block still allocated is listed as a leak.
 ==1234==WARNING: memscope: 5 event(s) were dropped; this report is incomplete.
 
 -----------------------------------------------------
@@ -193,6 +196,7 @@ func TestLeakTextLateEvents(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, Leaks(p, symbols(), suppressions(t)).WriteText(&b))
 	first, rest, _ := strings.Cut(b.String(), "\n")
+	_, rest, _ = strings.Cut(rest, "\n") // reachability not checked
 	second, _, _ := strings.Cut(rest, "\n")
 	assert.Equal(t, "==1234==memscope: detected memory leaks", first)
 	assert.Equal(t, "==1234==WARNING: memscope: 3 event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.", second)
@@ -205,18 +209,19 @@ func TestLeakJSON(t *testing.T) {
 	require.NoError(t, r.WriteJSON(&b))
 	assert.Equal(t, `{"version":1,"pid":1234,"ppid":1200,"program":"/abs/path/app","exit_status":0,"complete":true,`+
 		`"totals":{"allocations":7,"frees":2,"bytes_allocated":5674,"peak_bytes":5624,"temporary_allocations":2,"dropped_events":0},`+
-		`"leaked_bytes":1624,"leaked_objects":5,"leaks":[`+
-		`{"bytes":1000,"objects":1,"suppressed":true,"frames":[`+
+		`"leaked_bytes":1624,"leaked_objects":5,"reachability":"not checked: the process did not wait for the check at exit",`+
+		`"direct_bytes":0,"direct_objects":0,"indirect_bytes":0,"indirect_objects":0,"reachable_bytes":0,"reachable_objects":0,"leaks":[`+
+		`{"kind":"unknown","bytes":1000,"objects":1,"suppressed":true,"frames":[`+
 		`{"address":"0x555500001500","function":"suppress_me","file":"/src/third_party.c","line":7,"module":"/abs/path/app"},`+
 		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
-		`{"bytes":300,"objects":2,"suppressed":false,"frames":[`+
+		`{"kind":"unknown","bytes":300,"objects":2,"suppressed":false,"frames":[`+
 		`{"address":"0x555500001400","function":"helper","file":"/src/list.h","line":5,"module":"/abs/path/app"},`+
 		`{"address":"0x555500001400","function":"make_list","file":"/src/list.c","line":20,"module":"/abs/path/app"},`+
 		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
-		`{"bytes":300,"objects":1,"suppressed":false,"frames":[`+
+		`{"kind":"unknown","bytes":300,"objects":1,"suppressed":false,"frames":[`+
 		`{"address":"0x5555000011c9","function":"make_node","file":"/src/list.c","line":12,"module":"/abs/path/app"},`+
 		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]},`+
-		`{"bytes":24,"objects":1,"suppressed":false,"frames":[`+
+		`{"kind":"unknown","bytes":24,"objects":1,"suppressed":false,"frames":[`+
 		`{"address":"0x7f1000002010","function":"","file":"","line":0,"module":"/usr/lib/libfoo.so"},`+
 		`{"address":"0x7f1000002020","function":"foo_init","file":"","line":0,"module":"/usr/lib/libfoo.so"},`+
 		`{"address":"0x5555000012f0","function":"main","file":"/src/list.c","line":40,"module":"/abs/path/app"}]}]}`+"\n", b.String())
@@ -436,9 +441,10 @@ func TestSummary(t *testing.T) {
   heap usage: 7 allocs, 2 frees, 5.5 KiB (5674 bytes) allocated, 2 temporary
   peak heap:  5.5 KiB (5624 bytes) in 6 objects at +16ms
   leaked:     1.6 KiB (1624 bytes) in 5 objects (1000 B in 1 objects suppressed)
-    300 B in 2 objects from 0x555500001400 in helper /src/list.h:5
-    300 B in 1 objects from 0x5555000011c9 in make_node /src/list.c:12
-    24 B in 1 objects from 0x7f1000002010 (/usr/lib/libfoo.so+0x2010)
+  reachability not checked: the process did not wait for the check at exit
+    unknown: 300 B in 2 objects from 0x555500001400 in helper /src/list.h:5
+    unknown: 300 B in 1 objects from 0x5555000011c9 in make_node /src/list.c:12
+    unknown: 24 B in 1 objects from 0x7f1000002010 (/usr/lib/libfoo.so+0x2010)
   dropped events: 0
   frees of unknown blocks: 1, late events: 0
   wrote memscope.app.1234.pb.gz

@@ -43,7 +43,7 @@ func WriteSummary(w io.Writer, p *engine.Process, leaks *LeakReport, files []str
 			c := leaks.ByKind[reach.Reachable]
 			fmt.Fprintf(bw, "  still reachable: %s in %d objects (not leaks)\n", humanBytes(c.Bytes), c.Objects)
 		} else {
-			fmt.Fprintf(bw, "  reachability not checked: %s\n", leaks.Reach.Reason)
+			fmt.Fprintf(bw, "  reachability not checked: %s\n", leaks.Reach.Why())
 		}
 		n := 0
 		for _, l := range leaks.Leaks {

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// verdicts lists a report's groups as "KIND BYTESxOBJECTS[ suppressed]":
+// every group that is not reachable, and the reachable ones of the sizes
+// testdata/reach.c allocates (101-121 bytes, 32 MiB and more); libc's own
+// blocks must all be reachable, so any other leak fails the test.
+func verdicts(r *leaksJSON) []string {
+	var out []string
+	for _, g := range r.Leaks {
+		ours := (g.Bytes >= 101 && g.Bytes <= 121) || g.Bytes >= 32<<20
+		if g.Kind == "reachable" && !ours {
+			continue
+		}
+		v := fmt.Sprintf("%s %dx%d", g.Kind, g.Bytes, g.Objects)
+		if g.Suppressed {
+			v += " suppressed"
+		}
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestReachability runs each case of testdata/reach.c (one rule of
+// DESIGN.md §6.1 each; the expected verdicts are LeakSanitizer's on the
+// same program) through the real library and analyzer.
+func TestReachability(t *testing.T) {
+	prog := program(t, "reach")
+	supp := filepath.Join(t.TempDir(), "supp.txt")
+	require.NoError(t, os.WriteFile(supp, []byte("leak:suppressed_alloc\n"), 0o644))
+	const checked = "checked"
+	tests := []struct {
+		name  string
+		flags []string
+		want  []string // verdicts of the main process
+		reach string   // its "reachability"
+	}{
+		{"global", nil, []string{"reachable 101x1", "reachable 102x1"}, checked},
+		{"stack", nil, []string{"reachable 103x1"}, checked},
+		{"deadframe", nil, []string{"direct 104x1"}, checked},
+		{"register", nil, []string{"reachable 105x1"}, checked},
+		{"tls", nil, []string{"reachable 106x1"}, checked},
+		{"tsd", nil, []string{"reachable 107x1"}, checked},
+		{"self", nil, []string{"direct 108x1"}, checked},
+		{"list", nil, []string{"direct 109x1", "indirect 110x1", "indirect 111x1"}, checked},
+		{"cycle", nil, []string{"indirect 112x1", "indirect 113x1"}, checked},
+		{"big", nil, []string{"direct 33554433x1", "reachable 33554432x1"}, checked},
+		{"suppressed", []string{"--suppressions", supp}, []string{"direct 114x1 suppressed", "indirect 115x1 suppressed"}, checked},
+		{"exitthread", nil, []string{"direct 118x1", "reachable 119x1"}, checked},
+		{"_exit", nil, []string{"unknown 120x1"},
+			"not checked: the process did not wait for the check at exit (it left through _exit or _Exit, or MEMSCOPE_LEAK_CHECK_TIMEOUT=0)"},
+		{"traced", nil, []string{"unknown 121x1"}, ""}, // reason checked below
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := analyze(t, tc.flags, prog, tc.name)
+			require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
+			m := a.main(t)
+			assert.Equal(t, tc.want, verdicts(m))
+			if tc.reach != "" {
+				assert.Equal(t, tc.reach, m.Reachability)
+			} else {
+				assert.True(t, strings.HasPrefix(m.Reachability, "not checked: cannot stop the process to scan it: ptrace(PTRACE_SEIZE, "), m.Reachability)
+				assert.Contains(t, a.stderr, "its blocks are reported as leaks of unknown kind")
+			}
+			var direct, indirect uint64
+			for _, v := range tc.want {
+				var kind string
+				var bytes, objects uint64
+				fmt.Sscanf(v, "%s %dx%d", &kind, &bytes, &objects)
+				switch kind {
+				case "direct":
+					direct += bytes
+				case "indirect":
+					indirect += bytes
+				}
+			}
+			assert.Equal(t, direct, m.DirectBytes, "direct_bytes")
+			assert.Equal(t, indirect, m.IndirectBytes, "indirect_bytes")
+		})
+	}
+
+	t.Run("fork", func(t *testing.T) {
+		a := analyze(t, nil, prog, "fork")
+		require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
+		m := a.main(t)
+		assert.Equal(t, []string{"direct 116x1"}, verdicts(m))
+		var child *leaksJSON
+		for _, r := range a.reports {
+			if r.Ppid == m.Pid {
+				child = r
+			}
+		}
+		require.NotNil(t, child, "no report of the fork child")
+		assert.Equal(t, checked, child.Reachability)
+		assert.Equal(t, []string{"direct 116x1", "direct 117x1"}, verdicts(child))
+	})
+
+	t.Run("text report", func(t *testing.T) {
+		a := analyze(t, nil, prog, "list")
+		m := a.main(t)
+		text, err := os.ReadFile(filepath.Join(a.dir, fmt.Sprintf("memscope.reach.%d.leaks.txt", m.Pid)))
+		require.NoError(t, err)
+		s := string(text)
+		d := strings.Index(s, "\nDirect leak of 109 byte(s) in 1 object(s) allocated from:\n")
+		i1 := strings.Index(s, "\nIndirect leak of 111 byte(s) in 1 object(s) allocated from:\n")
+		i2 := strings.Index(s, "\nIndirect leak of 110 byte(s) in 1 object(s) allocated from:\n")
+		assert.True(t, d >= 0 && i1 > d && i2 > i1, "direct first, then indirect by bytes:\n%s", s)
+		assert.Contains(t, s, fmt.Sprintf("still reachable: %d byte(s) in %d object(s)\n", m.ReachableBytes, m.ReachableObjects))
+		assert.True(t, strings.HasSuffix(s, "SUMMARY: memscope: 330 byte(s) leaked in 3 allocation(s).\n"), s)
+		assert.NotContains(t, s, "Reachable block")
+	})
+}
