@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -122,4 +123,61 @@ func TestReachability(t *testing.T) {
 		assert.True(t, strings.HasSuffix(s, "SUMMARY: memscope: 330 byte(s) leaked in 3 allocation(s).\n"), s)
 		assert.NotContains(t, s, "Reachable block")
 	})
+}
+
+// TestRealProgramVerdicts runs real programs under `run --fail-on-leak`:
+// those valgrind finds no lost block in must pass the gate with no direct
+// or indirect leak; those that leak must report exactly their leaks
+// (sort: valgrind's 16 bytes definitely lost; python: LeakSanitizer's 6
+// blocks of 13628 bytes), and the gate's last line says so.
+func TestRealProgramVerdicts(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := 500; i > 0; i-- {
+		lines = append(lines, fmt.Sprint(i*7919%1000))
+	}
+	sortIn := filepath.Join(dir, "in.txt")
+	require.NoError(t, os.WriteFile(sortIn, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	tests := []struct {
+		name             string
+		argv             []string
+		wantExit         int
+		leakBytes, leaks uint64 // direct + indirect of the program's own process
+	}{
+		{"ls", []string{"ls", "/"}, 0, 0, 0},
+		{"git --version", []string{"git", "--version"}, 0, 0, 0},
+		{"find", []string{"find", dir}, 0, 0, 0},
+		{"tar -c", []string{"tar", "-cf", "-", "-C", dir, "in.txt"}, 0, 0, 0},
+		{"sha256sum", []string{"sha256sum", sortIn}, 0, 0, 0},
+		{"C++ hello world", []string{program(t, "hello")}, 0, 0, 0},
+		{"sort", []string{"sort", sortIn}, 23, 16, 1},
+	}
+	if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err == nil {
+		py := strings.TrimSpace(string(out)) // the interpreter itself, not a shell shim
+		tests = append(tests, struct {
+			name             string
+			argv             []string
+			wantExit         int
+			leakBytes, leaks uint64
+		}{"python3 -c pass", []string{py, "-c", "pass"}, 23, 13628, 6})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := exec.LookPath(tc.argv[0]); err != nil {
+				t.Skipf("%s not installed", tc.argv[0])
+			}
+			a := analyze(t, []string{"--fail-on-leak"}, tc.argv...)
+			require.Equal(t, tc.wantExit, a.exitCode, "stderr:\n%s", a.stderr)
+			m := a.main(t)
+			assert.Equal(t, "checked", m.Reachability)
+			assert.Equal(t, tc.leakBytes, m.DirectBytes+m.IndirectBytes, "direct + indirect bytes")
+			assert.Equal(t, tc.leaks, m.DirectObjects+m.IndirectObjects, "direct + indirect objects")
+			last := strings.TrimSpace(a.stderr)
+			last = last[strings.LastIndex(last, "\n")+1:]
+			if tc.wantExit == 23 {
+				assert.Equal(t, fmt.Sprintf("memscope: --fail-on-leak: %d byte(s) leaked in %d object(s) in 1 process(es) (pid %d %s: %d B in %d); reports in %s",
+					tc.leakBytes, tc.leaks, m.Pid, filepath.Base(m.Program), tc.leakBytes, tc.leaks, a.dir), last)
+			}
+		})
+	}
 }

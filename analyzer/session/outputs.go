@@ -90,6 +90,10 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 		Program:      p.Exe,
 		LeakedBytes:  leaks.LeakedBytes,
 		Unsuppressed: leaks.UnsuppressedObjects > 0,
+
+		UnsuppressedBytes:   leaks.UnsuppressedBytes,
+		UnsuppressedObjects: leaks.UnsuppressedObjects,
+		Checked:             p.Reach.Checked,
 	}
 	for _, f := range files {
 		name := base + f.suffix

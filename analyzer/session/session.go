@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -67,6 +69,47 @@ type ProcessResult struct {
 	Files        []string
 	LeakedBytes  uint64
 	Unsuppressed bool
+	// UnsuppressedBytes/Objects are what --fail-on-leak counts: direct,
+	// indirect and (check not run) unknown leaks that no suppression hid.
+	UnsuppressedBytes, UnsuppressedObjects uint64
+	// Checked: the leak check ran.
+	Checked bool
+}
+
+// FailOnLeakLine says why --fail-on-leak fails the run: what leaked in
+// which processes and where the reports are. It is the last line the run
+// prints on stderr.
+func (r Result) FailOnLeakLine(outDir string) string {
+	var bytes, objects uint64
+	var who []string
+	for _, p := range r.Processes {
+		if !p.Unsuppressed {
+			continue
+		}
+		bytes += p.UnsuppressedBytes
+		objects += p.UnsuppressedObjects
+		what := fmt.Sprintf("pid %d %s: %d B in %d", p.Pid, filepath.Base(p.Program), p.UnsuppressedBytes, p.UnsuppressedObjects)
+		if !p.Checked {
+			what += " (reachability not checked)"
+		}
+		who = append(who, what)
+	}
+	const most = 3
+	if len(who) > most {
+		who = append(who[:most], fmt.Sprintf("%d more", len(who)-most))
+	}
+	return fmt.Sprintf("memscope: --fail-on-leak: %d byte(s) leaked in %d object(s) in %d process(es) (%s); reports in %s",
+		bytes, objects, countUnsuppressed(r.Processes), strings.Join(who, ", "), outDir)
+}
+
+func countUnsuppressed(ps []ProcessResult) int {
+	n := 0
+	for _, p := range ps {
+		if p.Unsuppressed {
+			n++
+		}
+	}
+	return n
 }
 
 // Traced reports whether pid wrote anything to the ring.

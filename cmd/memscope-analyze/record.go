@@ -44,6 +44,7 @@ resumes from the last committed point.`,
 				return err
 			}
 			if of.failOnLeak && res.UnsuppressedLeaks {
+				fmt.Fprintln(cfg.Stderr, res.FailOnLeakLine(cfg.OutDir))
 				return &exitError{code: LeakExitCode}
 			}
 			return nil

@@ -223,6 +223,7 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		}
 	}
 	if rf.failOnLeak && res.UnsuppressedLeaks {
+		fmt.Fprintln(os.Stderr, res.FailOnLeakLine(cfg.OutDir))
 		return &exitError{code: LeakExitCode}
 	}
 	if code := exitCodeOf(rootStatus); code != 0 {
