@@ -55,9 +55,14 @@ func ParseMaps(b []byte) ([]Mapping, error) {
 		}
 		m := Mapping{Start: start, End: end, Perms: f[1]}
 		if len(f) > 5 {
-			// The path is the rest of the line after the inode (it may hold spaces).
-			idx := strings.Index(line, f[4]) + len(f[4])
-			m.Path = strings.TrimSpace(line[idx:])
+			// The path is the rest of the line after the five fields (it
+			// may hold spaces).
+			rest := line
+			for range 5 {
+				rest = strings.TrimLeft(rest, " ")
+				rest = rest[strings.IndexByte(rest, ' ')+1:]
+			}
+			m.Path = strings.TrimSpace(rest)
 		}
 		out = append(out, m)
 	}

@@ -1,0 +1,84 @@
+package reach
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// words lays out 64-bit words as memory.
+func words(ws ...uint64) []byte {
+	b := make([]byte, 0, 8*len(ws))
+	for _, w := range ws {
+		b = binary.LittleEndian.AppendUint64(b, w)
+	}
+	return b
+}
+
+func TestClassify(t *testing.T) {
+	// Blocks at 0x1000, 0x2000, 0x3000, 0x4000 (32 bytes each); what each
+	// holds is set per case.
+	blocks := func(contents ...[]byte) []Block {
+		out := make([]Block, len(contents))
+		for i, c := range contents {
+			out[i] = Block{Addr: uint64(0x1000 * (i + 1)), Size: 32, Contents: c}
+		}
+		return out
+	}
+	none := words(0, 0, 0, 0)
+	tests := []struct {
+		name string
+		g    Graph
+		want []Kind
+	}{
+		{"nothing points anywhere", Graph{Blocks: blocks(none, none)}, []Kind{Direct, Direct}},
+		{"a root word points to the start", Graph{Blocks: blocks(none, none), Roots: [][]byte{words(7, 0x2000)}}, []Kind{Direct, Reachable}},
+		{"an interior pointer counts", Graph{Blocks: blocks(none), Roots: [][]byte{words(0x1018)}}, []Kind{Reachable}},
+		{"one past the end does not", Graph{Blocks: blocks(none), Roots: [][]byte{words(0x1020)}}, []Kind{Direct}},
+		{"a register", Graph{Blocks: blocks(none), RootWords: []uint64{0x1008}}, []Kind{Reachable}},
+		{"reachable through a block", Graph{Blocks: blocks(words(0x2000), words(0x3000), none), Roots: [][]byte{words(0x1000)}},
+			[]Kind{Reachable, Reachable, Reachable}},
+		{"a lost list: head direct, rest indirect", Graph{Blocks: blocks(words(0x2000), words(0x3000), none)},
+			[]Kind{Direct, Indirect, Indirect}},
+		{"a lost cycle is all indirect", Graph{Blocks: blocks(words(0x2000), words(0x1000))}, []Kind{Indirect, Indirect}},
+		{"a self pointer does not count", Graph{Blocks: blocks(words(0x1000))}, []Kind{Direct}},
+		{"what a suppressed leak holds is not reported", Graph{Blocks: blocks(words(0x2000), words(0x3000), none), Suppressed: []bool{true, false, false}},
+			[]Kind{Direct, Reachable, Reachable}},
+		{"glibc's next-chunk header pointer is not a reference",
+			Graph{Blocks: []Block{{Addr: 0x1000, Size: 24, Contents: make([]byte, 24), NextChunk: 0x1010}}, Roots: [][]byte{words(0x1010)}},
+			[]Kind{Direct}},
+		{"zero-size block: a pointer to its start counts",
+			Graph{Blocks: []Block{{Addr: 0x1000, Size: 0}}, Roots: [][]byte{words(0x1000)}}, []Kind{Reachable}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Classify(tc.g))
+		})
+	}
+}
+
+func TestNextChunkIn(t *testing.T) {
+	// malloc(24): chunk 32 bytes, size word 0x21 (PREV_INUSE); the next
+	// chunk's header is 16 bytes into the block.
+	assert.Equal(t, uint64(0x1010), nextChunkIn(0x1000, 24, 0x21))
+	// malloc(16): same chunk, but offset 16 is past the requested size.
+	assert.Equal(t, uint64(0), nextChunkIn(0x1000, 16, 0x21))
+	// An mmapped chunk (IS_MMAPPED) has no next chunk.
+	assert.Equal(t, uint64(0), nextChunkIn(0x1000, 1<<20, 0x101002))
+}
+
+func TestParseMaps(t *testing.T) {
+	maps, err := ParseMaps([]byte("55d0c2a00000-55d0c2a01000 r--p 00000000 08:01 1234  /usr/bin/my prog\n" +
+		"55d0c3000000-55d0c3021000 rw-p 00000000 00:00 0                          [heap]\n" +
+		"7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n"))
+	require.NoError(t, err)
+	assert.Equal(t, []Mapping{
+		{Start: 0x55d0c2a00000, End: 0x55d0c2a01000, Perms: "r--p", Path: "/usr/bin/my prog"},
+		{Start: 0x55d0c3000000, End: 0x55d0c3021000, Perms: "rw-p", Path: "[heap]"},
+		{Start: 0x7f0000000000, End: 0x7f0000001000, Perms: "rw-p", Path: ""},
+	}, maps)
+	_, err = ParseMaps([]byte("zzz r--p\n"))
+	assert.EqualError(t, err, `maps line 1: "zzz r--p": want at least 5 fields`)
+}
