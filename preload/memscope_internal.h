@@ -53,6 +53,13 @@ MS_HIDDEN void ms_say(const char *a, const char *b, const char *c);
  * a new array, if needed, is mmap'ed.
  */
 MS_HIDDEN int ms_env_put(char *const *entries, int n);
+/*
+ * Names an anonymous mapping of the library "[anon:memscope]" in
+ * /proc/PID/maps (Linux 5.17+ with CONFIG_ANON_VMA_NAME; elsewhere a
+ * no-op): the leak check then skips it instead of scanning megabytes of
+ * stack hashes as roots. Only for memory that never holds a heap pointer.
+ */
+MS_HIDDEN void ms_name_mapping(void *p, size_t len);
 /* Small string helpers (no libc calls that could allocate). */
 MS_HIDDEN size_t ms_strlcpy(char *dst, const char *src, size_t cap);
 MS_HIDDEN char *ms_utoa(char *end, uint64_t v); /* writes digits ending before end, returns start */

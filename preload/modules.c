@@ -307,6 +307,7 @@ static int map_known(void)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
+	ms_name_mapping(p, MAX_KNOWN * sizeof(struct known) + PATH_POOL);
 	known = p;
 	path_pool = (char *)p + MAX_KNOWN * sizeof(struct known);
 	return 0;

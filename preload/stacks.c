@@ -44,6 +44,7 @@ int ms_stacks_init(void)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
+	ms_name_mapping(p, TABLE_SLOTS * sizeof(struct slot));
 	table = p;
 	ms_g.epoch = (1ull << 32) | ms_g.pid;
 	return 0;

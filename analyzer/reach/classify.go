@@ -2,7 +2,7 @@ package reach
 
 import (
 	"encoding/binary"
-	"sort"
+	"unsafe"
 )
 
 // Graph is what the classification reads: the live blocks with their
@@ -35,29 +35,100 @@ type Block struct {
 	NextChunk uint64
 }
 
-// index finds the block that contains an address.
+// heapBlock is a Block as the classifier keeps it: no pointer (a million
+// slices cost the garbage collector more than the walk); its contents
+// are n bytes at off in the classifier's arena.
+type heapBlock struct {
+	addr, size, next uint64
+	off              uint64
+	n                uint32
+}
+
+// index finds the block that contains an address. Most words the scan
+// looks up are not pointers into the heap, and the scan is the check's
+// main cost:
+//   - a word outside [lo, hi) is rejected with two compares;
+//   - blocks lie in a few dense regions (the brk heap, arena heaps): each
+//     region has an array with, per 128-byte bucket, the first block that
+//     overlaps it (glibc's smallest chunk is 32 bytes, so a lookup walks
+//     at most 4 blocks), built in one pass over the blocks by address;
+//   - blocks over largeBlock (mmapped chunks, big buffers) would fill
+//     too many buckets: they are kept apart and searched by address.
 type index struct {
 	starts, ends []uint64 // ends: Addr + max(Size, 1)
 	next         []uint64
 	lo, hi       uint64
+	regions      []region // by address
+	large        []int    // indices of large blocks, by address
 }
 
-func newIndex(bs []Block) *index {
+// region is a stretch of address space dense with small blocks.
+type region struct {
+	base, end uint64  // bucket-aligned
+	first     []int32 // per bucket: the first block overlapping it, -1 if none
+}
+
+const (
+	bucketShift = 7
+	largeBlock  = 16 << 10
+	// regionGap splits regions: a gap this large between blocks starts a
+	// new one (the buckets of a gap cost 4 bytes per 128 bytes).
+	regionGap = 1 << 20
+)
+
+func newIndex(bs []heapBlock) *index {
 	ix := &index{starts: make([]uint64, len(bs)), ends: make([]uint64, len(bs)), next: make([]uint64, len(bs))}
 	for i, b := range bs {
-		size := b.Size
+		size := b.size
 		if size == 0 {
 			size = 1 // malloc(0) returns a unique pointer: a pointer to it counts
 		}
-		ix.starts[i], ix.ends[i], ix.next[i] = b.Addr, b.Addr+size, b.NextChunk
+		ix.starts[i], ix.ends[i], ix.next[i] = b.addr, b.addr+size, b.next
+		if size > largeBlock {
+			ix.large = append(ix.large, i)
+		}
 	}
 	if len(bs) > 0 {
 		ix.lo, ix.hi = ix.starts[0], ix.ends[len(bs)-1]
 		for _, e := range ix.ends {
-			if e > ix.hi {
-				ix.hi = e
+			ix.hi = max(ix.hi, e)
+		}
+	}
+	// Regions: spans of small blocks with no gap over regionGap.
+	var spans [][2]int // [first, last] small block of each region
+	for i := range bs {
+		if ix.ends[i]-ix.starts[i] > largeBlock {
+			continue
+		}
+		if k := len(spans) - 1; k >= 0 && ix.starts[i] < ix.ends[spans[k][1]]+regionGap {
+			spans[k][1] = i
+			continue
+		}
+		spans = append(spans, [2]int{i, i})
+	}
+	for _, sp := range spans {
+		r := region{base: ix.starts[sp[0]] >> bucketShift << bucketShift}
+		for i := sp[0]; i <= sp[1]; i++ {
+			r.end = max(r.end, ix.ends[i])
+		}
+		r.end = (r.end + 1<<bucketShift - 1) >> bucketShift << bucketShift
+		r.first = make([]int32, (r.end-r.base)>>bucketShift)
+		for k := range r.first {
+			r.first[k] = -1
+		}
+		for i := sp[0]; i <= sp[1]; i++ {
+			if ix.ends[i]-ix.starts[i] > largeBlock {
+				continue
+			}
+			// Blocks come by address: the first to claim a bucket is the
+			// first block in it.
+			for b := (ix.starts[i] - r.base) >> bucketShift; b <= (ix.ends[i]-1-r.base)>>bucketShift; b++ {
+				if r.first[b] < 0 {
+					r.first[b] = int32(i)
+				}
 			}
 		}
+		ix.regions = append(ix.regions, r)
 	}
 	return ix
 }
@@ -67,26 +138,58 @@ func (ix *index) find(w uint64) int {
 	if w < ix.lo || w >= ix.hi {
 		return -1
 	}
-	// The last block starting at or before w.
-	i := sort.Search(len(ix.starts), func(i int) bool { return ix.starts[i] > w }) - 1
-	if i < 0 || w >= ix.ends[i] || (w == ix.next[i] && w != ix.starts[i]) {
+	if r := ix.region(w); r != nil {
+		if j := r.first[(w-r.base)>>bucketShift]; j >= 0 {
+			for i := int(j); i < len(ix.starts) && ix.starts[i] <= w; i++ {
+				if w < ix.ends[i] {
+					return ix.hit(i, w)
+				}
+			}
+		}
+	}
+	if len(ix.large) == 0 {
+		return -1
+	}
+	// The last large block starting at or before w.
+	lo, hi := 0, len(ix.large)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ix.starts[ix.large[m]] <= w {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if k := lo - 1; k >= 0 && w < ix.ends[ix.large[k]] {
+		return ix.hit(ix.large[k], w)
+	}
+	return -1
+}
+
+// region returns the region that holds w, or nil.
+func (ix *index) region(w uint64) *region {
+	rs := ix.regions
+	lo, hi := 0, len(rs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if rs[m].base <= w {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo > 0 && w < rs[lo-1].end {
+		return &rs[lo-1]
+	}
+	return nil
+}
+
+// hit is block i, unless w is glibc's pointer to the next chunk's header.
+func (ix *index) hit(i int, w uint64) int {
+	if w == ix.next[i] && w != ix.starts[i] {
 		return -1
 	}
 	return i
-}
-
-// eachPointer calls fn with the index of every block a word of mem points
-// to or into.
-func (ix *index) eachPointer(mem []byte, fn func(int)) {
-	for off := 0; off+8 <= len(mem); off += 8 {
-		w := binary.LittleEndian.Uint64(mem[off:])
-		if w < ix.lo || w >= ix.hi {
-			continue
-		}
-		if j := ix.find(w); j >= 0 {
-			fn(j)
-		}
-	}
 }
 
 // Classify returns the kind of every block of g (same order), with
@@ -94,7 +197,13 @@ func (ix *index) eachPointer(mem []byte, fn func(int)) {
 // block points to it or into it; else Indirect if another unreachable
 // block points to it; else Direct. A leaked cycle is all Indirect.
 func Classify(g Graph) []Kind {
-	c := newClassifier(g.Blocks)
+	blocks := make([]heapBlock, len(g.Blocks))
+	var arena []byte
+	for i, b := range g.Blocks {
+		blocks[i] = heapBlock{addr: b.Addr, size: b.Size, next: b.NextChunk, off: uint64(len(arena)), n: uint32(len(b.Contents))}
+		arena = append(arena, b.Contents...)
+	}
+	c := newClassifier(blocks, arena)
 	for _, w := range g.RootWords {
 		c.rootWord(w)
 	}
@@ -105,16 +214,23 @@ func Classify(g Graph) []Kind {
 }
 
 // classifier walks the pointer graph: roots first (scanRoot, rootWord),
-// then finish.
+// then finish. The blocks' contents are all in arena (readArena).
 type classifier struct {
-	blocks []Block
+	blocks []heapBlock
+	arena  []byte
 	ix     *index
 	kinds  []Kind
 	work   []int
 }
 
-func newClassifier(blocks []Block) *classifier {
-	return &classifier{blocks: blocks, ix: newIndex(blocks), kinds: make([]Kind, len(blocks))}
+func newClassifier(blocks []heapBlock, arena []byte) *classifier {
+	return &classifier{blocks: blocks, arena: arena, ix: newIndex(blocks), kinds: make([]Kind, len(blocks))}
+}
+
+// contents is what block i holds.
+func (c *classifier) contents(i int) []byte {
+	b := &c.blocks[i]
+	return c.arena[b.off : b.off+uint64(b.n)]
 }
 
 func (c *classifier) mark(j int) {
@@ -129,8 +245,41 @@ func (c *classifier) flood() {
 	for len(c.work) > 0 {
 		i := c.work[len(c.work)-1]
 		c.work = c.work[:len(c.work)-1]
-		c.ix.eachPointer(c.blocks[i].Contents, c.mark)
+		c.markAll(c.contents(i))
 	}
+}
+
+// markAll marks every block a word of mem points to or into. (The
+// scan's inner loop: no callback, one bounds check a word.)
+func (c *classifier) markAll(mem []byte) {
+	ix := c.ix
+	lo, hi := ix.lo, ix.hi
+	for _, w := range asWords(mem) {
+		if w-lo >= hi-lo { // w < lo || w >= hi, in one compare
+			continue
+		}
+		if j := ix.find(w); j >= 0 {
+			c.mark(j)
+		}
+	}
+}
+
+// asWords views mem as native 64-bit words (the target's byte order is
+// ours), without a copy when mem is 8-byte aligned, as the arena and the
+// root buffers are; a trailing partial word is dropped.
+func asWords(mem []byte) []uint64 {
+	n := len(mem) / 8
+	if n == 0 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		w := make([]uint64, n)
+		for i := range w {
+			w[i] = binary.LittleEndian.Uint64(mem[8*i:])
+		}
+		return w
+	}
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), n)
 }
 
 // rootWord takes a register's value as a root.
@@ -142,7 +291,7 @@ func (c *classifier) rootWord(w uint64) {
 
 // scanRoot takes every word of mem as a root.
 func (c *classifier) scanRoot(mem []byte) {
-	c.ix.eachPointer(mem, c.mark)
+	c.markAll(mem)
 	c.flood()
 }
 
@@ -159,12 +308,13 @@ func (c *classifier) finish(suppressed []bool) []Kind {
 		}
 	}
 	for i, s := range suppressedLeak {
-		if s {
-			c.ix.eachPointer(c.blocks[i].Contents, func(j int) {
-				if j != i && !suppressedLeak[j] {
-					c.mark(j)
-				}
-			})
+		if !s {
+			continue
+		}
+		for mem := c.contents(i); len(mem) >= 8; mem = mem[8:] {
+			if j := c.ix.find(binary.LittleEndian.Uint64(mem)); j >= 0 && j != i && !suppressedLeak[j] {
+				c.mark(j)
+			}
 		}
 	}
 	c.flood()
@@ -178,11 +328,15 @@ func (c *classifier) finish(suppressed []bool) []Kind {
 		if kinds[i] == Reachable {
 			continue
 		}
-		c.ix.eachPointer(c.blocks[i].Contents, func(j int) {
-			if j != i && kinds[j] == Direct {
+		for mem := c.contents(i); len(mem) >= 8; mem = mem[8:] {
+			w := binary.LittleEndian.Uint64(mem)
+			if w < c.ix.lo || w >= c.ix.hi {
+				continue
+			}
+			if j := c.ix.find(w); j >= 0 && j != i && kinds[j] == Direct {
 				kinds[j] = Indirect
 			}
-		})
+		}
 	}
 	return kinds
 }

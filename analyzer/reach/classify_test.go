@@ -60,13 +60,19 @@ func TestClassify(t *testing.T) {
 }
 
 func TestNextChunkIn(t *testing.T) {
-	// malloc(24): chunk 32 bytes, size word 0x21 (PREV_INUSE); the next
-	// chunk's header is 16 bytes into the block.
-	assert.Equal(t, uint64(0x1010), nextChunkIn(0x1000, 24, 0x21))
-	// malloc(16): same chunk, but offset 16 is past the requested size.
-	assert.Equal(t, uint64(0), nextChunkIn(0x1000, 16, 0x21))
-	// An mmapped chunk (IS_MMAPPED) has no next chunk.
-	assert.Equal(t, uint64(0), nextChunkIn(0x1000, 1<<20, 0x101002))
+	tests := []struct{ size, want uint64 }{
+		{24, 0x1010},  // chunk 32: the next header is 16 bytes in, inside 24
+		{16, 0},       // chunk 32 too, but 16 bytes in is past the request
+		{100, 0x1060}, // chunk 112: 96 bytes in, inside 100
+		{104, 0x1060}, // chunk 112 (104+8 = 112)
+		{105, 0},      // chunk 128: 112 bytes in is past the request
+		{120, 0x1070}, // chunk 128: 112 bytes in, inside 120
+		{96, 0},       // chunk 112: 96 bytes in is the end of the request
+		{0, 0},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, nextChunkIn(0x1000, tc.size), "malloc(%d)", tc.size)
+	}
 }
 
 func TestParseMaps(t *testing.T) {

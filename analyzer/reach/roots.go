@@ -18,7 +18,12 @@ import (
 //     mapping that holds a live block (an mmapped chunk: its contents count
 //     only if the block is reachable), the stacks glibc keeps for reuse
 //     after their threads ended (a thread's last stack address is in its
-//     THREAD exit record), the ring, and the kernel's [vdso]/[vvar] pages.
+//     THREAD exit record), the ring, the library's own tables
+//     ([anon:memscope]), and the kernel's [vdso]/[vvar] pages.
+
+// libraryMapping is how libmemscope.so names the memory it maps for
+// itself (stack hashes, the module table): no heap pointer lives there.
+const libraryMapping = "[anon:memscope]"
 
 // rootRange is a range of the target's memory to scan as a root.
 type rootRange struct{ start, end uint64 }
@@ -32,7 +37,7 @@ const glibcHeapAlign = 64 << 20
 // last stack addresses of ended threads; exclude are paths never scanned
 // (the ring). heapInfo reads the first words of a mapping, to recognise a
 // glibc arena heap.
-func rootRanges(maps []Mapping, blocks []Block, sps, deadSPs []uint64, exclude []string,
+func rootRanges(maps []Mapping, blocks []heapBlock, sps, deadSPs []uint64, exclude []string,
 	heapInfo func(addr uint64) (arena, size, pagesize uint64, ok bool)) []rootRange {
 	var out []rootRange
 	for _, m := range maps {
@@ -43,7 +48,7 @@ func rootRanges(maps []Mapping, blocks []Block, sps, deadSPs []uint64, exclude [
 		case "[heap]", "[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]":
 			continue
 		}
-		if contains(exclude, m.Path) || holdsBlock(blocks, m) {
+		if contains(exclude, m.Path) || m.Path == libraryMapping || holdsBlock(blocks, m) {
 			continue
 		}
 		if m.Start%glibcHeapAlign == 0 {
@@ -89,20 +94,19 @@ func anyIn(addrs []uint64, m Mapping) bool {
 }
 
 // holdsBlock says whether a live block starts in m (blocks sorted).
-func holdsBlock(blocks []Block, m Mapping) bool {
-	i := sort.Search(len(blocks), func(i int) bool { return blocks[i].Addr >= m.Start })
-	return i < len(blocks) && blocks[i].Addr < m.End
+func holdsBlock(blocks []heapBlock, m Mapping) bool {
+	i := sort.Search(len(blocks), func(i int) bool { return blocks[i].addr >= m.Start })
+	return i < len(blocks) && blocks[i].addr < m.End
 }
 
-// nextChunkIn returns the address of the next malloc chunk's header if it
-// lies inside the block's requested size (see Block.NextChunk), from the
-// chunk's size word (the 8 bytes before the block).
-func nextChunkIn(addr, size, sizeWord uint64) uint64 {
-	const isMmapped = 0x2
-	if sizeWord&isMmapped != 0 || sizeWord < 16 {
-		return 0
-	}
-	next := addr - 16 + sizeWord&^7
+// nextChunkIn returns where glibc puts the header of the chunk after a
+// block of size bytes at addr, if that lies inside the block (see
+// Block.NextChunk), else 0: a chunk is the request plus 8 bytes of
+// header, rounded up to 16, at least 32 (request2size in malloc.c); its
+// header is 16 bytes before the block.
+func nextChunkIn(addr, size uint64) uint64 {
+	chunk := max((size+8+15)&^15, 32)
+	next := addr - 16 + chunk
 	if next > addr && next < addr+size {
 		return next
 	}

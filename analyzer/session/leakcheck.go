@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"runtime"
+	"time"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/reach"
@@ -18,6 +19,9 @@ type leakChecker struct {
 	eng    *engine.Engine
 	out    *outputs
 	warned bool // a refused stop was said once on stderr
+	// timing: say on stderr how long each check held its process
+	// (MEMSCOPE_CHECK_TIMING=1; make bench reads it).
+	timing bool
 }
 
 // checkAll checks every process that announced its exit since the last
@@ -47,7 +51,9 @@ func (c *leakChecker) check(pid uint32) error {
 	// Every ptrace request must come from the thread that attached.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	began := time.Now()
 	stopped, err := reach.Stop(int(pid))
+	stoppedIn := time.Since(began)
 	if err != nil {
 		c.ring.ReleaseExit(pid)
 		reason := fmt.Sprintf("cannot stop the process to scan it: %v", err)
@@ -58,9 +64,16 @@ func (c *leakChecker) check(pid uint32) error {
 		c.eng.SetNotChecked(pid, reason)
 		return nil
 	}
+	var scan reach.Result
+	var drainedIn time.Duration
 	defer func() {
 		stopped.Resume()
 		c.ring.ReleaseExit(pid)
+		if c.timing {
+			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: held %v (stop %v, ring %v, scan %v: %d B of roots, %d B in %d blocks)\n",
+				pid, time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
+				scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
+		}
 	}()
 	// X4: its threads are stopped, so what it published is all there is.
 	for range 16 {
@@ -75,15 +88,17 @@ func (c *leakChecker) check(pid uint32) error {
 	c.eng.FlushProcess(pid)
 	blocks := c.eng.LiveBlocks(pid)
 	t := reach.Target{
-		Blocks:       make([]reach.Block, len(blocks)),
+		Blocks:       make([]reach.Extent, len(blocks)),
 		Suppressed:   c.out.suppressedBlocks(c.eng, pid, blocks),
 		DeadStackSPs: c.eng.DeadStackSPs(pid),
 		Exclude:      []string{c.ring.Path()},
 	}
 	for i, b := range blocks {
-		t.Blocks[i] = reach.Block{Addr: b.Addr, Size: b.Size}
+		t.Blocks[i] = reach.Extent{Addr: b.Addr, Size: b.Size}
 	}
+	drainedIn = time.Since(began) - stoppedIn
 	res, err := reach.Scan(stopped, t)
+	scan = res
 	if err != nil {
 		c.eng.SetNotChecked(pid, fmt.Sprintf("cannot read the process's memory: %v", err))
 		return nil

@@ -32,6 +32,8 @@ type Config struct {
 	NoLeakCheck bool
 	// ShowReachable lists reachable blocks in the text leak report.
 	ShowReachable bool
+	// CheckTiming says on stderr how long each leak check held its process.
+	CheckTiming bool
 
 	// PollInterval is how long the consumer sleeps when the ring is empty.
 	PollInterval time.Duration
@@ -224,7 +226,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	eng := engine.New(engine.Options{})
-	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out}
+	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, timing: cfg.CheckTiming}
 	if !cfg.NoLeakCheck {
 		ring.EnableLeakChecks()
 	}

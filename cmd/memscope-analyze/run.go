@@ -44,7 +44,8 @@ func (o *outputFlags) register(c *cobra.Command) {
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
-		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable}
+		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable,
+		CheckTiming: os.Getenv("MEMSCOPE_CHECK_TIMING") == "1"}
 	if err := checkOutDir(o.outDir); err != nil {
 		return cfg, err
 	}
