@@ -69,7 +69,7 @@ static void self(void)
 
 static void list(void)
 {
-	void **a = malloc(109), **b = malloc(110), **d = malloc(111);
+	void **a = malloc(109), **b = malloc(110), **d = malloc(111); /* LINE:list */
 	a[0] = b;
 	b[0] = d;
 	d[0] = NULL;
@@ -77,7 +77,7 @@ static void list(void)
 
 static void cycle(void)
 {
-	void **a = malloc(112), **b = malloc(113);
+	void **a = malloc(112), **b = malloc(113); /* LINE:cycle */
 	a[0] = b;
 	b[0] = a;
 }
