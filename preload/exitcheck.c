@@ -88,8 +88,12 @@ static void wait_slot(uint32_t *slot, uint32_t pid, uint32_t consumer, uint64_t 
  */
 static void wait_consumer(const struct ms_ring *r, uint64_t deadline)
 {
+	pid_t recorder = (pid_t)ms_g.recorder_pid;
 	while (!(__atomic_load_n(&r->hdr->consumer_caps, __ATOMIC_ACQUIRE) & MS_CAP_LEAK_CHECK) &&
 	       ms_now_ns() < deadline) {
+		/* A recorder that is gone (or was never ours) will not attach. */
+		if (!recorder || (kill(recorder, 0) != 0 && errno == ESRCH))
+			return;
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -104,7 +108,7 @@ void ms_exit_check(struct ms_tls *t, int status)
 	uint64_t timeout = ms_g.cfg.leak_check_timeout_ns;
 
 	if (timeout > 0 && (uint32_t)getpid() == pid) {
-		if (!ms_g.cfg.ring_path)
+		if (!ms_g.cfg.ring_path && ms_g.recorder_pid)
 			wait_consumer(r, ms_now_ns() + timeout);
 		if (consumer_checks(r))
 			slot = take_slot(r->hdr, pid);

@@ -219,7 +219,8 @@ static void analyzer_child(int status_fd)
 	close_from(3, status_fd);
 	execve(analyzer, argv, child_env);
 	err = errno;
-	ssize_t w = write(status_fd, &err, sizeof err);
+	int64_t word = -(int64_t)err;
+	ssize_t w = write(status_fd, &word, sizeof word);
 	(void)w;
 	syscall(SYS_exit_group, 127);
 }
@@ -234,10 +235,16 @@ static void build_child_env(void)
 	child_env[n] = NULL;
 }
 
+/*
+ * The status pipe carries 8-byte words: the intermediate writes the
+ * analyzer's pid (> 0) or -errno of its clone; the analyzer writes
+ * -errno if its exec fails (a successful exec closes the pipe).
+ */
 static int start_analyzer(void)
 {
 	int fds[2], err = 0, st;
 	long mid;
+	int64_t word;
 	build_child_env();
 	if (pipe2(fds, O_CLOEXEC) != 0)
 		return -1;
@@ -255,22 +262,26 @@ static int start_analyzer(void)
 		long pid = syscall(SYS_clone, 0L, NULL, NULL, NULL, NULL);
 		if (pid == 0)
 			analyzer_child(fds[1]);
-		if (pid < 0) {
-			err = errno;
-			ssize_t w = write(fds[1], &err, sizeof err);
-			(void)w;
-		}
+		int64_t out = pid < 0 ? -(int64_t)errno : (int64_t)pid;
+		ssize_t w = write(fds[1], &out, sizeof out);
+		(void)w;
 		syscall(SYS_exit_group, 0);
 	}
 	close(fds[1]);
 	while (waitpid((pid_t)mid, &st, __WCLONE) < 0 && errno == EINTR)
 		;
 	ssize_t r;
-	while ((r = read(fds[0], &err, sizeof err)) < 0 && errno == EINTR)
+	while ((r = read(fds[0], &word, sizeof word)) < 0 && errno == EINTR)
 		;
+	if (r == (ssize_t)sizeof word && word > 0) {
+		ms_g.recorder_pid = (uint32_t)word;
+		while ((r = read(fds[0], &word, sizeof word)) < 0 && errno == EINTR)
+			;
+	}
 	close(fds[0]);
-	if (r == (ssize_t)sizeof err) { /* exec failed */
-		errno = err;
+	if (r == (ssize_t)sizeof word && word < 0) { /* clone or exec failed */
+		ms_g.recorder_pid = 0;
+		errno = (int)-word;
 		return -1;
 	}
 	return 0;

@@ -27,6 +27,8 @@
  *   _exit       120 B lost, then _exit: not checked (unknown)
  *   traced      121 B lost while a child of ours ptrace-seizes us, so the
  *               analyzer's ptrace is refused: not checked (unknown)
+ *   bigheap     2,000,000 blocks of 32 B chained from a global: a check
+ *               long enough to kill the analyzer in the middle of it
  * No stdio: its buffer would be one more block.
  */
 #include <pthread.h>
@@ -41,6 +43,7 @@ void *data_ptr = (void *)1; /* .data */
 void *bss_ptr;              /* .bss */
 void *big_ptr;
 void *exit_thread_ptr;
+void *chain;
 static volatile int ready;
 
 /*
@@ -212,6 +215,12 @@ int main(int argc, char **argv)
 	} else if (!strcmp(c, "_exit")) {
 		deep(lose120);
 		_exit(0);
+	} else if (!strcmp(c, "bigheap")) {
+		for (int i = 0; i < 2000000; i++) {
+			void **b = malloc(32);
+			b[0] = chain;
+			chain = b;
+		}
 	} else if (!strcmp(c, "traced")) {
 		int go[2];
 		pid_t parent = getpid();

@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -180,4 +183,39 @@ func TestRealProgramVerdicts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecorderKilledDuringCheck: in bare mode, SIGKILL the recorder while
+// it holds the program for its leak check. The kernel lets the program go
+// on, and the library stops waiting as soon as its consumer is gone: the
+// program exits with its own status, long before the 5 s timeout.
+func TestRecorderKilledDuringCheck(t *testing.T) {
+	xdg, out := t.TempDir(), t.TempDir()
+	cmd := exec.Command(program(t, "reach"), "bigheap")
+	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "XDG_RUNTIME_DIR="+xdg, "MEMSCOPE_OUT="+out,
+		"MEMSCOPE_ANALYZER="+analyzer(t))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// The recorder attaches with ptrace for the check: TracerPid names it.
+	var tracer int
+	deadline := time.Now().Add(60 * time.Second)
+	for tracer == 0 && time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			break
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+				fmt.Sscan(strings.TrimSpace(v), &tracer)
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	require.NotZero(t, tracer, "the check never stopped the program; stderr:\n%s", stderr.String())
+	require.NoError(t, syscall.Kill(tracer, syscall.SIGKILL))
+	killed := time.Now()
+	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr.String())
+	assert.Less(t, time.Since(killed), 2*time.Second, "exit after the recorder died")
+	assert.Empty(t, stderr.String())
 }
