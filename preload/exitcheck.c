@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -57,21 +58,37 @@ static int consumer_checks(const struct ms_ring *r)
 }
 
 /*
+ * Whether the consumer has died: its pidfd turns readable when it exits,
+ * zombie or not (a killed recorder is reaped by init, which can take
+ * seconds); without a pidfd, when kill(2) no longer finds it.
+ */
+static int consumer_gone(int pidfd, uint32_t consumer)
+{
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+		return poll(&p, 1, 0) > 0;
+	}
+	return consumer && kill((pid_t)consumer, 0) != 0 && errno == ESRCH;
+}
+
+/*
  * Waits while *slot == pid, until deadline (CLOCK_MONOTONIC ns) or until
  * the consumer process is gone (killed during the scan: no need to wait
- * out the timeout).
+ * out the timeout). The consumer's pidfd is the one descriptor the
+ * library opens at run time, and only for this wait.
  */
 static void wait_slot(uint32_t *slot, uint32_t pid, uint32_t consumer, uint64_t deadline)
 {
+	int pidfd = consumer ? (int)syscall(SYS_pidfd_open, (pid_t)consumer, 0) : -1;
 	for (;;) {
 		if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) != pid)
-			return;
+			break;
 		uint64_t now = ms_now_ns();
-		if (now >= deadline || (consumer && kill((pid_t)consumer, 0) != 0 && errno == ESRCH)) {
+		if (now >= deadline || consumer_gone(pidfd, consumer)) {
 			uint32_t expect = pid;
 			/* X2: lost to the consumer's CAS means it finished just now. */
 			__atomic_compare_exchange_n(slot, &expect, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-			return;
+			break;
 		}
 		uint64_t left = deadline - now;
 		if (left > MS_EXIT_WAIT_STEP_NS)
@@ -79,6 +96,8 @@ static void wait_slot(uint32_t *slot, uint32_t pid, uint32_t consumer, uint64_t 
 		struct timespec ts = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
 		syscall(SYS_futex, slot, FUTEX_WAIT, pid, &ts, NULL, 0);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 }
 
 /*

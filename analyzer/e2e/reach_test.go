@@ -212,10 +212,13 @@ func TestRecorderKilledDuringCheck(t *testing.T) {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-	require.NotZero(t, tracer, "the check never stopped the program; stderr:\n%s", stderr.String())
+	if tracer == 0 {
+		cmd.Wait()
+		t.Fatalf("the check never stopped the program; stderr:\n%s", stderr.String())
+	}
 	require.NoError(t, syscall.Kill(tracer, syscall.SIGKILL))
 	killed := time.Now()
 	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr.String())
-	assert.Less(t, time.Since(killed), 2*time.Second, "exit after the recorder died")
+	assert.Less(t, time.Since(killed), time.Second, "exit after the recorder died")
 	assert.Empty(t, stderr.String())
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"math/rand"
+	"memscope/analyzer/reach"
 	"slices"
 	"sort"
 	"strconv"
@@ -202,16 +203,18 @@ func TestLiveTableAddressZero(t *testing.T) {
 func TestSortByAddr(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
 	for _, n := range []int{0, 1, 63, 64, 1000, 100000} {
-		bs := make([]LiveBlock, n)
-		for i := range bs {
-			bs[i] = LiveBlock{Addr: 0x7f0000000000 + uint64(r.Int63n(1<<36))&^15, Size: uint64(i)}
+		lb := LiveBlocks{Extents: make([]reach.Extent, n), Sites: make([]uint32, n)}
+		for i := range lb.Extents {
+			lb.Extents[i] = reach.Extent{Addr: 0x7f0000000000 + uint64(r.Int63n(1<<36))&^15, Size: uint64(i)}
+			lb.Sites[i] = uint32(i)
 		}
-		want := slices.Clone(bs)
-		slices.SortStableFunc(want, func(a, b LiveBlock) int { return cmp.Compare(a.Addr, b.Addr) })
-		got := sortByAddr(bs)
-		require.Len(t, got, n)
-		for i := range got {
-			require.Equal(t, want[i].Addr, got[i].Addr, "n=%d i=%d", n, i)
+		want := slices.Clone(lb.Extents)
+		slices.SortStableFunc(want, func(a, b reach.Extent) int { return cmp.Compare(a.Addr, b.Addr) })
+		lb.sortByAddr()
+		require.Len(t, lb.Extents, n)
+		for i := range lb.Extents {
+			require.Equal(t, want[i].Addr, lb.Extents[i].Addr, "n=%d i=%d", n, i)
+			require.Equal(t, uint64(lb.Sites[i]), lb.Extents[i].Size, "the site moves with its block")
 		}
 	}
 }

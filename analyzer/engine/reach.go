@@ -13,12 +13,11 @@ import (
 // blocks and the stacks of their ended threads, and keeps the verdicts,
 // which Process then reports per site and kind.
 
-// LiveBlock is a block allocated now, for the leak check.
-type LiveBlock struct {
-	Addr, Size uint64
-	StackID    uint64
-	FirstTS    uint64 // its site's first allocation (to symbolize the stack)
-	site       uint32
+// LiveBlocks are a process's live blocks by address, as the leak check
+// takes them: a million of them are 20 MB, kept as two flat arrays.
+type LiveBlocks struct {
+	Extents []reach.Extent // address and requested size, by address
+	Sites   []uint32       // Sites[i]: the site of Extents[i] (SiteStack)
 }
 
 // KindCount is what a site holds of one kind at exit.
@@ -104,55 +103,77 @@ func (e *Engine) FlushProcess(pid uint32) {
 
 // LiveBlocks returns pid's live blocks by address (after FlushProcess,
 // every block the ring said is allocated).
-func (e *Engine) LiveBlocks(pid uint32) []LiveBlock {
+func (e *Engine) LiveBlocks(pid uint32) LiveBlocks {
 	p := e.procs[pid]
 	if p == nil {
-		return nil
+		return LiveBlocks{}
 	}
-	out := make([]LiveBlock, 0, p.t.LiveObjects)
+	lb := LiveBlocks{Extents: make([]reach.Extent, 0, p.t.LiveObjects), Sites: make([]uint32, 0, p.t.LiveObjects)}
 	p.live.each(func(b liveBlock) {
-		k := &p.siteKeys[b.site]
-		out = append(out, LiveBlock{Addr: b.addr, Size: b.size, StackID: k.StackID, FirstTS: k.FirstTS, site: b.site})
+		lb.Extents = append(lb.Extents, reach.Extent{Addr: b.addr, Size: b.size})
+		lb.Sites = append(lb.Sites, b.site)
 	})
-	return sortByAddr(out)
+	lb.sortByAddr()
+	return lb
 }
 
-// sortByAddr sorts blocks by address: a least-significant-digit radix
-// sort, a byte a pass, that skips the bytes all addresses share (heap
-// addresses differ in 3 or 4 of 8). A comparison sort of a million
-// blocks took 350 ms here; this takes about 30.
-func sortByAddr(bs []LiveBlock) []LiveBlock {
-	if len(bs) < 64 {
-		slices.SortFunc(bs, func(a, b LiveBlock) int { return cmp.Compare(a.Addr, b.Addr) })
-		return bs
+// SiteStack returns the stack of one of pid's sites, and the time of its
+// first allocation (what symbolizing the stack needs).
+func (e *Engine) SiteStack(pid, site uint32) (stackID, firstTS uint64) {
+	if p := e.procs[pid]; p != nil && int(site) < len(p.siteKeys) {
+		k := &p.siteKeys[site]
+		return k.StackID, k.FirstTS
+	}
+	return 0, 0
+}
+
+// sortByAddr sorts the blocks by address: a least-significant-digit
+// radix sort, a byte a pass, that skips the bytes all addresses share
+// (heap addresses differ in 3 or 4 of 8). A comparison sort of a million
+// blocks took 350 ms here.
+func (lb *LiveBlocks) sortByAddr() {
+	ext, sites := lb.Extents, lb.Sites
+	if len(ext) < 64 {
+		idx := make([]int, len(ext))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ext[a].Addr, ext[b].Addr) })
+		e2, s2 := make([]reach.Extent, len(ext)), make([]uint32, len(ext))
+		for k, i := range idx {
+			e2[k], s2[k] = ext[i], sites[i]
+		}
+		lb.Extents, lb.Sites = e2, s2
+		return
 	}
 	var or, and uint64 = 0, ^uint64(0)
-	for i := range bs {
-		or |= bs[i].Addr
-		and &= bs[i].Addr
+	for i := range ext {
+		or |= ext[i].Addr
+		and &= ext[i].Addr
 	}
 	differ := or ^ and
-	tmp := make([]LiveBlock, len(bs))
-	src, dst := bs, tmp
+	srcE, srcS := ext, sites
+	dstE, dstS := make([]reach.Extent, len(ext)), make([]uint32, len(ext))
 	for shift := uint(0); shift < 64; shift += 8 {
 		if differ>>shift&0xff == 0 {
 			continue
 		}
 		var count [257]int
-		for i := range src {
-			count[src[i].Addr>>shift&0xff+1]++
+		for i := range srcE {
+			count[srcE[i].Addr>>shift&0xff+1]++
 		}
 		for k := 1; k < 257; k++ {
 			count[k] += count[k-1]
 		}
-		for i := range src {
-			d := src[i].Addr >> shift & 0xff
-			dst[count[d]] = src[i]
+		for i := range srcE {
+			d := srcE[i].Addr >> shift & 0xff
+			dstE[count[d]], dstS[count[d]] = srcE[i], srcS[i]
 			count[d]++
 		}
-		src, dst = dst, src
+		srcE, dstE = dstE, srcE
+		srcS, dstS = dstS, srcS
 	}
-	return src
+	lb.Extents, lb.Sites = srcE, srcS
 }
 
 // DeadStackSPs returns a stack address of each ended thread of pid.
@@ -169,19 +190,19 @@ func (e *Engine) DeadStackSPs(pid uint32) []uint64 {
 }
 
 // SetReachability keeps the verdicts of pid's leak check: kinds[i] is the
-// kind of blocks[i], as LiveBlocks returned them (by address).
-func (e *Engine) SetReachability(pid uint32, blocks []LiveBlock, kinds []reach.Kind) {
+// kind of the block blocks.Extents[i], as LiveBlocks returned them.
+func (e *Engine) SetReachability(pid uint32, blocks LiveBlocks, kinds []reach.Kind) {
 	p := e.procs[pid]
-	if p == nil || len(blocks) != len(kinds) {
+	if p == nil || len(blocks.Extents) != len(kinds) {
 		return
 	}
 	r := &p.reach
-	r.addrs, r.kinds = make([]uint64, len(blocks)), kinds
+	r.addrs, r.kinds = make([]uint64, len(kinds)), kinds
 	r.siteKinds = make([][reach.NumKinds]KindCount, len(p.sites))
-	for i, b := range blocks {
+	for i, b := range blocks.Extents {
 		r.addrs[i] = b.Addr
-		if int(b.site) < len(r.siteKinds) {
-			c := &r.siteKinds[b.site][kinds[i]]
+		if site := blocks.Sites[i]; int(site) < len(r.siteKinds) {
+			c := &r.siteKinds[site][kinds[i]]
 			c.Objects++
 			c.Bytes += b.Size
 		}

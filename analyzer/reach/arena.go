@@ -1,6 +1,8 @@
 package reach
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +32,7 @@ func readArena(pid int, blocks []heapBlock) (*arena, error) {
 	var total uint64
 	for i, b := range blocks {
 		// Whole words: the chunk's usable size covers the rounding.
-		lo, hi := b.addr, (b.addr+b.size+7)&^7
+		lo, hi := b.addr, (b.end+7)&^7
 		if k := len(spans) - 1; k >= 0 && lo <= spans[k].end+arenaGap && hi-spans[k].start <= rootPiece {
 			total += max(hi, spans[k].end) - spans[k].end
 			spans[k].end = max(spans[k].end, hi)
@@ -58,21 +60,32 @@ func readArena(pid int, blocks []heapBlock) (*arena, error) {
 		offs[k] = off
 		off += sp.end - sp.start
 	}
-	if _, err := readRanges(pid, rs); err != nil {
+	// Two readers: the target is stopped, so its cores are free, and one
+	// process_vm_readv stream does not fill the memory bandwidth
+	// (measured: 170 ms for 100 MB with one).
+	half := len(rs) / 2
+	errs := make(chan error, 1)
+	go func() {
+		_, err := readRanges(pid, rs[half:])
+		errs <- err
+	}()
+	_, err1 := readRanges(pid, rs[:half])
+	if err2 := <-errs; err1 == nil {
+		err1 = err2
+	}
+	if err1 != nil {
 		a.free()
-		return nil, err
+		return nil, err1
 	}
 	for k, sp := range spans {
 		got := uint64(len(rs[k].buf)) // cut short if part of it was unreadable
 		for i := sp.first; i < sp.first+sp.n; i++ {
 			b := &blocks[i]
-			rel := b.addr - sp.start
-			if rel >= got {
-				continue
+			b.off = noContents
+			if rel := b.addr - sp.start; rel < got {
+				// What was not read stays zero in the arena.
+				b.off = offs[k] + rel
 			}
-			b.off = offs[k] + rel
-			// Whole words within the requested size, as LSan scans.
-			b.n = uint32(min(b.size, got-rel))
 		}
 	}
 	return a, nil
@@ -83,4 +96,20 @@ func (a *arena) free() {
 		unix.Munmap(a.mem)
 	}
 	a.mem = nil
+}
+
+// bigSlice returns a slice of n T in memory mapped with MAP_POPULATE, and
+// the function that unmaps it; T must hold no pointer (the garbage
+// collector does not see this memory). A million-element slice of fresh
+// Go memory cost more in page faults than the work done in it.
+func bigSlice[T any](n int) ([]T, func()) {
+	size := n * int(unsafe.Sizeof(*new(T)))
+	if size < 1<<20 {
+		return make([]T, n), func() {}
+	}
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return make([]T, n), func() {}
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), func() { unix.Munmap(mem) }
 }

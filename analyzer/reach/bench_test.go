@@ -14,7 +14,7 @@ func BenchmarkScanRoot(b *testing.B) {
 	const nBlocks = 100000
 	blocks := make([]heapBlock, nBlocks)
 	for i := range blocks {
-		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, size: 32}
+		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32, off: noContents}
 	}
 	mem := make([]byte, 1<<20)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -34,9 +34,33 @@ func BenchmarkScanRoot(b *testing.B) {
 func BenchmarkIndex(b *testing.B) {
 	blocks := make([]heapBlock, 100000)
 	for i := range blocks {
-		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, size: 32}
+		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32, off: noContents}
 	}
 	for b.Loop() {
 		newIndex(blocks)
+	}
+}
+
+// BenchmarkFloodChain measures the walk of a linked list of a million
+// 100-byte blocks (testdata/bench/liveheap.c's heap), from its head.
+func BenchmarkFloodChain(b *testing.B) {
+	const n, size = 1_000_000, 112 // malloc(100) chunks are 112 bytes apart
+	blocks := make([]heapBlock, n)
+	arena, free := bigSlice[byte](n * size)
+	defer free()
+	for i := range blocks {
+		addr := 0x10000000 + uint64(i)*size
+		blocks[i] = heapBlock{addr: addr, end: addr + 100, next: nextChunkIn(addr, 100), off: uint64(i) * size}
+		if i > 0 { // block i points to block i-1
+			binary.LittleEndian.PutUint64(arena[i*size:], blocks[i-1].addr)
+		}
+	}
+	head := words(blocks[n-1].addr)
+	for b.Loop() {
+		c := newClassifier(blocks, arena)
+		c.scanRoot(head)
+		if c.kinds[0] != Reachable {
+			b.Fatal("the walk did not reach the tail")
+		}
 	}
 }

@@ -66,9 +66,10 @@ func Scan(s *Stopped, t Target) (Result, error) {
 			}
 		}
 	}
-	blocks := make([]heapBlock, len(ext))
+	blocks, freeBlocks := bigSlice[heapBlock](len(ext))
+	defer freeBlocks()
 	for i, e := range ext {
-		blocks[i] = heapBlock{addr: e.Addr, size: e.Size, next: nextChunkIn(e.Addr, e.Size)}
+		blocks[i] = heapBlock{addr: e.Addr, end: e.Addr + max(e.Size, 1), next: nextChunkIn(e.Addr, e.Size)}
 		res.HeapBytes += e.Size
 	}
 	arena, err := readArena(s.Pid, blocks)

@@ -38,11 +38,16 @@ type Block struct {
 // heapBlock is a Block as the classifier keeps it: no pointer (a million
 // slices cost the garbage collector more than the walk); its contents
 // are n bytes at off in the classifier's arena.
+//
+// end is addr + size, or addr + 1 for malloc(0), which returns a unique
+// pointer that counts; off is noContents when the block could not be read.
 type heapBlock struct {
-	addr, size, next uint64
-	off              uint64
-	n                uint32
+	addr, end, next uint64
+	off             uint64
 }
+
+// noContents marks a block whose memory could not be read.
+const noContents = ^uint64(0)
 
 // index finds the block that contains an address. Most words the scan
 // looks up are not pointers into the heap, and the scan is the check's
@@ -55,11 +60,10 @@ type heapBlock struct {
 //   - blocks over largeBlock (mmapped chunks, big buffers) would fill
 //     too many buckets: they are kept apart and searched by address.
 type index struct {
-	starts, ends []uint64 // ends: Addr + max(Size, 1)
-	next         []uint64
-	lo, hi       uint64
-	regions      []region // by address
-	large        []int    // indices of large blocks, by address
+	blocks  []heapBlock // by address
+	lo, hi  uint64
+	regions []region // by address
+	large   []int    // indices of large blocks, by address
 }
 
 // region is a stretch of address space dense with small blocks.
@@ -77,39 +81,34 @@ const (
 )
 
 func newIndex(bs []heapBlock) *index {
-	ix := &index{starts: make([]uint64, len(bs)), ends: make([]uint64, len(bs)), next: make([]uint64, len(bs))}
-	for i, b := range bs {
-		size := b.size
-		if size == 0 {
-			size = 1 // malloc(0) returns a unique pointer: a pointer to it counts
-		}
-		ix.starts[i], ix.ends[i], ix.next[i] = b.addr, b.addr+size, b.next
-		if size > largeBlock {
+	ix := &index{blocks: bs}
+	for i := range bs {
+		if bs[i].end-bs[i].addr > largeBlock {
 			ix.large = append(ix.large, i)
 		}
 	}
 	if len(bs) > 0 {
-		ix.lo, ix.hi = ix.starts[0], ix.ends[len(bs)-1]
-		for _, e := range ix.ends {
-			ix.hi = max(ix.hi, e)
+		ix.lo, ix.hi = bs[0].addr, bs[len(bs)-1].end
+		for i := range bs {
+			ix.hi = max(ix.hi, bs[i].end)
 		}
 	}
 	// Regions: spans of small blocks with no gap over regionGap.
 	var spans [][2]int // [first, last] small block of each region
 	for i := range bs {
-		if ix.ends[i]-ix.starts[i] > largeBlock {
+		if bs[i].end-bs[i].addr > largeBlock {
 			continue
 		}
-		if k := len(spans) - 1; k >= 0 && ix.starts[i] < ix.ends[spans[k][1]]+regionGap {
+		if k := len(spans) - 1; k >= 0 && bs[i].addr < bs[spans[k][1]].end+regionGap {
 			spans[k][1] = i
 			continue
 		}
 		spans = append(spans, [2]int{i, i})
 	}
 	for _, sp := range spans {
-		r := region{base: ix.starts[sp[0]] >> bucketShift << bucketShift}
+		r := region{base: bs[sp[0]].addr >> bucketShift << bucketShift}
 		for i := sp[0]; i <= sp[1]; i++ {
-			r.end = max(r.end, ix.ends[i])
+			r.end = max(r.end, bs[i].end)
 		}
 		r.end = (r.end + 1<<bucketShift - 1) >> bucketShift << bucketShift
 		r.first = make([]int32, (r.end-r.base)>>bucketShift)
@@ -117,12 +116,12 @@ func newIndex(bs []heapBlock) *index {
 			r.first[k] = -1
 		}
 		for i := sp[0]; i <= sp[1]; i++ {
-			if ix.ends[i]-ix.starts[i] > largeBlock {
+			if bs[i].end-bs[i].addr > largeBlock {
 				continue
 			}
 			// Blocks come by address: the first to claim a bucket is the
 			// first block in it.
-			for b := (ix.starts[i] - r.base) >> bucketShift; b <= (ix.ends[i]-1-r.base)>>bucketShift; b++ {
+			for b := (bs[i].addr - r.base) >> bucketShift; b <= (bs[i].end-1-r.base)>>bucketShift; b++ {
 				if r.first[b] < 0 {
 					r.first[b] = int32(i)
 				}
@@ -138,10 +137,11 @@ func (ix *index) find(w uint64) int {
 	if w < ix.lo || w >= ix.hi {
 		return -1
 	}
+	bs := ix.blocks
 	if r := ix.region(w); r != nil {
 		if j := r.first[(w-r.base)>>bucketShift]; j >= 0 {
-			for i := int(j); i < len(ix.starts) && ix.starts[i] <= w; i++ {
-				if w < ix.ends[i] {
+			for i := int(j); i < len(bs) && bs[i].addr <= w; i++ {
+				if w < bs[i].end {
 					return ix.hit(i, w)
 				}
 			}
@@ -154,13 +154,13 @@ func (ix *index) find(w uint64) int {
 	lo, hi := 0, len(ix.large)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if ix.starts[ix.large[m]] <= w {
+		if bs[ix.large[m]].addr <= w {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if k := lo - 1; k >= 0 && w < ix.ends[ix.large[k]] {
+	if k := lo - 1; k >= 0 && w < bs[ix.large[k]].end {
 		return ix.hit(ix.large[k], w)
 	}
 	return -1
@@ -186,7 +186,7 @@ func (ix *index) region(w uint64) *region {
 
 // hit is block i, unless w is glibc's pointer to the next chunk's header.
 func (ix *index) hit(i int, w uint64) int {
-	if w == ix.next[i] && w != ix.starts[i] {
+	if w == ix.blocks[i].next && w != ix.blocks[i].addr {
 		return -1
 	}
 	return i
@@ -200,8 +200,10 @@ func Classify(g Graph) []Kind {
 	blocks := make([]heapBlock, len(g.Blocks))
 	var arena []byte
 	for i, b := range g.Blocks {
-		blocks[i] = heapBlock{addr: b.Addr, size: b.Size, next: b.NextChunk, off: uint64(len(arena)), n: uint32(len(b.Contents))}
+		blocks[i] = heapBlock{addr: b.Addr, end: b.Addr + max(b.Size, 1), next: b.NextChunk, off: uint64(len(arena))}
 		arena = append(arena, b.Contents...)
+		// What could not be read reads as zeros, as in the arena.
+		arena = append(arena, make([]byte, blocks[i].end-b.Addr-uint64(min(uint64(len(b.Contents)), blocks[i].end-b.Addr)))...)
 	}
 	c := newClassifier(blocks, arena)
 	for _, w := range g.RootWords {
@@ -230,7 +232,10 @@ func newClassifier(blocks []heapBlock, arena []byte) *classifier {
 // contents is what block i holds.
 func (c *classifier) contents(i int) []byte {
 	b := &c.blocks[i]
-	return c.arena[b.off : b.off+uint64(b.n)]
+	if b.off == noContents {
+		return nil
+	}
+	return c.arena[b.off:min(b.off+b.end-b.addr, uint64(len(c.arena)))]
 }
 
 func (c *classifier) mark(j int) {

@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"memscope/analyzer/engine"
@@ -51,6 +52,11 @@ func (c *leakChecker) check(pid uint32) error {
 	// Every ptrace request must come from the thread that attached.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// No collection while the process waits: the check allocates tens of
+	// MB for a big heap, and the analyzer's low GOGC would make it pay
+	// for marking the engine's tables in the middle of the wait. The
+	// memory is garbage right after, and collected then.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	began := time.Now()
 	stopped, err := reach.Stop(int(pid))
 	stoppedIn := time.Since(began)
@@ -65,16 +71,25 @@ func (c *leakChecker) check(pid uint32) error {
 		return nil
 	}
 	var scan reach.Result
-	var drainedIn time.Duration
-	defer func() {
+	var drainedIn, blocksIn time.Duration
+	released := false
+	// release lets the process go on with its exit: as soon as the scan
+	// is done (keeping the verdicts is the analyzer's own time), or on
+	// any way out of here.
+	release := func() {
+		if released {
+			return
+		}
+		released = true
 		stopped.Resume()
 		c.ring.ReleaseExit(pid)
 		if c.timing {
-			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: held %v (stop %v, ring %v, scan %v: %d B of roots, %d B in %d blocks)\n",
+			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: held %v (stop %v, ring %v, blocks %v, scan %v: %d B of roots, %d B in %d blocks)\n",
 				pid, time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
-				scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
+				blocksIn.Round(time.Microsecond), scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
 		}
-	}()
+	}
+	defer release()
 	// X4: its threads are stopped, so what it published is all there is.
 	for range 16 {
 		n, err := pollOnce(c.rd, c.eng)
@@ -86,19 +101,18 @@ func (c *leakChecker) check(pid uint32) error {
 		}
 	}
 	c.eng.FlushProcess(pid)
+	drainedIn = time.Since(began) - stoppedIn
 	blocks := c.eng.LiveBlocks(pid)
 	t := reach.Target{
-		Blocks:       make([]reach.Extent, len(blocks)),
+		Blocks:       blocks.Extents,
 		Suppressed:   c.out.suppressedBlocks(c.eng, pid, blocks),
 		DeadStackSPs: c.eng.DeadStackSPs(pid),
 		Exclude:      []string{c.ring.Path()},
 	}
-	for i, b := range blocks {
-		t.Blocks[i] = reach.Extent{Addr: b.Addr, Size: b.Size}
-	}
-	drainedIn = time.Since(began) - stoppedIn
+	blocksIn = time.Since(began) - stoppedIn - drainedIn
 	res, err := reach.Scan(stopped, t)
 	scan = res
+	release()
 	if err != nil {
 		c.eng.SetNotChecked(pid, fmt.Sprintf("cannot read the process's memory: %v", err))
 		return nil

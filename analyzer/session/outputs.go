@@ -37,7 +37,7 @@ func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
 // suppressedBlocks says which of pid's blocks were allocated at a
 // suppressed stack (nil without suppressions): the leak check does not
 // report what only they hold.
-func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks []engine.LiveBlock) []bool {
+func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine.LiveBlocks) []bool {
 	if o.supp == nil {
 		return nil
 	}
@@ -45,13 +45,14 @@ func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks []engi
 	if p == nil {
 		return nil
 	}
-	byStack := map[uint64]bool{}
-	out := make([]bool, len(blocks))
-	for i, b := range blocks {
-		s, ok := byStack[b.StackID]
+	bySite := map[uint32]bool{}
+	out := make([]bool, len(blocks.Sites))
+	for i, site := range blocks.Sites {
+		s, ok := bySite[site]
 		if !ok {
-			_, s = o.supp.Match(o.syms.Frames(p, b.StackID, b.FirstTS))
-			byStack[b.StackID] = s
+			stack, ts := eng.SiteStack(pid, site)
+			_, s = o.supp.Match(o.syms.Frames(p, stack, ts))
+			bySite[site] = s
 		}
 		out[i] = s
 	}

@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"memscope/analyzer/reach"
+	"memscope/shm"
+)
+
+// liveProcess returns an engine holding n live blocks of pid 1 (48-byte
+// stride, sizes and stacks cycling), all applied.
+func liveProcess(tb testing.TB, n int) *Engine {
+	e := New(Options{ReorderWindow: -1})
+	rec := recOf(tb, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
+	for k := 0; k < n; k++ {
+		d := rec.Data
+		binary.LittleEndian.PutUint64(d[8:], uint64(10+k))
+		binary.LittleEndian.PutUint64(d[16:], 0x7f0000000000+uint64(k)*48)
+		binary.LittleEndian.PutUint64(d[24:], uint64(k%500))
+		binary.LittleEndian.PutUint64(d[32:], uint64(k%100+1))
+		rec.TS = uint64(10 + k)
+		require.NoError(tb, e.Apply(rec))
+	}
+	e.Flush()
+	return e
+}
+
+// BenchmarkLiveBlocks measures what the leak check does while it holds
+// the process: list a million live blocks by address.
+func BenchmarkLiveBlocks(b *testing.B) {
+	e := liveProcess(b, 1_000_000)
+	for b.Loop() {
+		e.LiveBlocks(1)
+	}
+}
+
+func TestReachabilityVerdicts(t *testing.T) {
+	e := liveProcess(t, 1000)
+	blocks := e.LiveBlocks(1)
+	require.Len(t, blocks.Extents, 1000)
+	require.Len(t, blocks.Sites, 1000)
+	for i := 1; i < len(blocks.Extents); i++ {
+		require.Less(t, blocks.Extents[i-1].Addr, blocks.Extents[i].Addr)
+	}
+	for i, x := range blocks.Extents {
+		// Block k is at 0x7f0000000000 + 48k, with size k%500, stack k%100+1.
+		k := (x.Addr - 0x7f0000000000) / 48
+		require.Equal(t, k%500, x.Size)
+		stack, _ := e.SiteStack(1, blocks.Sites[i])
+		require.Equal(t, k%100+1, stack)
+	}
+	kinds := make([]reach.Kind, len(blocks.Extents))
+	for i := range kinds {
+		kinds[i] = reach.Kind(1 + i%3) // direct, indirect, reachable in turn
+	}
+	e.SetReachability(1, blocks, kinds)
+	p := e.EndProcess(1, ExitStatus{Known: true})
+	require.True(t, p.Reach.Checked)
+	var got [reach.NumKinds]KindCount
+	for _, s := range p.Sites {
+		var objects, bytes uint64
+		for k, c := range s.ByKind {
+			got[k].Objects += c.Objects
+			got[k].Bytes += c.Bytes
+			objects += c.Objects
+			bytes += c.Bytes
+		}
+		assert.Equal(t, s.LiveObjects, objects)
+		assert.Equal(t, s.LiveBytes, bytes)
+	}
+	// Block k (k = 0..999, by address) has size k%500 and kind 1+k%3.
+	var want [reach.NumKinds]KindCount
+	for k := 0; k < 1000; k++ {
+		c := &want[1+k%3]
+		c.Objects++
+		c.Bytes += uint64(k % 500)
+	}
+	assert.Equal(t, want, got)
+}
