@@ -104,7 +104,7 @@ func (a *arena) free() {
 // Go memory cost more in page faults than the work done in it.
 func bigSlice[T any](n int) ([]T, func()) {
 	size := n * int(unsafe.Sizeof(*new(T)))
-	if size < 1<<20 {
+	if size < 64<<10 {
 		return make([]T, n), func() {}
 	}
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)

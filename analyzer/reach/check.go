@@ -129,7 +129,12 @@ func Scan(s *Stopped, t Target) (Result, error) {
 // process_vm_readv (populated runs are often a page or two: one call per
 // run cost more than the reading).
 func scanRoots(pid int, pieces []rootRange, c *classifier) (uint64, error) {
-	buf := make([]byte, rootPiece)
+	var need uint64
+	for _, p := range pieces {
+		need += p.end - p.start
+	}
+	buf, free := bigSlice[byte](int(min(need, rootPiece)))
+	defer free()
 	var total uint64
 	for len(pieces) > 0 {
 		var rs []remoteRange

@@ -60,10 +60,71 @@ const noContents = ^uint64(0)
 //   - blocks over largeBlock (mmapped chunks, big buffers) would fill
 //     too many buckets: they are kept apart and searched by address.
 type index struct {
-	blocks  []heapBlock // by address
-	lo, hi  uint64
-	regions []region // by address
-	large   []int    // indices of large blocks, by address
+	blocks   []heapBlock // by address
+	lo, hi   uint64
+	regions  []region // by address
+	large    []int    // indices of large blocks, by address
+	granules granuleSet
+}
+
+// granuleSet holds the 1 MiB granules of address space that hold any
+// block. An interpreter's own arenas lie between the brk heap and the
+// mmapped blocks, inside [lo, hi): their many pointers are rejected by
+// one lookup in this small table instead of two binary searches.
+type granuleSet struct {
+	keys []uint64 // granule+1, 0: empty
+	n    int
+	mask uint64
+}
+
+const granuleShift = 20
+
+func (g *granuleSet) add(k uint64) {
+	if 2*(g.n+1) > len(g.keys) {
+		g.grow()
+	}
+	for h := (k * 0x9e3779b97f4a7c15 >> 32) & g.mask; ; h = (h + 1) & g.mask {
+		switch g.keys[h] {
+		case 0:
+			g.keys[h] = k + 1
+			g.n++
+			return
+		case k + 1:
+			return
+		}
+	}
+}
+
+func (g *granuleSet) grow() {
+	old := g.keys
+	size := max(64, 2*len(old))
+	g.keys, g.mask, g.n = make([]uint64, size), uint64(size-1), 0
+	for _, k := range old {
+		if k != 0 {
+			g.add(k - 1)
+		}
+	}
+}
+
+func (g *granuleSet) has(k uint64) bool {
+	if g.n == 0 {
+		return false
+	}
+	for h := (k * 0x9e3779b97f4a7c15 >> 32) & g.mask; ; h = (h + 1) & g.mask {
+		switch g.keys[h] {
+		case 0:
+			return false
+		case k + 1:
+			return true
+		}
+	}
+}
+
+// addRange adds the granules of [lo, hi).
+func (g *granuleSet) addRange(lo, hi uint64) {
+	for k := lo >> granuleShift; k <= (hi-1)>>granuleShift; k++ {
+		g.add(k)
+	}
 }
 
 // region is a stretch of address space dense with small blocks.
@@ -128,13 +189,17 @@ func newIndex(bs []heapBlock) *index {
 			}
 		}
 		ix.regions = append(ix.regions, r)
+		ix.granules.addRange(r.base, r.end)
+	}
+	for _, i := range ix.large {
+		ix.granules.addRange(bs[i].addr, bs[i].end)
 	}
 	return ix
 }
 
 // find returns the index of the block that w points to or into, or -1.
 func (ix *index) find(w uint64) int {
-	if w < ix.lo || w >= ix.hi {
+	if w < ix.lo || w >= ix.hi || !ix.granules.has(w>>granuleShift) {
 		return -1
 	}
 	bs := ix.blocks

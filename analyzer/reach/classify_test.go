@@ -88,3 +88,29 @@ func TestParseMaps(t *testing.T) {
 	_, err = ParseMaps([]byte("zzz r--p\n"))
 	assert.EqualError(t, err, `maps line 1: "zzz r--p": want at least 5 fields`)
 }
+
+func TestIndexFind(t *testing.T) {
+	// Small blocks in two regions far apart, a large block between them,
+	// and a pointer-rich gap (an interpreter's arena) with no block.
+	blocks := []heapBlock{
+		{addr: 0x1000, end: 0x1018},
+		{addr: 0x1020, end: 0x1021}, // malloc(0)
+		{addr: 0x1030, end: 0x1090, next: 0x1080},
+		{addr: 0x7f0000000000, end: 0x7f0000000000 + 32<<20},
+		{addr: 0x7fff00000000, end: 0x7fff00000010},
+	}
+	ix := newIndex(blocks)
+	tests := []struct {
+		w    uint64
+		want int
+	}{
+		{0xfff, -1}, {0x1000, 0}, {0x1017, 0}, {0x1018, -1}, {0x1020, 1}, {0x1021, -1},
+		{0x1030, 2}, {0x1080, -1}, {0x1088, 2}, {0x1090, -1},
+		{0x7f0000000000 + 5<<20, 3}, {0x7f0000000000 + 32<<20, -1},
+		{0x7f8000000000, -1}, // the gap
+		{0x7fff00000008, 4}, {0x7fff00000010, -1},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, ix.find(tc.w), "%#x", tc.w)
+	}
+}
