@@ -12,6 +12,8 @@
  *   register    105 B only in a register (r12) of a spinning thread: reachable
  *   tls         106 B only in __thread storage of a blocked thread: reachable
  *   tsd         107 B only in pthread_setspecific data: reachable
+ *   tlsdl LIB   122 B only in the __thread storage of a dlopen'ed library
+ *               (testdata/tlsplugin.c, dynamic TLS): reachable
  *   self        108 B pointing only to itself: direct
  *   list        a list 109 -> 110 -> 111 B whose head is lost: 109 direct,
  *               110 and 111 indirect
@@ -31,6 +33,7 @@
  *               long enough to kill the analyzer in the middle of it
  * No stdio: its buffer would be one more block.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -190,6 +193,12 @@ int main(int argc, char **argv)
 		pthread_key_t k;
 		pthread_key_create(&k, NULL);
 		pthread_setspecific(k, malloc(107));
+	} else if (!strcmp(c, "tlsdl") && argc > 2) {
+		void *lib = dlopen(argv[2], RTLD_NOW);
+		void (*keep)(size_t) = lib ? (void (*)(size_t))dlsym(lib, "tls_keep") : NULL;
+		if (!keep)
+			return 3;
+		keep(122);
 	} else if (!strcmp(c, "self")) {
 		deep(self);
 	} else if (!strcmp(c, "list")) {
