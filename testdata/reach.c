@@ -26,6 +26,8 @@
  *               in its own process (the child also holds the parent's 116)
  *   exitthread  a second thread calls exit while main waits: 118 B lost
  *               (direct), 119 B in a global (reachable)
+ *   deadthread  a thread keeps 123 B only in its stack and ends; glibc
+ *               keeps its stack mapped for the next thread: direct
  *   _exit       120 B lost, then _exit: not checked (unknown)
  *   traced      121 B lost while a child of ours ptrace-seizes us, so the
  *               analyzer's ptrace is refused: not checked (unknown)
@@ -165,6 +167,12 @@ static void *exit_from_thread(void *arg)
 	return arg;
 }
 
+static void *keep_on_stack(void *arg)
+{
+	void *volatile p __attribute__((unused)) = malloc(123);
+	return arg;
+}
+
 static void start(void *(*fn)(void *))
 {
 	pthread_t t;
@@ -221,6 +229,10 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, exit_from_thread, NULL);
 		pthread_join(t, NULL); /* never returns: the thread exits the process */
+	} else if (!strcmp(c, "deadthread")) {
+		pthread_t t;
+		pthread_create(&t, NULL, keep_on_stack, NULL);
+		pthread_join(t, NULL);
 	} else if (!strcmp(c, "_exit")) {
 		deep(lose120);
 		_exit(0);

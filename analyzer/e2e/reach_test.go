@@ -66,6 +66,7 @@ func TestReachability(t *testing.T) {
 		{"big", nil, []string{"direct 33554433x1", "reachable 33554432x1"}, checked, nil},
 		{"suppressed", []string{"--suppressions", supp}, []string{"direct 114x1 suppressed", "indirect 115x1 suppressed"}, checked, nil},
 		{"exitthread", nil, []string{"direct 118x1", "reachable 119x1"}, checked, nil},
+		{"deadthread", nil, []string{"direct 123x1"}, checked, nil},
 		{"_exit", nil, []string{"unknown 120x1"},
 			"not checked: the process did not wait for the check at exit (it left through _exit or _Exit, or MEMSCOPE_LEAK_CHECK_TIMEOUT=0)", nil},
 		{"traced", nil, []string{"unknown 121x1"}, "", nil}, // reason checked below

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"cmp"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"memscope/analyzer/reach"
 )
@@ -125,6 +127,30 @@ func (e *Engine) SiteStack(pid, site uint32) (stackID, firstTS uint64) {
 		return k.StackID, k.FirstTS
 	}
 	return 0, 0
+}
+
+// AllocatedByLoader reports whether the allocations of one of pid's sites
+// come from the dynamic linker (the caller of malloc is in ld.so): DTVs,
+// dynamic TLS blocks, the loader's own tables.
+func (e *Engine) AllocatedByLoader(pid, site uint32) bool {
+	p := e.procs[pid]
+	if p == nil || int(site) >= len(p.siteKeys) {
+		return false
+	}
+	k := &p.siteKeys[site]
+	pcs := e.stacks[k.StackID]
+	if len(pcs) == 0 {
+		return false
+	}
+	m := (&Process{Modules: p.modules}).ModuleAt(pcs[0], k.FirstTS)
+	return m != nil && isLoader(m.Path)
+}
+
+// isLoader says whether path is the dynamic linker (ld-linux-x86-64.so.2,
+// ld-linux-aarch64.so.1, ld.so, ld-musl-*.so.1).
+func isLoader(path string) bool {
+	base := filepath.Base(path)
+	return strings.HasPrefix(base, "ld-linux") || strings.HasPrefix(base, "ld-musl") || base == "ld.so"
 }
 
 // sortByAddr sorts the blocks by address: a least-significant-digit

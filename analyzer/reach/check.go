@@ -17,6 +17,11 @@ type Target struct {
 	Blocks []Extent
 	// Suppressed[i]: Blocks[i] was allocated at a suppressed stack.
 	Suppressed []bool
+	// Loader[i]: Blocks[i] was allocated by the dynamic linker (the DTVs
+	// and dynamic TLS of every thread, the loader's tables). Such blocks
+	// are reachable, as LeakSanitizer has them: the DTV of an ended
+	// thread is only pointed to from its cached stack, which is no root.
+	Loader []bool
 	// DeadStackSPs are the last stack addresses of the process's threads
 	// that have ended.
 	DeadStackSPs []uint64
@@ -47,7 +52,7 @@ func Scan(s *Stopped, t Target) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("read memory map: %w", err)
 	}
-	ext, suppressed := t.Blocks, t.Suppressed
+	ext, suppressed, loader := t.Blocks, t.Suppressed, t.Loader
 	var order []int
 	if !slices.IsSortedFunc(ext, func(a, b Extent) int { return cmp.Compare(a.Addr, b.Addr) }) {
 		order = make([]int, len(ext))
@@ -59,10 +64,16 @@ func Scan(s *Stopped, t Target) (Result, error) {
 		if t.Suppressed != nil {
 			suppressed = make([]bool, len(order))
 		}
+		if t.Loader != nil {
+			loader = make([]bool, len(order))
+		}
 		for k, i := range order {
 			ext[k] = t.Blocks[i]
 			if suppressed != nil {
 				suppressed[k] = t.Suppressed[i]
+			}
+			if loader != nil {
+				loader[k] = t.Loader[i]
 			}
 		}
 	}
@@ -112,6 +123,11 @@ func Scan(s *Stopped, t Target) (Result, error) {
 		return Result{}, err
 	}
 	res.RootBytes = n
+	for i, l := range loader {
+		if l {
+			c.mark(i)
+		}
+	}
 	kinds := c.finish(suppressed)
 	res.Kinds = kinds
 	if order != nil {

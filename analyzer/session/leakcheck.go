@@ -106,6 +106,7 @@ func (c *leakChecker) check(pid uint32) error {
 	t := reach.Target{
 		Blocks:       blocks.Extents,
 		Suppressed:   c.out.suppressedBlocks(c.eng, pid, blocks),
+		Loader:       loaderBlocks(c.eng, pid, blocks),
 		DeadStackSPs: c.eng.DeadStackSPs(pid),
 		Exclude:      []string{c.ring.Path()},
 	}
@@ -119,6 +120,26 @@ func (c *leakChecker) check(pid uint32) error {
 	}
 	c.eng.SetReachability(pid, blocks, res.Kinds)
 	return nil
+}
+
+// loaderBlocks says which blocks the dynamic linker allocated.
+func loaderBlocks(eng *engine.Engine, pid uint32, blocks engine.LiveBlocks) []bool {
+	bySite := map[uint32]bool{}
+	var out []bool
+	for i, site := range blocks.Sites {
+		l, ok := bySite[site]
+		if !ok {
+			l = eng.AllocatedByLoader(pid, site)
+			bySite[site] = l
+		}
+		if l {
+			if out == nil {
+				out = make([]bool, len(blocks.Sites))
+			}
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // notCheckedReason says why the leak check did not run on p, from how it
