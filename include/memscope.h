@@ -294,9 +294,11 @@ struct ms_module {
 #define MS_THREAD_NAME_MAX 16u
 
 /*
- * stack_sp: with MS_RECF_THREAD_EXIT, a stack address of the ending thread.
- * glibc keeps the stacks of ended threads mapped for reuse; the leak check
- * does not take them as roots (their contents are dead frames).
+ * stack_sp: an address on the thread's stack (0 if unknown). With
+ * MS_RECF_THREAD_EXIT the thread is ending: glibc keeps the stacks of
+ * ended threads mapped for reuse, and the leak check does not take them as
+ * roots (their contents are dead frames); nor, in a fork child, the stacks
+ * of the parent's other threads.
  */
 struct ms_thread {
 	struct ms_record_header h;

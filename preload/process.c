@@ -38,7 +38,12 @@ static pthread_key_t exit_key;
 static char pid_env[32] = "MEMSCOPE_PID=";
 static char no_ring_env[] = "MEMSCOPE_RING=";
 
-/* exiting: the thread is ending; its stack address goes in the record. */
+/*
+ * exiting: the thread is ending. Either way the record carries an address
+ * on the thread's stack, so the leak check can tell thread stacks from
+ * other memory (a stack kept for reuse, or in a fork child a stack of a
+ * thread that only the parent has, is not a root).
+ */
 static void write_thread(struct ms_tls *t, int exiting)
 {
 	struct ms_thread *r = ms_rec_open(t, MS_REC_THREAD, sizeof *r, exiting ? MS_RECF_THREAD_EXIT : 0,
@@ -47,8 +52,7 @@ static void write_thread(struct ms_tls *t, int exiting)
 		return;
 	ms_rec_zero_payload(r, sizeof *r);
 	r->tid = t->w.tid;
-	if (exiting)
-		r->stack_sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
+	r->stack_sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
 	char name[MS_THREAD_NAME_MAX + 1] = {0};
 	if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0) {
 		r->name_len = (uint32_t)strnlen(name, MS_THREAD_NAME_MAX);

@@ -261,9 +261,10 @@ type Module struct {
 type Thread struct {
 	Tid  uint32
 	Name string
-	// StackSP is an address on the thread's stack when it ended
-	// (FlagThreadExit), else 0.
+	// StackSP is an address on the thread's stack (0 if unknown).
 	StackSP uint64
+	// Exiting: written as the thread ends (FlagThreadExit).
+	Exiting bool
 }
 
 // Process is MS_REC_PROCESS.
@@ -409,7 +410,8 @@ func (r Record) Thread() (Thread, error) {
 	if n > ThreadNameMax {
 		return Thread{}, r.errorf("name length %d exceeds %d", n, ThreadNameMax)
 	}
-	return Thread{Tid: le.Uint32(d[threadOffTid:]), Name: string(d[threadOffName : threadOffName+n]), StackSP: le.Uint64(d[threadOffStackSP:])}, nil
+	return Thread{Tid: le.Uint32(d[threadOffTid:]), Name: string(d[threadOffName : threadOffName+n]),
+		StackSP: le.Uint64(d[threadOffStackSP:]), Exiting: r.Flags&FlagThreadExit != 0}, nil
 }
 
 // Process decodes a PROCESS record.
@@ -564,11 +566,10 @@ func AppendModule(b []byte, ts uint64, m Module) []byte {
 	return append(b, make([]byte, n-(moduleFixedSize+segmentSize*len(m.Segments)+len(m.Path)))...)
 }
 
-// AppendThread appends a THREAD record; with a StackSP, as the library
-// writes it when the thread ends (FlagThreadExit).
+// AppendThread appends a THREAD record (FlagThreadExit if t.Exiting).
 func AppendThread(b []byte, ts uint64, t Thread) []byte {
 	var flags uint32
-	if t.StackSP != 0 {
+	if t.Exiting {
 		flags = FlagThreadExit
 	}
 	b = appendHeader(b, RecThread, threadSize, flags, ts)

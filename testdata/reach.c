@@ -28,6 +28,9 @@
  *               (direct), 119 B in a global (reachable)
  *   deadthread  a thread keeps 123 B only in its stack and ends; glibc
  *               keeps its stack mapped for the next thread: direct
+ *   forkthread  a thread keeps 124 B only in its stack and blocks; then the
+ *               process forks and the child exits: in the child, which has
+ *               no such thread, direct; in the parent, reachable
  *   _exit       120 B lost, then _exit: not checked (unknown)
  *   traced      121 B lost while a child of ours ptrace-seizes us, so the
  *               analyzer's ptrace is refused: not checked (unknown)
@@ -173,6 +176,15 @@ static void *keep_on_stack(void *arg)
 	return arg;
 }
 
+static void *keep_and_block(void *arg)
+{
+	void *volatile p __attribute__((unused)) = malloc(124);
+	ready = 1;
+	for (;;)
+		pause();
+	return arg;
+}
+
 static void start(void *(*fn)(void *))
 {
 	pthread_t t;
@@ -233,6 +245,12 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, keep_on_stack, NULL);
 		pthread_join(t, NULL);
+	} else if (!strcmp(c, "forkthread")) {
+		start(keep_and_block);
+		pid_t pid = fork();
+		if (pid == 0)
+			exit(0);
+		waitpid(pid, NULL, 0);
 	} else if (!strcmp(c, "_exit")) {
 		deep(lose120);
 		_exit(0);

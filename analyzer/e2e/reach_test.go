@@ -116,6 +116,23 @@ func TestReachability(t *testing.T) {
 		assert.Equal(t, []string{"direct 116x1", "direct 117x1"}, verdicts(child))
 	})
 
+	t.Run("forkthread", func(t *testing.T) {
+		// LSan (which suspends no thread the child lacks) says the same:
+		// 124 B is a direct leak of the child only.
+		a := analyze(t, nil, prog, "forkthread")
+		require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
+		m := a.main(t)
+		assert.Equal(t, []string{"reachable 124x1"}, verdicts(m))
+		var child *leaksJSON
+		for _, r := range a.reports {
+			if r.Ppid == m.Pid {
+				child = r
+			}
+		}
+		require.NotNil(t, child, "no report of the fork child")
+		assert.Equal(t, []string{"direct 124x1"}, verdicts(child))
+	})
+
 	t.Run("text report", func(t *testing.T) {
 		a := analyze(t, nil, prog, "list")
 		m := a.main(t)

@@ -252,9 +252,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		}
 		p := e.proc(rec.Pid)
 		p.threadNames[t.Tid] = t.Name
-		if rec.Flags&shm.FlagThreadExit != 0 && t.StackSP != 0 {
-			p.reach.threadEnded(t.StackSP)
-		}
+		p.reach.thread(t)
 	case shm.RecProcess:
 		pr, err := rec.Process()
 		if err != nil {

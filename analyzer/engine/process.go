@@ -261,6 +261,7 @@ func (p *proc) copyFrom(parent *proc, ts uint64) {
 	p.timeline = nil
 	p.nextSample = 0
 	p.startTS = ts
+	p.reach.forkedFrom(&parent.reach)
 	for tid, n := range parent.threadNames {
 		if _, ok := p.threadNames[tid]; !ok {
 			p.threadNames[tid] = n

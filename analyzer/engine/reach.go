@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"memscope/analyzer/reach"
+	"memscope/shm"
 )
 
 // The engine's part in the leak check at exit (DESIGN.md §6.1): it says
@@ -49,6 +50,7 @@ const maxDeadStacks = 1 << 16
 // procReach is a proc's leak check state.
 type procReach struct {
 	deadStacks map[uint64]uint64 // sp>>16 -> sp of ended threads
+	liveStacks map[uint32]uint64 // tid -> a stack address of a running thread
 	// Verdicts, by address (sorted), once the check ran, and what each
 	// site held of each kind then.
 	addrs     []uint64
@@ -57,12 +59,46 @@ type procReach struct {
 	state     Reachability
 }
 
+// thread notes a THREAD record: where the thread's stack is, and
+// whether the thread has ended.
+func (r *procReach) thread(t shm.Thread) {
+	if t.StackSP == 0 {
+		return
+	}
+	if t.Exiting {
+		delete(r.liveStacks, t.Tid)
+		r.threadEnded(t.StackSP)
+		return
+	}
+	if r.liveStacks == nil {
+		r.liveStacks = map[uint32]uint64{}
+	}
+	if len(r.liveStacks) < maxDeadStacks {
+		r.liveStacks[t.Tid] = t.StackSP
+	}
+}
+
 func (r *procReach) threadEnded(sp uint64) {
 	if r.deadStacks == nil {
 		r.deadStacks = map[uint64]uint64{}
 	}
 	if len(r.deadStacks) < maxDeadStacks {
 		r.deadStacks[sp>>16] = sp
+	}
+}
+
+// forkedFrom adds a fork child's inherited stacks: the child has only
+// the thread that forked, so every stack of the parent, of a running
+// thread or not, is a dead stack in the child (the forking thread's own
+// stack holds its stack pointer, which makes it a root again). What the
+// child already said of its own threads (THREAD records are applied as
+// they arrive, the fork record in time order) stays.
+func (r *procReach) forkedFrom(parent *procReach) {
+	for _, sp := range parent.deadStacks {
+		r.threadEnded(sp)
+	}
+	for _, sp := range parent.liveStacks {
+		r.threadEnded(sp)
 	}
 }
 
