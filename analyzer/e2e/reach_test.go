@@ -133,6 +133,32 @@ func TestReachability(t *testing.T) {
 		assert.Equal(t, []string{"direct 124x1"}, verdicts(child))
 	})
 
+	t.Run("pprof leak label", func(t *testing.T) {
+		a := analyze(t, nil, prog, "list")
+		m := a.main(t)
+		path := filepath.Join(a.dir, fmt.Sprintf("memscope.reach.%d.pb.gz", m.Pid))
+		p := parseProfile(t, path)
+		inuse := map[string]int64{}
+		var allocs int64
+		for _, s := range p.Sample {
+			inuse[strings.Join(s.Label["leak"], ",")] += s.Value[3]
+			allocs += s.Value[0]
+		}
+		assert.Equal(t, int64(109), inuse["direct"])
+		assert.Equal(t, int64(221), inuse["indirect"])
+		assert.Equal(t, int64(m.ReachableBytes), inuse["reachable"])
+		assert.Equal(t, int64(m.Totals.Allocations), allocs, "allocations counted once")
+		// What a user types: pprof matches tag values as regexps, so
+		// leak=direct shows the leaks (direct and indirect: 330 B, no
+		// reachable block), leak=^direct the direct ones alone.
+		for _, tc := range []struct{ focus, total string }{{"leak=direct", "330B"}, {"leak=^direct", "109B"}} {
+			out, err := exec.Command("go", "tool", "pprof", "-tagfocus", tc.focus, "-sample_index=inuse_space", "-top", path).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), "Showing nodes accounting for "+tc.total+",", tc.focus)
+			assert.Contains(t, string(out), " list\n", tc.focus)
+		}
+	})
+
 	t.Run("text report", func(t *testing.T) {
 		a := analyze(t, nil, prog, "list")
 		m := a.main(t)
