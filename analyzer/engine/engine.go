@@ -59,7 +59,7 @@ type Engine struct {
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
 
-	exitChecks []uint32 // processes waiting at exit for a leak check (TakeExitChecks)
+	exitChecks []ExitCheck // processes waiting at exit for a leak check (TakeExitChecks)
 
 	maxSeen  uint64 // largest timestamp seen
 	released uint64 // events with key <= released have been applied
@@ -262,7 +262,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
 		}
 		if pr.Event == shm.ProcessExit && rec.Flags&shm.FlagExitCheck != 0 {
-			e.exitChecks = append(e.exitChecks, rec.Pid)
+			e.exitChecks = append(e.exitChecks, ExitCheck{Pid: rec.Pid, TS: rec.TS})
 		}
 		e.nextProcID++
 		key := eventKey(rec.TS, evProc)

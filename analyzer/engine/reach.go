@@ -112,10 +112,17 @@ func (r *procReach) kindOf(addr uint64) reach.Kind {
 	return reach.Unknown
 }
 
+// ExitCheck is a process waiting at exit for its leak check, since TS
+// (CLOCK_MONOTONIC ns, when it wrote its PROCESS exit record).
+type ExitCheck struct {
+	Pid uint32
+	TS  uint64
+}
+
 // TakeExitChecks returns the processes that announced, since the last
 // call, that they wait at exit for a leak check (PROCESS exit with
 // FlagExitCheck), in arrival order.
-func (e *Engine) TakeExitChecks() []uint32 {
+func (e *Engine) TakeExitChecks() []ExitCheck {
 	out := e.exitChecks
 	e.exitChecks = nil
 	return out

@@ -29,12 +29,12 @@ type leakChecker struct {
 // call.
 func (c *leakChecker) checkAll() error {
 	for {
-		pids := c.eng.TakeExitChecks()
-		if len(pids) == 0 {
+		checks := c.eng.TakeExitChecks()
+		if len(checks) == 0 {
 			return nil
 		}
-		for _, pid := range pids {
-			if err := c.check(pid); err != nil {
+		for _, x := range checks {
+			if err := c.check(x.Pid, x.TS); err != nil {
 				return err
 			}
 		}
@@ -44,7 +44,9 @@ func (c *leakChecker) checkAll() error {
 // check runs the leak check of pid. Only a ring error is returned: a
 // check that cannot run leaves its reason in the engine, and the process
 // is always released.
-func (c *leakChecker) check(pid uint32) error {
+// waitingSince is when the process wrote its exit record (the library's
+// CLOCK_MONOTONIC, which is ours).
+func (c *leakChecker) check(pid uint32, waitingSince uint64) error {
 	if !c.ring.ExitWaiting(pid) {
 		c.eng.SetNotChecked(pid, "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)")
 		return nil
@@ -84,8 +86,12 @@ func (c *leakChecker) check(pid uint32) error {
 		stopped.Resume()
 		c.ring.ReleaseExit(pid)
 		if c.timing {
-			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: held %v (stop %v, ring %v, blocks %v, scan %v: %d B of roots, %d B in %d blocks)\n",
-				pid, time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
+			var waited time.Duration
+			if now := nowNS(); now > waitingSince {
+				waited = time.Duration(now - waitingSince)
+			}
+			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, held %v (stop %v, ring %v, blocks %v, scan %v: %d B of roots, %d B in %d blocks)\n",
+				pid, waited.Round(time.Microsecond), time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
 				blocksIn.Round(time.Microsecond), scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
 		}
 	}

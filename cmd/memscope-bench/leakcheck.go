@@ -32,7 +32,7 @@ func leakCheckWorkloads(benchDir, python string) []leakCheckWorkload {
 	return ws
 }
 
-var heldRE = regexp.MustCompile(`^memscope: leak check of pid (\d+): held ([0-9.]+[a-zµ]+) \(stop ([0-9.]+[a-zµ]+), ring ([0-9.]+[a-zµ]+), blocks ([0-9.]+[a-zµ]+), scan ([0-9.]+[a-zµ]+)`)
+var heldRE = regexp.MustCompile(`^memscope: leak check of pid (\d+): waited ([0-9.]+[a-zµ]+), held [0-9.]+[a-zµ]+ \(stop ([0-9.]+[a-zµ]+), ring ([0-9.]+[a-zµ]+), blocks ([0-9.]+[a-zµ]+), scan ([0-9.]+[a-zµ]+)`)
 
 // leakCheckRows runs each workload under `memscope-analyze run` and
 // reports the median time its root process was held at exit.
