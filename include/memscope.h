@@ -90,6 +90,14 @@
 #define MS_CAP_LEAK_CHECK 0x1u /* the consumer checks reachability at exit (X1-X4) */
 #define MS_EXIT_SLOTS 64u     /* processes that can wait at exit at once */
 
+/*
+ * The library maps its own tables (stack hashes, the module list) each as
+ * a mapping of its own, between PROT_NONE guard pages, whose first page
+ * starts with {MS_PRIVATE_MAGIC, size of the mapping}. They hold no heap
+ * pointer: the leak check does not scan them (preload/privmem.c).
+ */
+#define MS_PRIVATE_MAGIC 0x5441564952505350ull /* bytes "PSPRIVAT" */
+
 /* ms_chunk_header.seq */
 #define MS_SEQ_CLAIMED(i) (((uint64_t)(i) + 1) << 1)
 #define MS_SEQ_ABANDONED(i) ((((uint64_t)(i) + 1) << 1) | 1)

@@ -22,22 +22,9 @@
 
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
-#ifndef PR_SET_VMA
-#define PR_SET_VMA 0x53564d41
-#define PR_SET_VMA_ANON_NAME 0
-#endif
-
 extern char **environ;
-
-void ms_name_mapping(void *p, size_t len)
-{
-	int e = errno;
-	prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, (unsigned long)len, (unsigned long)"memscope");
-	errno = e;
-}
 
 size_t ms_strlcpy(char *dst, const char *src, size_t cap)
 {

@@ -10,6 +10,7 @@
  *   modules.c  MODULE records, dlopen/dlclose
  *   process.c  PROCESS/THREAD records, fork, thread exit, env markers
  *   exitcheck.c  the wait at exit while the analyzer checks reachability
+ *   privmem.c  memory for the library's own tables, which the check skips
  *   env.c      configuration from the environment (no malloc)
  *   spawn.c    bare mode: create a ring, start the analyzer detached
  *   ring.c     the ring writer (owned by shm/)
@@ -54,12 +55,12 @@ MS_HIDDEN void ms_say(const char *a, const char *b, const char *c);
  */
 MS_HIDDEN int ms_env_put(char *const *entries, int n);
 /*
- * Names an anonymous mapping of the library "[anon:memscope]" in
- * /proc/PID/maps (Linux 5.17+ with CONFIG_ANON_VMA_NAME; elsewhere a
- * no-op): the leak check then skips it instead of scanning megabytes of
- * stack hashes as roots. Only for memory that never holds a heap pointer.
+ * Maps size bytes of zeroed memory for a table of the library's own, in a
+ * mapping the leak check recognises and skips (privmem.c). Only for
+ * memory that never holds a heap pointer. NULL if mmap fails.
  */
-MS_HIDDEN void ms_name_mapping(void *p, size_t len);
+MS_HIDDEN void *ms_map_private(size_t size);
+/* The header page of such a mapping starts with MS_PRIVATE_MAGIC (memscope.h). */
 /* Small string helpers (no libc calls that could allocate). */
 MS_HIDDEN size_t ms_strlcpy(char *dst, const char *src, size_t cap);
 MS_HIDDEN char *ms_utoa(char *end, uint64_t v); /* writes digits ending before end, returns start */

@@ -303,11 +303,9 @@ static int map_known(void)
 {
 	if (known)
 		return 0;
-	void *p = mmap(NULL, MAX_KNOWN * sizeof(struct known) + PATH_POOL, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	void *p = ms_map_private(MAX_KNOWN * sizeof(struct known) + PATH_POOL);
+	if (!p)
 		return -1;
-	ms_name_mapping(p, MAX_KNOWN * sizeof(struct known) + PATH_POOL);
 	known = p;
 	path_pool = (char *)p + MAX_KNOWN * sizeof(struct known);
 	return 0;

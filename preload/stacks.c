@@ -40,11 +40,9 @@ static struct slot *table;
 
 int ms_stacks_init(void)
 {
-	void *p = mmap(NULL, TABLE_SLOTS * sizeof(struct slot), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	void *p = ms_map_private(TABLE_SLOTS * sizeof(struct slot));
+	if (!p)
 		return -1;
-	ms_name_mapping(p, TABLE_SLOTS * sizeof(struct slot));
 	table = p;
 	ms_g.epoch = (1ull << 32) | ms_g.pid;
 	return 0;

@@ -27,7 +27,7 @@ func seedChunk() []byte {
 // the records a chunk holds up to its first malformed record, and the
 // offset and reason of that record.
 func recheck(data []byte) (recs [][3]int, badOff int, reason string) {
-	fixed := map[uint16]int{1: 48, 2: 24, 3: 64, 4: 32, 5: 96, 6: 40, 7: 40, 8: 24}
+	fixed := map[uint16]int{1: 48, 2: 24, 3: 64, 4: 32, 5: 96, 6: 48, 7: 40, 8: 24}
 	off := 0
 	for off < len(data) {
 		if len(data)-off < 16 {

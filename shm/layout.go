@@ -23,6 +23,8 @@ const (
 
 	CapLeakCheck = 0x1 // MS_CAP_LEAK_CHECK
 	ExitSlots    = 64  // MS_EXIT_SLOTS
+
+	PrivateMagic = 0x5441564952505350 // MS_PRIVATE_MAGIC: first word of the library's own tables
 )
 
 // struct ms_ring_header offsets.

@@ -149,7 +149,7 @@ func TestConstantsMatchC(t *testing.T) {
 		"MS_REC_STACK": uint64(RecStack), "MS_REC_MODULE": uint64(RecModule), "MS_REC_THREAD": uint64(RecThread),
 		"MS_REC_PROCESS": uint64(RecProcess), "MS_REC_LOST": uint64(RecLost), "MS_REC_MAX": uint64(recMax),
 		"MS_RECF_TRUNCATED": FlagTruncated, "MS_RECF_EXIT_CHECK": FlagExitCheck, "MS_RECF_THREAD_EXIT": FlagThreadExit,
-		"MS_CAP_LEAK_CHECK": CapLeakCheck, "MS_EXIT_SLOTS": ExitSlots,
+		"MS_CAP_LEAK_CHECK": CapLeakCheck, "MS_EXIT_SLOTS": ExitSlots, "MS_PRIVATE_MAGIC": PrivateMagic,
 		"MS_KIND_MALLOC": uint64(KindMalloc), "MS_KIND_CALLOC": uint64(KindCalloc), "MS_KIND_REALLOC": uint64(KindRealloc),
 		"MS_KIND_REALLOCARRAY": uint64(KindReallocarray), "MS_KIND_POSIX_MEMALIGN": uint64(KindPosixMemalign),
 		"MS_KIND_ALIGNED_ALLOC": uint64(KindAlignedAlloc), "MS_KIND_MEMALIGN": uint64(KindMemalign),

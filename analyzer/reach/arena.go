@@ -64,6 +64,9 @@ func readArena(pid int, blocks []heapBlock) (*arena, error) {
 	// process_vm_readv stream does not fill the memory bandwidth
 	// (measured: 170 ms for 100 MB with one).
 	half := len(rs) / 2
+	if total < 4<<20 {
+		half = len(rs) // small: one reader
+	}
 	errs := make(chan error, 1)
 	go func() {
 		_, err := readRanges(pid, rs[half:])

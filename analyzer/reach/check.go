@@ -96,12 +96,13 @@ func Scan(s *Stopped, t Target) (Result, error) {
 			c.rootWord(w)
 		}
 	}
-	heapInfo := func(addr uint64) (arena, size, pagesize uint64, ok bool) {
-		buf := make([]byte, 40)
-		if got, err := readRanges(s.Pid, []remoteRange{{addr, buf}}); err != nil || got < 40 {
-			return 0, 0, 0, false
+	// The first bytes of a mapping, which say whose it is.
+	head := func(addr uint64) []byte {
+		rs := []remoteRange{{addr, make([]byte, 40)}}
+		if _, err := readRanges(s.Pid, rs); err != nil {
+			return nil
 		}
-		return le64(buf), le64(buf[16:]), le64(buf[32:]), true
+		return rs[0].buf
 	}
 	pm := openPageMap(s.Pid)
 	defer pm.close()
@@ -112,7 +113,7 @@ func Scan(s *Stopped, t Target) (Result, error) {
 		}
 		return nil
 	}
-	for _, r := range rootRanges(maps, blocks, sps, t.DeadStackSPs, t.Exclude, heapInfo) {
+	for _, r := range rootRanges(maps, blocks, sps, t.DeadStackSPs, t.Exclude, head) {
 		// A stack range starts at its SP: take its first page from there.
 		first := min((r.start+4095)&^4095, r.end)
 		add(r.start, first)

@@ -3,6 +3,8 @@ package reach
 import (
 	"encoding/binary"
 	"sort"
+
+	"memscope/shm"
 )
 
 // What memory is a root (DESIGN.md §6.1): writable memory of the process
@@ -19,7 +21,8 @@ import (
 //     only if the block is reachable), the stacks glibc keeps for reuse
 //     after their threads ended (a thread's last stack address is in its
 //     THREAD exit record), the ring, the library's own tables
-//     ([anon:memscope]), and the kernel's [vdso]/[vvar] pages.
+//     (MS_PRIVATE_MAGIC, or [anon:memscope] where the kernel names them),
+//     and the kernel's [vdso]/[vvar] pages.
 
 // libraryMapping is how libmemscope.so names the memory it maps for
 // itself (stack hashes, the module table): no heap pointer lives there.
@@ -38,7 +41,7 @@ const glibcHeapAlign = 64 << 20
 // (the ring). heapInfo reads the first words of a mapping, to recognise a
 // glibc arena heap.
 func rootRanges(maps []Mapping, blocks []heapBlock, sps, deadSPs []uint64, exclude []string,
-	heapInfo func(addr uint64) (arena, size, pagesize uint64, ok bool)) []rootRange {
+	head func(addr uint64) []byte) []rootRange {
 	var out []rootRange
 	for _, m := range maps {
 		if !m.Readable() || !m.Writable() || m.End <= m.Start {
@@ -51,12 +54,8 @@ func rootRanges(maps []Mapping, blocks []heapBlock, sps, deadSPs []uint64, exclu
 		if contains(exclude, m.Path) || m.Path == libraryMapping || holdsBlock(blocks, m) {
 			continue
 		}
-		if m.Start%glibcHeapAlign == 0 {
-			if arena, size, pagesize, ok := heapInfo(m.Start); ok && arena != 0 &&
-				size > 0 && size <= glibcHeapAlign && size%4096 == 0 &&
-				pagesize >= 4096 && pagesize&(pagesize-1) == 0 {
-				continue
-			}
+		if m.Path == "" && (libraryTable(m, head) || glibcHeap(m, head)) {
+			continue
 		}
 		start := m.End
 		for _, sp := range sps {
@@ -73,6 +72,29 @@ func rootRanges(maps []Mapping, blocks []heapBlock, sps, deadSPs []uint64, exclu
 		out = append(out, rootRange{start &^ 7, m.End})
 	}
 	return out
+}
+
+// libraryTable says whether m is one of libmemscope.so's own tables
+// (MS_PRIVATE_MAGIC and the mapping's size at its start).
+func libraryTable(m Mapping, head func(uint64) []byte) bool {
+	h := head(m.Start)
+	return len(h) >= 16 && le64(h) == shm.PrivateMagic && le64(h[8:]) == m.End-m.Start
+}
+
+// glibcHeap says whether m is a glibc arena heap: aligned to
+// HEAP_MAX_SIZE, starting with a heap_info {ar_ptr, prev, size,
+// mprotect_size, pagesize}.
+func glibcHeap(m Mapping, head func(uint64) []byte) bool {
+	if m.Start%glibcHeapAlign != 0 {
+		return false
+	}
+	h := head(m.Start)
+	if len(h) < 40 {
+		return false
+	}
+	arena, size, pagesize := le64(h), le64(h[16:]), le64(h[32:])
+	return arena != 0 && size > 0 && size <= glibcHeapAlign && size%4096 == 0 &&
+		pagesize >= 4096 && pagesize&(pagesize-1) == 0
 }
 
 func contains(list []string, s string) bool {
