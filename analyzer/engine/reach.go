@@ -292,7 +292,16 @@ func (e *Engine) SetNotChecked(pid uint32, reason string) {
 // allocated or freed after it), the check's sums are the answer;
 // otherwise each live block is looked up.
 func (p *proc) siteKinds() [][reach.NumKinds]KindCount {
-	if r := &p.reach; r.state.Checked && len(r.siteKinds) <= len(p.sites) {
+	if !p.reach.state.Checked {
+		// No verdicts: every live block is of unknown kind (no walk over
+		// the live table: snapshots of a running process take this path).
+		out := make([][reach.NumKinds]KindCount, len(p.sites))
+		for i := range p.sites {
+			out[i][reach.Unknown] = KindCount{Objects: p.sites[i].LiveObjects, Bytes: p.sites[i].LiveBytes}
+		}
+		return out
+	}
+	if r := &p.reach; len(r.siteKinds) <= len(p.sites) {
 		same := true
 		for i := range r.siteKinds {
 			var objects, bytes uint64

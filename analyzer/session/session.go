@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/live"
 	"memscope/shm"
 )
 
@@ -34,6 +35,20 @@ type Config struct {
 	ShowReachable bool
 	// CheckTiming says on stderr how long each leak check held its process.
 	CheckTiming bool
+
+	// Serve: serve the session on a unix socket beside the ring
+	// (live.SocketPath), for `live --attach`, `ps` and `snapshot`.
+	Serve bool
+	// Board, if set, receives the published state (for --metrics); the
+	// session makes its own to serve the socket otherwise.
+	Board *live.Board
+	// SnapshotEvery writes a numbered heap profile of every running
+	// process at this interval (--snapshot-every); 0: none.
+	SnapshotEvery time.Duration
+	// Command and Output describe the session for viewers: the program
+	// run, and where its output goes when captured.
+	Command []string
+	Output  string
 
 	// PollInterval is how long the consumer sleeps when the ring is empty.
 	PollInterval time.Duration
@@ -234,6 +249,20 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// will not come.
 	defer ring.DisableLeakChecks()
 
+	board := cfg.Board
+	if board == nil && cfg.Serve {
+		board = &live.Board{}
+	}
+	pub := newPublisher(cfg, board, out.syms)
+	if cfg.Serve {
+		srv, err := live.Listen(live.SocketPath(ring.Path()), board)
+		if err != nil {
+			fmt.Fprintf(cfg.Stderr, "memscope: warning: %v; live view, ps and snapshot will not find this session\n", err)
+		} else {
+			defer srv.Close()
+		}
+	}
+
 	endings := map[uint32]*ending{}
 	watches := map[uint32]*pidWatch{}
 	defer func() {
@@ -254,6 +283,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			p.Reach.Reason = notCheckedReason(p, cfg.NoLeakCheck)
 		}
 		res.Processes = append(res.Processes, out.write(p))
+		pub.processEnded(p)
+		pub.tick(eng, ring.Info, true)
 	}
 	end := func(pid uint32, status engine.ExitStatus, statusBy time.Time) {
 		if e := endings[pid]; e != nil {
@@ -279,6 +310,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
 		eng.Advance(nowNS())
+		pub.tick(eng, ring.Info, false)
 
 		// Learn who has ended: the reaper (our children), then pidfds.
 		if exitsOpen {

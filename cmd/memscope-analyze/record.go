@@ -34,6 +34,11 @@ resumes from the last committed point.`,
 			if err != nil {
 				return err
 			}
+			stopMetrics, err := of.startMetrics(&cfg)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			ring, err := shm.Open(ringPath)
 			if err != nil {
 				return err

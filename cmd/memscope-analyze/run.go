@@ -29,6 +29,8 @@ type outputFlags struct {
 	keepRing      bool
 	noLeakCheck   bool
 	showReachable bool
+	snapshotEvery time.Duration
+	metricsAddr   string
 }
 
 func (o *outputFlags) register(c *cobra.Command) {
@@ -39,13 +41,19 @@ func (o *outputFlags) register(c *cobra.Command) {
 	f.BoolVar(&o.keepRing, "keep-ring", false, "keep the ring file after the run is reported")
 	f.BoolVar(&o.noLeakCheck, "no-leak-check", false, "do not check reachability at exit: every block still allocated is a leak of unknown kind")
 	f.BoolVar(&o.showReachable, "show-reachable", false, "list reachable blocks in the text leak report too")
+	f.DurationVar(&o.snapshotEvery, "snapshot-every", 0, "write a numbered heap profile of every running process at this interval, e.g. 60s")
+	f.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464")
 }
 
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
 		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable,
-		CheckTiming: os.Getenv("MEMSCOPE_CHECK_TIMING") == "1"}
+		CheckTiming: os.Getenv("MEMSCOPE_CHECK_TIMING") == "1",
+		Serve:       true, SnapshotEvery: o.snapshotEvery}
+	if o.snapshotEvery < 0 {
+		return cfg, fmt.Errorf("--snapshot-every %v: want a positive interval", o.snapshotEvery)
+	}
 	if err := checkOutDir(o.outDir); err != nil {
 		return cfg, err
 	}
@@ -147,6 +155,12 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg.Command = args
+	stopMetrics, err := rf.startMetrics(&cfg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	prog, err := resolveProgram(args[0])
 	if err != nil {
 		return err

@@ -1,0 +1,151 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"memscope/analyzer/report"
+)
+
+// The session's socket (DESIGN.md §8): beside its ring in the private
+// directory, mode 0600, and every connection's peer must be our user.
+// It speaks HTTP:
+//
+//	GET /v1/state            the View, JSON
+//	GET /v1/snapshot?pid=N   a pprof heap profile of pid now (inuse = live now)
+//
+// Handlers read the Board only: a viewer that stalls, or dies, holds
+// nothing the recording needs.
+
+// SocketPath is where the session of ringPath serves.
+func SocketPath(ringPath string) string { return ringPath + ".sock" }
+
+// Server serves a Board on a unix socket.
+type Server struct {
+	board *Board
+	path  string
+	ln    net.Listener
+	srv   *http.Server
+
+	mu   sync.Mutex // syms is not safe for concurrent use
+	syms *report.Symbols
+}
+
+// Listen creates the socket at path (refusing to replace anything there)
+// and serves board on it until Close.
+func Listen(path string, board *Board) (*Server, error) {
+	// Created 0600 from the start: no window where another user could connect.
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("session socket %s: %w", path, err)
+	}
+	s := &Server{board: board, path: path, syms: report.NewSymbols(nil)}
+	s.ln = &peerCheckListener{ln.(*net.UnixListener)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/state", s.state)
+	mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: nil}
+	go s.srv.Serve(s.ln)
+	return s, nil
+}
+
+// Path is the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	os.Remove(s.path)
+	return err
+}
+
+func (s *Server) state(w http.ResponseWriter, _ *http.Request) {
+	st := s.board.Load()
+	if st == nil {
+		http.Error(w, "the session has not published its state yet", http.StatusServiceUnavailable)
+		return
+	}
+	s.mu.Lock()
+	v := BuildView(st, s.syms, os.Getpid())
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	st := s.board.Load()
+	if st == nil {
+		http.Error(w, "the session has not published its state yet", http.StatusServiceUnavailable)
+		return
+	}
+	pid, err := strconv.ParseUint(r.URL.Query().Get("pid"), 10, 32)
+	if err != nil {
+		http.Error(w, "want ?pid=N", http.StatusBadRequest)
+		return
+	}
+	p := st.Proc(uint32(pid))
+	if p == nil {
+		http.Error(w, fmt.Sprintf("pid %d is not traced in this session", pid), http.StatusNotFound)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	opts := report.ProfileOptions{TimeNanos: st.Time.UnixNano()}
+	if err := report.WriteProfile(w, p.Process, s.syms, report.InuseAtExit, opts); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+// peerCheckListener accepts only connections from our own user (and
+// root): the socket's mode already says so, this holds even if it was
+// changed.
+type peerCheckListener struct{ *net.UnixListener }
+
+func (l *peerCheckListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.UnixListener.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		if peerAllowed(c) {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+func peerAllowed(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return false
+	}
+	return int(cred.Uid) == os.Geteuid() || cred.Uid == 0
+}
+
+// ErrNoSession says that no session serves at a socket.
+var ErrNoSession = errors.New("no session serves there")

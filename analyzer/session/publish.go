@@ -1,0 +1,103 @@
+package session
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/live"
+	"memscope/analyzer/report"
+	"memscope/shm"
+)
+
+// publisher puts copies of the engine's state on the session's Board for
+// live readers (socket, metrics), and writes the periodic snapshots of
+// --snapshot-every. It runs on the session's goroutine, between polls:
+// a copy costs the consumer the time to copy each process's sites, and
+// readers never make it wait.
+type publisher struct {
+	cfg     Config
+	syms    *report.Symbols // the session's (same goroutine)
+	board   *live.Board
+	started time.Time
+	last    time.Time
+	ended   []live.Proc // final states, newest last, at most keptEnded
+	endedEv uint64      // events of the ended processes
+
+	snapEvery time.Duration
+	lastSnap  time.Time
+	snapNo    map[uint32]int
+}
+
+// publishInterval is how often readers see a new state.
+const publishInterval = 200 * time.Millisecond
+
+// keptEnded bounds the ended processes a state keeps for viewers.
+const keptEnded = 64
+
+func newPublisher(cfg Config, board *live.Board, syms *report.Symbols) *publisher {
+	now := time.Now()
+	return &publisher{cfg: cfg, syms: syms, board: board, started: now, snapEvery: cfg.SnapshotEvery, lastSnap: now, snapNo: map[uint32]int{}}
+}
+
+// ended keeps the final state of a process that ended.
+func (pb *publisher) processEnded(p *engine.Process) {
+	pb.endedEv += p.Totals.Allocations + p.Totals.Frees
+	pb.ended = append(pb.ended, live.Proc{Process: p, SeenNS: p.EndTS})
+	if len(pb.ended) > keptEnded {
+		pb.ended = pb.ended[len(pb.ended)-keptEnded:]
+	}
+}
+
+// tick publishes a new state if it is time (or force), and writes the
+// periodic snapshots that are due.
+func (pb *publisher) tick(eng *engine.Engine, ringInfo func() shm.Info, force bool) {
+	now := time.Now()
+	snap := pb.snapEvery > 0 && now.Sub(pb.lastSnap) >= pb.snapEvery
+	if pb.board == nil && !snap {
+		return
+	}
+	if !force && !snap && now.Sub(pb.last) < publishInterval {
+		return
+	}
+	pb.last = now
+	st := &live.State{Time: now, Started: pb.started, NowNS: nowNS(), Ring: ringInfo(),
+		Command: pb.cfg.Command, Output: pb.cfg.Output, EventsApplied: pb.endedEv}
+	for _, pid := range eng.Pids() {
+		p := eng.Snapshot(pid)
+		if p == nil {
+			continue
+		}
+		st.EventsApplied += p.Totals.Allocations + p.Totals.Frees
+		st.Procs = append(st.Procs, live.Proc{Process: p, Running: true, SeenNS: p.EndTS})
+	}
+	st.Procs = append(st.Procs, pb.ended...)
+	if pb.board != nil {
+		pb.board.Publish(st)
+	}
+	if snap {
+		pb.lastSnap = now
+		pb.writeSnapshots(st)
+	}
+}
+
+// writeSnapshots writes memscope.PROG.PID.NNNN.pb.gz for every running
+// process: inuse = live now, numbered per process, so any two make a
+// `go tool pprof -diff_base`.
+func (pb *publisher) writeSnapshots(st *live.State) {
+	for _, p := range st.Procs {
+		if !p.Running {
+			continue
+		}
+		pb.snapNo[p.Pid]++
+		name := fmt.Sprintf("%s.%04d.pb.gz", report.FileBase(p.Process), pb.snapNo[p.Pid])
+		opts := report.ProfileOptions{TimeNanos: st.Time.UnixNano()}
+		if err := report.WriteFileAtomic(pb.cfg.OutDir, name, func(w io.Writer) error {
+			return report.WriteProfile(w, p.Process, pb.syms, report.InuseAtExit, opts)
+		}); err != nil {
+			fmt.Fprintf(pb.cfg.Stderr, "memscope: cannot write %s: %v\n", filepath.Join(pb.cfg.OutDir, name), err)
+		}
+	}
+}
