@@ -46,7 +46,7 @@ type ProcView struct {
 	DroppedEvents  uint64       `json:"dropped_events"`
 	LateEvents     uint64       `json:"late_events"`
 	LagNS          uint64       `json:"lag_ns"`
-	AgeNS          uint64       `json:"age_ns"` // since the process started
+	AgeNS          uint64       `json:"age_ns"`   // since the process started
 	Timeline       [][2]uint64  `json:"timeline"` // [ns since start, heap bytes], at most timelinePoints
 	Threads        []ThreadView `json:"threads"`
 	Sites          []SiteView   `json:"sites"` // by live bytes, at most MaxSites
