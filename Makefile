@@ -31,18 +31,19 @@ FUZZTIME ?= 10s
 all: $(LIB) $(ANALYZER)
 
 # Debian packages the build and the tests need (libunwind for stacks,
-# llvm-addr2line as the symbolizer tests' oracle). Installs only what is
-# missing, once.
+# llvm-addr2line as the symbolizer tests' oracle, prometheus to scrape
+# --metrics in the live tests). Installs only what is missing, once.
 $(DEPS_STAMP):
 	@mkdir -p $(BUILD)
 	@missing=""; \
 	printf '#include <libunwind.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
 	command -v llvm-addr2line >/dev/null 2>&1 || missing="$$missing llvm"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@touch $@
 

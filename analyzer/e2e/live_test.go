@@ -227,3 +227,60 @@ func TestSessionSocketSecurity(t *testing.T) {
 	r.step(2)
 	r.await(30000)
 }
+
+// TestPrometheusScrape: a real Prometheus (Debian's package, which make
+// deps installs) scrapes --metrics every second; its query API must give
+// the program's heap at a known step.
+func TestPrometheusScrape(t *testing.T) {
+	prom, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("prometheus is not installed (make deps installs it)")
+	}
+	metrics := freePort(t)
+	r := startLive(t, "--metrics", metrics)
+	r.step(1)
+	r.step(2)
+	p := r.await(30000)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: memscope
+    static_configs:
+      - targets: ["%s"]
+`, metrics)), 0o644))
+	web := freePort(t)
+	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+web, "--log.level=warn")
+	var promErr strings.Builder
+	cmd.Stderr = &promErr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	query := fmt.Sprintf(`memscope_heap_bytes{pid="%d",program="phases"}`, p.Pid)
+	want := `"value":[` // then the timestamp, then "30000"
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + web + "/api/v1/query?query=" + urlQueryEscape(query))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(b)
+			if strings.Contains(last, want) && strings.Contains(last, `,"30000"]`) {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Contains(t, last, `,"30000"]`, "Prometheus never had the heap of step 2; prometheus stderr:\n%s", promErr.String())
+	assert.Contains(t, last, `"job":"memscope"`)
+}
+
+func urlQueryEscape(s string) string {
+	return strings.NewReplacer("{", "%7B", "}", "%7D", `"`, "%22", "=", "%3D", ",", "%2C").Replace(s)
+}
