@@ -32,13 +32,15 @@ all: $(LIB) $(ANALYZER)
 
 # Debian packages the build and the tests need (libunwind for stacks,
 # llvm-addr2line as the symbolizer tests' oracle, prometheus to scrape
-# --metrics in the live tests). Installs only what is missing, once.
+# --metrics and tmux to drive the live view in the tests). Installs only
+# what is missing, once.
 $(DEPS_STAMP):
 	@mkdir -p $(BUILD)
 	@missing=""; \
 	printf '#include <libunwind.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
 	command -v llvm-addr2line >/dev/null 2>&1 || missing="$$missing llvm"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -9,12 +9,9 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"memscope/analyzer/report"
 )
 
 // The session's socket (DESIGN.md §8): beside its ring in the private
@@ -32,13 +29,10 @@ func SocketPath(ringPath string) string { return ringPath + ".sock" }
 
 // Server serves a Board on a unix socket.
 type Server struct {
-	board *Board
-	path  string
-	ln    net.Listener
-	srv   *http.Server
-
-	mu   sync.Mutex // syms is not safe for concurrent use
-	syms *report.Symbols
+	src  *BoardSource
+	path string
+	ln   net.Listener
+	srv  *http.Server
 }
 
 // Listen creates the socket at path (refusing to replace anything there)
@@ -51,7 +45,7 @@ func Listen(path string, board *Board) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session socket %s: %w", path, err)
 	}
-	s := &Server{board: board, path: path, syms: report.NewSymbols(nil)}
+	s := &Server{src: NewBoardSource(board), path: path}
 	s.ln = &peerCheckListener{ln.(*net.UnixListener)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/state", s.state)
@@ -74,15 +68,12 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) state(w http.ResponseWriter, _ *http.Request) {
-	st := s.board.Load()
-	if st == nil {
-		http.Error(w, "the session has not published its state yet", http.StatusServiceUnavailable)
+func (s *Server) state(w http.ResponseWriter, r *http.Request) {
+	v, err := s.src.State(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	s.mu.Lock()
-	v := BuildView(st, s.syms, os.Getpid())
-	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -90,28 +81,22 @@ func (s *Server) state(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
-	st := s.board.Load()
-	if st == nil {
-		http.Error(w, "the session has not published its state yet", http.StatusServiceUnavailable)
-		return
-	}
 	pid, err := strconv.ParseUint(r.URL.Query().Get("pid"), 10, 32)
 	if err != nil {
 		http.Error(w, "want ?pid=N", http.StatusBadRequest)
 		return
 	}
-	p := st.Proc(uint32(pid))
-	if p == nil {
-		http.Error(w, fmt.Sprintf("pid %d is not traced in this session", pid), http.StatusNotFound)
+	data, err := s.src.Snapshot(r.Context(), uint32(pid))
+	switch {
+	case errors.Is(err, errNotYet):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/octet-stream")
-	opts := report.ProfileOptions{TimeNanos: st.Time.UnixNano()}
-	if err := report.WriteProfile(w, p.Process, s.syms, report.InuseAtExit, opts); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	}
+	w.Write(data)
 }
 
 // peerCheckListener accepts only connections from our own user (and

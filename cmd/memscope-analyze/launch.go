@@ -110,13 +110,13 @@ func childEnv(lib string, settings map[string]string) []string {
 	return out
 }
 
-// startTraced starts PROG as our child in our process group, with our
-// stdin, stdout and stderr, so that the terminal treats it exactly as if
-// it had been started by the shell.
-func startTraced(path string, argv, env []string) (int, error) {
+// startTraced starts PROG as our child in our process group, with files
+// as its fds 0-2 (ours for run), so that the terminal treats it exactly as
+// if it had been started by the shell.
+func startTraced(path string, argv, env []string, files []uintptr) (int, error) {
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: files,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("cannot start %s: %w", path, err)

@@ -46,7 +46,7 @@ report (text and JSON) and a Chrome/Perfetto timeline.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newRecordCommand(), newCheckCommand(), newDiffCommand(), newPsCommand(), newSnapshotCommand())
+	root.AddCommand(newRunCommand(), newRecordCommand(), newCheckCommand(), newDiffCommand(), newPsCommand(), newSnapshotCommand(), newLiveCommand())
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())

@@ -114,6 +114,12 @@ are untouched; Ctrl-C reaches PROG and the reports are still written.`,
 	}
 	c.Flags().SetInterspersed(false) // flags after PROG belong to PROG
 	rf.register(c)
+	registerRunFlags(c, &rf)
+	return c
+}
+
+// registerRunFlags adds the flags that start PROG (run and live).
+func registerRunFlags(c *cobra.Command, rf *runFlags) {
 	f := c.Flags()
 	f.StringVar(&rf.lib, "lib", os.Getenv("MEMSCOPE_LIB"), "interposer to preload (default: libmemscope.so beside this program)")
 	rf.ringSize = uint64(shm.DefaultRingSize)
@@ -128,7 +134,6 @@ are untouched; Ctrl-C reaches PROG and the reports are still written.`,
 	f.Var(sizeFlag{&rf.ringSize}, "ring-size", "ring capacity, e.g. 64M (env MEMSCOPE_RING_SIZE)")
 	f.IntVar(&rf.depth, "depth", envInt("MEMSCOPE_DEPTH", 64), fmt.Sprintf("call stack depth recorded, 0..%d, 0 for none (env MEMSCOPE_DEPTH)", shm.MaxDepth))
 	f.BoolVar(&rf.lossy, "lossy", os.Getenv("MEMSCOPE_MODE") == "lossy", "drop events instead of slowing PROG when the ring is full (env MEMSCOPE_MODE=lossy)")
-	return c
 }
 
 func envInt(name string, def int) int {
@@ -144,7 +149,23 @@ func envInt(name string, def int) int {
 	return n
 }
 
+// runHooks change how runProgram runs PROG (for live): nil fields keep
+// run's behaviour.
+type runHooks struct {
+	// stdout and stderr of PROG (default: ours).
+	stdout, stderr *os.File
+	// session adjusts the session's configuration before it starts.
+	session func(cfg *session.Config)
+	// started is called once PROG runs, with its pid; the session runs on
+	// this goroutine meanwhile.
+	started func(pid int)
+}
+
 func runProgram(ctx context.Context, rf *runFlags, args []string) error {
+	return runProgramWith(ctx, rf, args, runHooks{})
+}
+
+func runProgramWith(ctx context.Context, rf *runFlags, args []string, hooks runHooks) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -156,6 +177,9 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		return err
 	}
 	cfg.Command = args
+	if hooks.session != nil {
+		hooks.session(&cfg)
+	}
 	stopMetrics, err := rf.startMetrics(&cfg)
 	if err != nil {
 		return err
@@ -196,7 +220,14 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 		"MEMSCOPE_RING":  ringPath,
 		"MEMSCOPE_DEPTH": strconv.Itoa(rf.depth),
 	})
-	pid, err := startTraced(prog, args, env)
+	files := []uintptr{0, 1, 2}
+	if hooks.stdout != nil {
+		files[1] = hooks.stdout.Fd()
+	}
+	if hooks.stderr != nil {
+		files[2] = hooks.stderr.Fd()
+	}
+	pid, err := startTraced(prog, args, env, files)
 	if err != nil {
 		ring.Close()
 		os.Remove(ringPath)
@@ -218,11 +249,14 @@ func runProgram(ctx context.Context, rf *runFlags, args []string) error {
 			sessExits <- e
 		}
 	}()
+	if hooks.started != nil {
+		hooks.started(pid)
+	}
 	res, err := session.Run(ctx, cfg, sessExits)
 	if err != nil {
 		// The recording is lost, but PROG is not ours to abandon: wait for
 		// its tree and leave with its status, so a CI job still sees it.
-		fmt.Fprintf(os.Stderr, "memscope-analyze: %v; no reports for this run\n", err)
+		fmt.Fprintf(cfg.Stderr, "memscope-analyze: %v; no reports for this run\n", err)
 		for range sessExits {
 		}
 		if code := exitCodeOf(rootStatus); code != 0 {
