@@ -251,12 +251,12 @@ func (m Model) current() *live.ProcView {
 
 // row is one line of the table: a site (flat) or a function (cumulative).
 type row struct {
-	name        string // function file:line
-	live, objs  uint64
-	allocB      uint64
-	allocs      uint64
-	temps       uint64
-	stack       []string
+	name       string // function file:line
+	live, objs uint64
+	allocB     uint64
+	allocs     uint64
+	temps      uint64
+	stack      []string
 }
 
 func (m Model) rows(p *live.ProcView) []row {
