@@ -209,6 +209,18 @@ func TestSessionSocketSecurity(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "is a symlink; refusing it")
 
+	// Another user's socket.
+	theirs := filepath.Join(dir, "theirs.sock")
+	ln, err := net.Listen("unix", theirs)
+	require.NoError(t, err)
+	defer ln.Close()
+	if os.Geteuid() == 0 {
+		require.NoError(t, os.Chown(theirs, 65534, 65534))
+		_, err = live.Dial(theirs)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "owned by uid 65534, not by us")
+	}
+
 	plain := filepath.Join(dir, "plain.sock")
 	require.NoError(t, os.WriteFile(plain, nil, 0o600))
 	_, err = live.Dial(plain)

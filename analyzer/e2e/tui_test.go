@@ -164,6 +164,23 @@ func TestLiveAttach(t *testing.T) {
 	r := startLive(t)
 	r.step(1)
 	p := r.await(10000)
+	// Two viewers at once, then one of them killed and one leaving, then
+	// a viewer again.
+	both := make([]*exec.Cmd, 2)
+	for i := range both {
+		both[i] = exec.Command(analyzer(t), "live", "--attach", fmt.Sprint(p.Pid))
+		both[i].Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+r.xdg)
+		out, err := both[i].StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, both[i].Start())
+		line, err := bufio.NewReader(out).ReadString('\n')
+		require.NoError(t, err)
+		assert.Contains(t, line, "heap 10000 B in 10 objects")
+	}
+	for _, c := range both {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+	}
 	for i := 0; i < 2; i++ { // attach, leave, attach again
 		cmd := exec.Command(analyzer(t), "live", "--attach", fmt.Sprint(p.Pid))
 		cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+r.xdg)
@@ -185,4 +202,16 @@ func TestLiveAttach(t *testing.T) {
 	require.NoError(t, r.stdin.Close())
 	require.NoError(t, r.cmd.Wait(), "stderr:\n%s", r.stderr.String())
 	assert.NotContains(t, r.stderr.String(), "warning")
+	// The reports are those of a run nobody watched (testdata/phases.c's
+	// comment, ended after step 2: 15 allocations, no free, 30000 B still
+	// held by its globals).
+	reports := readReports(t, r.out)
+	require.Len(t, reports, 1)
+	m := reports[0]
+	assert.True(t, m.Complete)
+	assert.Equal(t, uint64(15), m.Totals.Allocations)
+	assert.Equal(t, uint64(0), m.Totals.Frees)
+	assert.Equal(t, uint64(30000), m.Totals.BytesAllocated)
+	assert.Equal(t, uint64(0), m.LeakedBytes)
+	assert.Equal(t, uint64(30000), m.ReachableBytes)
 }
