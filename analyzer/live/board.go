@@ -29,6 +29,10 @@ type State struct {
 	Command []string
 	// Output is where PROG's stdout and stderr go, when captured.
 	Output string
+	// PublishNS is how long building this state held the consumer, and
+	// MaxPublishNS the longest so far: what live readers cost the
+	// recording (they never make it wait otherwise).
+	PublishNS, MaxPublishNS int64
 }
 
 // Proc is one process: its state as of the publication.

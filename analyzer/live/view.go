@@ -17,6 +17,8 @@ type View struct {
 	UptimeNS      int64      `json:"uptime_ns"`
 	Ring          RingView   `json:"ring"`
 	EventsApplied uint64     `json:"events_applied"`
+	PublishNS     int64      `json:"publish_ns"`     // the consumer's time to publish this state
+	MaxPublishNS  int64      `json:"max_publish_ns"` // the longest so far
 	Processes     []ProcView `json:"processes"`
 }
 
@@ -84,6 +86,7 @@ const timelinePoints = 120
 func BuildView(s *State, syms *report.Symbols, analyzerPid int) View {
 	v := View{Version: 1, AnalyzerPid: analyzerPid, Command: s.Command, Output: s.Output,
 		UptimeNS: s.Time.Sub(s.Started).Nanoseconds(), EventsApplied: s.EventsApplied,
+		PublishNS: s.PublishNS, MaxPublishNS: s.MaxPublishNS,
 		Ring: RingView{Path: s.Ring.Path, CapacityBytes: uint64(s.Ring.ChunkCount) * uint64(s.Ring.ChunkSize),
 			UsedBytes:     (s.Ring.ReserveHead - s.Ring.LastReadTo) * uint64(s.Ring.ChunkSize),
 			DroppedEvents: s.Ring.DroppedEvents}}

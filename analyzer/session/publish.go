@@ -29,6 +29,8 @@ type publisher struct {
 	snapEvery time.Duration
 	lastSnap  time.Time
 	snapNo    map[uint32]int
+
+	maxPublish time.Duration
 }
 
 // publishInterval is how often readers see a new state.
@@ -74,6 +76,9 @@ func (pb *publisher) tick(eng *engine.Engine, ringInfo func() shm.Info, force bo
 		st.Procs = append(st.Procs, live.Proc{Process: p, Running: true, SeenNS: p.EndTS})
 	}
 	st.Procs = append(st.Procs, pb.ended...)
+	took := time.Since(now)
+	pb.maxPublish = max(pb.maxPublish, took)
+	st.PublishNS, st.MaxPublishNS = took.Nanoseconds(), pb.maxPublish.Nanoseconds()
 	if pb.board != nil {
 		pb.board.Publish(st)
 	}

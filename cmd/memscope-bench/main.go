@@ -36,7 +36,7 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
-	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload startup-join leakcheck analyzer)")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
 	jsonPath := flag.String("json", "", "where to write the JSON table (default BUILD/bench.json)")
@@ -168,6 +168,11 @@ func run() error {
 	}
 
 	rep.Rows = buildRows(ws, rep)
+	if selected("live") {
+		fmt.Fprintf(os.Stderr, "memscope-bench: live view\n")
+		rep.Rows = append(rep.Rows, liveViewersRow(analyzer, filepath.Join(*buildDir, "bench"), tmp, *runs, sz.microPairs/4))
+		rep.Rows = append(rep.Rows, liveSnapshotRows(analyzer, filepath.Join(*buildDir, "bench"), tmp, *runs)...)
+	}
 	if selected("leakcheck") {
 		rep.Rows = append(rep.Rows, leakCheckRows(analyzer, tmp, leakCheckWorkloads(filepath.Join(*buildDir, "bench"), python), *runs)...)
 	}

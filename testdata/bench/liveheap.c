@@ -3,9 +3,13 @@
  * (default 1,000,000 x 100: 100 MB in 1 M blocks) still allocated at
  * exit, chained from a global head, so the check follows 900,000
  * pointers; every 10th block is left out of the chain: a direct leak.
- *   liveheap [N [SIZE]]
+ *   liveheap [N [SIZE [wait]]]
+ * With "wait" it then blocks until its stdin ends (the live benchmark
+ * snapshots it meanwhile) and writes "ready" to stdout first.
  */
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct node {
 	struct node *next;
@@ -29,6 +33,13 @@ int main(int argc, char **argv)
 		}
 		b->next = head;
 		head = b;
+	}
+	if (argc > 3 && strcmp(argv[3], "wait") == 0) {
+		char c;
+		if (write(1, "ready\n", 6) != 6)
+			return 1;
+		while (read(0, &c, 1) > 0)
+			;
 	}
 	return 0;
 }
