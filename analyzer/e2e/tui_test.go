@@ -39,7 +39,8 @@ func startTmuxView(t *testing.T) *tmuxView {
 	require.NoError(t, err)
 	xdg := filepath.Join(dir, "xdg")
 	require.NoError(t, os.Mkdir(xdg, 0o700))
-	cmd := fmt.Sprintf("cd %s && env -u LD_PRELOAD XDG_RUNTIME_DIR=%s %s live --out %s -- %s < %s; echo VIEW-EXITED $?; sleep 60",
+	// sh runs phases as its child: two processes to switch between.
+	cmd := fmt.Sprintf("cd %s && env -u LD_PRELOAD XDG_RUNTIME_DIR=%s %s live --out %s -- sh -c '%s; true' < %s; echo VIEW-EXITED $?; sleep 60",
 		v.out, xdg, analyzer(t), v.out, program(t, "phases"), fifo)
 	out, err := exec.Command(tmux, "new-session", "-d", "-s", v.session, "-x", "80", "-y", "24", cmd).CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -85,7 +86,7 @@ func (v *tmuxView) await(want ...string) string {
 func (v *tmuxView) step(n int) {
 	_, err := v.fifo.WriteString("\n")
 	require.NoError(v.t, err)
-	path := filepath.Join(v.out, "memscope.phases.output.txt")
+	path := filepath.Join(v.out, "memscope.sh.output.txt")
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(path)
@@ -121,7 +122,13 @@ func firstRow(screen string) string {
 func TestLiveTUI(t *testing.T) {
 	v := startTmuxView(t)
 	v.step(1)
-	s := v.await("heap 9.8 KiB in 10 objects", "grow_a phases.c:")
+	// The view starts on the first process, sh (dash here); tab goes to
+	// phases.
+	s := v.await("phases", "processes: [")
+	assert.Regexp(t, `processes: \[\d+ \w+\]  \d+ phases`, s)
+	v.keys("Tab")
+	s = v.await("heap 9.8 KiB in 10 objects", "grow_a phases.c:")
+	assert.Regexp(t, `processes: \d+ \w+  \[\d+ phases\]`, s)
 	assert.Regexp(t, `^\s+10000\s+10\s+100\.0%\s+10000\s+10\s+0\s+grow_a phases\.c:\d+`, row(s, "grow_a"))
 	assert.Contains(t, s, "output: /") // the path, cut at 80 columns
 	assert.Contains(t, s, "q quit  p pause  s snapshot  1-6 sort")
@@ -150,12 +157,12 @@ func TestLiveTUI(t *testing.T) {
 	v.await("heap 19.5 KiB in 5 objects")
 
 	require.NoError(t, v.fifo.Close()) // end of input: phases exits
-	s = v.await("exited 0", "ended: leaked:     0 B in 0 objects")
+	s = v.await("phases  exited 0", "ended: leaked:     0 B in 0 objects")
 	assert.Contains(t, s, "still reachable: 19.5 KiB (20000 bytes) in 5 objects")
 	v.keys("q")
 	v.await("VIEW-EXITED 0")
-	reports, _ := filepath.Glob(filepath.Join(v.out, "memscope.phases.*.leaks.json"))
-	assert.Len(t, reports, 1, "the reports are written as with run")
+	reports, _ := filepath.Glob(filepath.Join(v.out, "memscope.*.leaks.json"))
+	assert.Len(t, reports, 2, "the reports are written as with run: sh's and phases'")
 }
 
 // TestLiveAttach: viewers come and go while the program runs, one of them

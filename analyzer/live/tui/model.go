@@ -78,7 +78,8 @@ type Model struct {
 	summary  string
 	message  string
 
-	proc       int // index into the processes
+	proc       int    // index into the processes
+	procPid    uint32 // the pid at proc: the index follows it from state to state
 	sortBy     int
 	cumulative bool
 	filter     string
@@ -192,13 +193,11 @@ func (m Model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		}
 	case "tab", "]":
 		if m.view != nil && len(m.view.Processes) > 0 {
-			m.proc = (m.proc + 1) % len(m.view.Processes)
-			m.thread, m.selected = 0, 0
+			m.selectProc((m.proc + 1) % len(m.view.Processes))
 		}
 	case "shift+tab", "[":
 		if m.view != nil && len(m.view.Processes) > 0 {
-			m.proc = (m.proc + len(m.view.Processes) - 1) % len(m.view.Processes)
-			m.thread, m.selected = 0, 0
+			m.selectProc((m.proc + len(m.view.Processes) - 1) % len(m.view.Processes))
 		}
 	case "down", "j":
 		m.selected++
@@ -232,14 +231,29 @@ func (m Model) snapshot(pid uint32, program string) tea.Cmd {
 	}
 }
 
+// clampProc keeps the view on the process it was showing (the list
+// reorders as processes end).
 func (m *Model) clampProc() {
 	if m.view == nil || len(m.view.Processes) == 0 {
 		m.proc = 0
 		return
 	}
+	for i, p := range m.view.Processes {
+		if m.procPid != 0 && p.Pid == m.procPid {
+			m.proc = i
+			return
+		}
+	}
 	if m.proc >= len(m.view.Processes) {
 		m.proc = len(m.view.Processes) - 1
 	}
+	m.procPid = m.view.Processes[m.proc].Pid
+}
+
+func (m *Model) selectProc(i int) {
+	m.proc = i
+	m.procPid = m.view.Processes[i].Pid
+	m.thread, m.selected = 0, 0
 }
 
 func (m Model) current() *live.ProcView {
