@@ -15,9 +15,15 @@ import (
 // runCLI runs memscope-analyze with args and returns its stdout, stderr
 // and exit status.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
+	return runCLIWith(t, nil, "", args...)
+}
+
+// runCLIWith is runCLI with more environment and a working directory.
+func runCLIWith(t *testing.T, env []string, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(analyzer(t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
+	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

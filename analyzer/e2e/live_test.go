@@ -112,19 +112,7 @@ func (r *liveRun) await(heapBytes uint64) *live.ProcView {
 }
 
 func (r *liveRun) cli(args ...string) (string, string, int) {
-	cmd := exec.Command(analyzer(r.t), args...)
-	cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+r.xdg)
-	cmd.Dir = r.out
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(r.t, err)
-	}
-	return out.String(), errb.String(), code
+	return runCLIWith(r.t, []string{"XDG_RUNTIME_DIR=" + r.xdg}, r.out, args...)
 }
 
 // TestLiveSession drives testdata/phases.c and checks, at each step, what

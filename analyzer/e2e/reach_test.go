@@ -37,6 +37,18 @@ func verdicts(r *leaksJSON) []string {
 	return out
 }
 
+// childOf returns the report of the fork child of pid.
+func (a *analyzed) childOf(t *testing.T, pid uint32) *leaksJSON {
+	t.Helper()
+	for _, r := range a.reports {
+		if r.Ppid == pid {
+			return r
+		}
+	}
+	t.Fatalf("no report of a child of pid %d", pid)
+	return nil
+}
+
 // TestReachability runs each case of testdata/reach.c (one rule of
 // DESIGN.md §6.1 each; the expected verdicts are LeakSanitizer's on the
 // same program) through the real library and analyzer.
@@ -105,13 +117,7 @@ func TestReachability(t *testing.T) {
 		require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
 		m := a.main(t)
 		assert.Equal(t, []string{"direct 116x1"}, verdicts(m))
-		var child *leaksJSON
-		for _, r := range a.reports {
-			if r.Ppid == m.Pid {
-				child = r
-			}
-		}
-		require.NotNil(t, child, "no report of the fork child")
+		child := a.childOf(t, m.Pid)
 		assert.Equal(t, checked, child.Reachability)
 		assert.Equal(t, []string{"direct 116x1", "direct 117x1"}, verdicts(child))
 	})
@@ -123,13 +129,7 @@ func TestReachability(t *testing.T) {
 		require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
 		m := a.main(t)
 		assert.Equal(t, []string{"reachable 124x1"}, verdicts(m))
-		var child *leaksJSON
-		for _, r := range a.reports {
-			if r.Ppid == m.Pid {
-				child = r
-			}
-		}
-		require.NotNil(t, child, "no report of the fork child")
+		child := a.childOf(t, m.Pid)
 		assert.Equal(t, []string{"direct 124x1"}, verdicts(child))
 	})
 

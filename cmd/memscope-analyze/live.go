@@ -173,6 +173,17 @@ func findSession(ctx context.Context, arg string) (string, uint32, error) {
 	return "", 0, fmt.Errorf("no running memscope session traces pid %d (memscope-analyze ps lists them)", pid)
 }
 
+// dialSession connects to the session of a PID|SOCKET argument
+// (findSession).
+func dialSession(ctx context.Context, arg string) (*live.Client, uint32, error) {
+	socket, pid, err := findSession(ctx, arg)
+	if err != nil {
+		return nil, 0, err
+	}
+	cl, err := live.Dial(socket)
+	return cl, pid, err
+}
+
 func newSnapshotCommand() *cobra.Command {
 	var output string
 	c := &cobra.Command{
@@ -192,14 +203,11 @@ process. The profile goes to -o FILE, or memscope.PROG.PID.snapshot-TIME.pb.gz.`
 			if len(args) == 1 {
 				arg = args[0]
 			}
-			socket, pid, err := findSession(ctx, arg)
+			cl, pid, err := dialSession(ctx, arg)
 			if err != nil {
 				return err
 			}
-			cl, err := live.Dial(socket)
-			if err != nil {
-				return err
-			}
+			socket := cl.Socket
 			v, err := cl.State(ctx)
 			if err != nil {
 				return err

@@ -81,11 +81,7 @@ func snapshotSaver(dir string) func(pid uint32, program string, data []byte) (st
 }
 
 func attachView(ctx context.Context, arg, outDir string) error {
-	socket, _, err := findSession(ctx, arg)
-	if err != nil {
-		return err
-	}
-	cl, err := live.Dial(socket)
+	cl, _, err := dialSession(ctx, arg)
 	if err != nil {
 		return err
 	}
