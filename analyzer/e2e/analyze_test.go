@@ -381,7 +381,7 @@ func TestAnalyzeBadInput(t *testing.T) {
 		{"missing program", []string{"run", "--", "/nonexistent/prog"}, "program /nonexistent/prog does not exist"},
 		{"not executable", []string{"run", "--", notExec}, "is not executable"},
 		{"not in PATH", []string{"run", "--", "no-such-program-xyz"}, `program "no-such-program-xyz" not found in PATH`},
-		{"bad out dir", []string{"run", "--out", "/nonexistent/dir", "--", "/bin/true"}, "--out /nonexistent/dir"},
+		{"bad out dir", []string{"run", "--out", "/etc/passwd/dir", "--", "/bin/true"}, "--out /etc/passwd/dir"},
 		{"bad flag", []string{"run", "--no-such-flag", "--", "/bin/true"}, "unknown flag: --no-such-flag"},
 		{"bad ring size", []string{"run", "--ring-size", "lots", "--", "/bin/true"}, `invalid size "lots"`},
 		{"missing ring", []string{"record", "--ring", "/nonexistent/ring"}, "/nonexistent/ring"},

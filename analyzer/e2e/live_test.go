@@ -284,3 +284,27 @@ scrape_configs:
 func urlQueryEscape(s string) string {
 	return strings.NewReplacer("{", "%7B", "}", "%7D", `"`, "%22", "=", "%3D", ",", "%2C").Replace(s)
 }
+
+// TestClosedStderr: `run ... 2>&1 | true` — the pipe's reader is gone
+// before the summary is written. PROG's status must come through and
+// every report be written (issue 18's first papercut); a missing --out
+// directory is created.
+func TestClosedStderr(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "new", "reports")
+	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sh", "-c", "sleep 0.3; exit 7")
+	cmd.Env = cleanEnv()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	r.Close() // nobody reads
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Run()
+	w.Close()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 7, ee.ExitCode())
+	st, err := os.Stat(out)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
+	assert.Len(t, files, 10, "every report of sh and of its sleep")
+}

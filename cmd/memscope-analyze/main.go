@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -31,6 +33,11 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+	// A closed stdout or stderr (memscope-analyze run ... | head) must
+	// not cost the reports: with SIGPIPE notified, a write to a broken
+	// pipe returns EPIPE instead of killing us. Not ignored: PROG would
+	// inherit SIG_IGN; a caught signal is reset to its default at exec.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(execute(os.Args[1:]))
 }
 

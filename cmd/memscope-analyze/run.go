@@ -69,7 +69,12 @@ func (o *outputFlags) sessionConfig() (session.Config, error) {
 }
 
 // checkOutDir fails early, before PROG runs, if reports could not be written.
+// A missing directory is created (0755, as mkdir -p would), as users of
+// -o/--output flags expect.
 func checkOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out %s: %w", dir, err)
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("--out %s: %w", dir, err)
