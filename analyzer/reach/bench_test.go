@@ -14,7 +14,7 @@ func BenchmarkScanRoot(b *testing.B) {
 	const nBlocks = 100000
 	blocks := make([]heapBlock, nBlocks)
 	for i := range blocks {
-		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32, off: noContents}
+		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32}
 	}
 	mem := make([]byte, 1<<20)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -23,7 +23,8 @@ func BenchmarkScanRoot(b *testing.B) {
 		binary.LittleEndian.PutUint64(mem[off:], w)
 	}
 	b.SetBytes(int64(len(mem)))
-	c := newClassifier(blocks, nil)
+	c := newClassifier(blocks)
+	c.first = make([]uint32, nBlocks+1) // no pointer between blocks
 	for b.Loop() {
 		clear(c.kinds)
 		c.scanRoot(mem)
@@ -34,30 +35,40 @@ func BenchmarkScanRoot(b *testing.B) {
 func BenchmarkIndex(b *testing.B) {
 	blocks := make([]heapBlock, 100000)
 	for i := range blocks {
-		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32, off: noContents}
+		blocks[i] = heapBlock{addr: 0x10000000 + uint64(i)*64, end: 0x10000000 + uint64(i)*64 + 32}
 	}
 	for b.Loop() {
 		newIndex(blocks)
 	}
 }
 
-// BenchmarkFloodChain measures the walk of a linked list of a million
-// 100-byte blocks (testdata/bench/liveheap.c's heap), from its head.
-func BenchmarkFloodChain(b *testing.B) {
-	const n, size = 1_000_000, 112 // malloc(100) chunks are 112 bytes apart
+// BenchmarkChain measures reading the pointers of a million 100-byte
+// blocks (testdata/bench/liveheap.c's heap: each points to the one
+// before) and walking the list from its head.
+func BenchmarkChain(b *testing.B) {
+	const n, stride = 1_000_000, 112 // malloc(100) chunks are 112 bytes apart
+	const base = 0x10000000
 	blocks := make([]heapBlock, n)
-	arena, free := bigSlice[byte](n * size)
-	defer free()
+	heap := make([]byte, n*stride)
 	for i := range blocks {
-		addr := 0x10000000 + uint64(i)*size
-		blocks[i] = heapBlock{addr: addr, end: addr + 100, next: nextChunkIn(addr, 100), off: uint64(i) * size}
+		addr := base + uint64(i)*stride
+		blocks[i] = heapBlock{addr: addr, end: addr + 100, next: nextChunkIn(addr, 100)}
 		if i > 0 { // block i points to block i-1
-			binary.LittleEndian.PutUint64(arena[i*size:], blocks[i-1].addr)
+			binary.LittleEndian.PutUint64(heap[i*stride:], blocks[i-1].addr)
 		}
+	}
+	read := func(rs []remoteRange) error {
+		for k := range rs {
+			rs[k].buf = rs[k].buf[:copy(rs[k].buf, heap[rs[k].addr-base:])]
+		}
+		return nil
 	}
 	head := words(blocks[n-1].addr)
 	for b.Loop() {
-		c := newClassifier(blocks, arena)
+		c := newClassifier(blocks)
+		if _, err := c.readEdges(read); err != nil {
+			b.Fatal(err)
+		}
 		c.scanRoot(head)
 		if c.kinds[0] != Reachable {
 			b.Fatal("the walk did not reach the tail")

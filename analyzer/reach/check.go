@@ -81,14 +81,11 @@ func Scan(s *Stopped, t Target) (Result, error) {
 	defer freeBlocks()
 	for i, e := range ext {
 		blocks[i] = heapBlock{addr: e.Addr, end: e.Addr + max(e.Size, 1), next: nextChunkIn(e.Addr, e.Size)}
-		res.HeapBytes += e.Size
 	}
-	arena, err := readArena(s.Pid, blocks)
-	if err != nil {
+	c := newClassifier(blocks)
+	if res.HeapBytes, err = c.readEdges(processMemory(s.Pid)); err != nil {
 		return Result{}, fmt.Errorf("read live blocks: %w", err)
 	}
-	defer arena.free()
-	c := newClassifier(blocks, arena.mem)
 	var sps []uint64
 	for _, th := range s.Threads {
 		sps = append(sps, th.SP)

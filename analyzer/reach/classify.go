@@ -36,18 +36,13 @@ type Block struct {
 }
 
 // heapBlock is a Block as the classifier keeps it: no pointer (a million
-// slices cost the garbage collector more than the walk); its contents
-// are n bytes at off in the classifier's arena.
+// slices cost the garbage collector more than the walk).
 //
 // end is addr + size, or addr + 1 for malloc(0), which returns a unique
-// pointer that counts; off is noContents when the block could not be read.
+// pointer that counts.
 type heapBlock struct {
 	addr, end, next uint64
-	off             uint64
 }
-
-// noContents marks a block whose memory could not be read.
-const noContents = ^uint64(0)
 
 // index finds the block that contains an address. Most words the scan
 // looks up are not pointers into the heap, and the scan is the check's
@@ -263,14 +258,11 @@ func (ix *index) hit(i int, w uint64) int {
 // block points to it; else Direct. A leaked cycle is all Indirect.
 func Classify(g Graph) []Kind {
 	blocks := make([]heapBlock, len(g.Blocks))
-	var arena []byte
 	for i, b := range g.Blocks {
-		blocks[i] = heapBlock{addr: b.Addr, end: b.Addr + max(b.Size, 1), next: b.NextChunk, off: uint64(len(arena))}
-		arena = append(arena, b.Contents...)
-		// What could not be read reads as zeros, as in the arena.
-		arena = append(arena, make([]byte, blocks[i].end-b.Addr-uint64(min(uint64(len(b.Contents)), blocks[i].end-b.Addr)))...)
+		blocks[i] = heapBlock{addr: b.Addr, end: b.Addr + max(b.Size, 1), next: b.NextChunk}
 	}
-	c := newClassifier(blocks, arena)
+	c := newClassifier(blocks)
+	c.readEdges(graphMemory(g.Blocks)) // memory in hand: no error
 	for _, w := range g.RootWords {
 		c.rootWord(w)
 	}
@@ -280,28 +272,129 @@ func Classify(g Graph) []Kind {
 	return c.finish(g.Suppressed)
 }
 
-// classifier walks the pointer graph: roots first (scanRoot, rootWord),
-// then finish. The blocks' contents are all in arena (readArena).
+// memory reads the target's memory: each range's buf is filled with the
+// bytes at its addr and cut to what could be read.
+type memory func(rs []remoteRange) error
+
+// processMemory is a process's memory, through process_vm_readv.
+func processMemory(pid int) memory {
+	return func(rs []remoteRange) error {
+		_, err := readRanges(pid, rs)
+		return err
+	}
+}
+
+// graphMemory is the blocks' contents as a Graph gives them (what is
+// past a block's contents reads as nothing).
+func graphMemory(blocks []Block) memory {
+	return func(rs []remoteRange) error {
+		for k := range rs {
+			r := &rs[k]
+			n := 0
+			for _, b := range blocks {
+				if r.addr >= b.Addr && r.addr < b.Addr+uint64(len(b.Contents)) {
+					n = copy(r.buf, b.Contents[r.addr-b.Addr:])
+					break
+				}
+			}
+			r.buf = r.buf[:n]
+		}
+		return nil
+	}
+}
+
+// classifier walks the pointer graph: the blocks' pointers to each other
+// first (readEdges), then the roots (scanRoot, rootWord), then finish.
 type classifier struct {
 	blocks []heapBlock
-	arena  []byte
 	ix     *index
 	kinds  []Kind
 	work   []int
+	// The pointers between blocks: block i points to blocks
+	// to[first[i]:first[i+1]] (CSR). Read once, in address order, through
+	// one reused buffer: the walk then touches a few MB, not the heap (on
+	// this VM the first touch of each page of a heap-sized copy cost more
+	// than the walk: 200 ms for 100 MB).
+	first []uint32
+	to    []int32
 }
 
-func newClassifier(blocks []heapBlock, arena []byte) *classifier {
-	return &classifier{blocks: blocks, arena: arena, ix: newIndex(blocks), kinds: make([]Kind, len(blocks))}
+// batchBytes bounds one read of block contents.
+const batchBytes = 1 << 20
+
+func newClassifier(blocks []heapBlock) *classifier {
+	return &classifier{blocks: blocks, ix: newIndex(blocks), kinds: make([]Kind, len(blocks))}
 }
 
-// contents is what block i holds.
-func (c *classifier) contents(i int) []byte {
-	b := &c.blocks[i]
-	if b.off == noContents {
+// readEdges reads every block's contents (whole words of its requested
+// size, as LSan scans) and keeps the blocks they point to. It returns the
+// bytes read. (Two goroutines reading half each were measured slower on
+// this VM: 370 ms against 310 for 96 MB.)
+func (c *classifier) readEdges(read memory) (uint64, error) {
+	n := len(c.blocks)
+	c.first = make([]uint32, n+1)
+	to, total, err := c.readEdgesOf(0, n, read)
+	if err != nil {
+		return 0, err
+	}
+	c.to = to
+	// A block with nothing to read ends where the one before it does.
+	for i := 1; i <= n; i++ {
+		c.first[i] = max(c.first[i], c.first[i-1])
+	}
+	return total, nil
+}
+
+// readEdgesOf reads blocks [from, to) through one reused buffer, in
+// batches of up to batchBytes and iovMax ranges, and returns their
+// pointees; it sets first[i+1] for each block it read, relative to them.
+func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64, error) {
+	var to []int32
+	var total uint64
+	buf := make([]byte, batchBytes)
+	var rs []remoteRange
+	var owner []int
+	flush := func() error {
+		if len(rs) == 0 {
+			return nil
+		}
+		if err := read(rs); err != nil {
+			return err
+		}
+		for k, r := range rs {
+			total += uint64(len(r.buf))
+			to = c.ix.appendHits(to, r.buf)
+			c.first[owner[k]+1] = uint32(len(to))
+		}
+		rs, owner = rs[:0], owner[:0]
 		return nil
 	}
-	return c.arena[b.off:min(b.off+b.end-b.addr, uint64(len(c.arena)))]
+	used := uint64(0)
+	for i := from; i < until; i++ {
+		b := &c.blocks[i]
+		size := (b.end - b.addr) &^ 7
+		for done := uint64(0); done < size; {
+			if used == batchBytes || len(rs) == iovMax {
+				if err := flush(); err != nil {
+					return nil, 0, err
+				}
+				used = 0
+			}
+			piece := min(size-done, batchBytes-used)
+			rs = append(rs, remoteRange{b.addr + done, buf[used : used+piece]})
+			owner = append(owner, i)
+			used += piece
+			done += piece
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, 0, err
+	}
+	return to, total, nil
 }
+
+// pointees are the blocks block i points to.
+func (c *classifier) pointees(i int) []int32 { return c.to[c.first[i]:c.first[i+1]] }
 
 func (c *classifier) mark(j int) {
 	if c.kinds[j] != Reachable {
@@ -315,7 +408,9 @@ func (c *classifier) flood() {
 	for len(c.work) > 0 {
 		i := c.work[len(c.work)-1]
 		c.work = c.work[:len(c.work)-1]
-		c.markAll(c.contents(i))
+		for _, j := range c.pointees(i) {
+			c.mark(int(j))
+		}
 	}
 }
 
@@ -332,6 +427,21 @@ func (c *classifier) markAll(mem []byte) {
 			c.mark(j)
 		}
 	}
+}
+
+// appendHits appends the index of every block a word of mem points to or
+// into.
+func (ix *index) appendHits(hits []int32, mem []byte) []int32 {
+	lo, hi := ix.lo, ix.hi
+	for _, w := range asWords(mem) {
+		if w-lo >= hi-lo {
+			continue
+		}
+		if j := ix.find(w); j >= 0 {
+			hits = append(hits, int32(j))
+		}
+	}
+	return hits
 }
 
 // asWords views mem as native 64-bit words (the target's byte order is
@@ -381,9 +491,9 @@ func (c *classifier) finish(suppressed []bool) []Kind {
 		if !s {
 			continue
 		}
-		for mem := c.contents(i); len(mem) >= 8; mem = mem[8:] {
-			if j := c.ix.find(binary.LittleEndian.Uint64(mem)); j >= 0 && j != i && !suppressedLeak[j] {
-				c.mark(j)
+		for _, j := range c.pointees(i) {
+			if int(j) != i && !suppressedLeak[j] {
+				c.mark(int(j))
 			}
 		}
 	}
@@ -398,12 +508,8 @@ func (c *classifier) finish(suppressed []bool) []Kind {
 		if kinds[i] == Reachable {
 			continue
 		}
-		for mem := c.contents(i); len(mem) >= 8; mem = mem[8:] {
-			w := binary.LittleEndian.Uint64(mem)
-			if w < c.ix.lo || w >= c.ix.hi {
-				continue
-			}
-			if j := c.ix.find(w); j >= 0 && j != i && kinds[j] == Direct {
+		for _, j := range c.pointees(i) {
+			if int(j) != i && kinds[j] == Direct {
 				kinds[j] = Indirect
 			}
 		}
