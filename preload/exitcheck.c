@@ -15,7 +15,10 @@
  *   3. let the consumer ptrace us where Yama asks for it (PR_SET_PTRACER;
  *      EINVAL without Yama is fine), write PROCESS exit with
  *      MS_RECF_EXIT_CHECK and seal the chunk, so the consumer sees it now;
- *   4. FUTEX_WAIT on the slot while it holds our pid, up to
+ *   4. bare mode's first process also asks for its reports before the
+ *      release (MS_RECF_EXIT_REPORTS): they exist when the shell sees its
+ *      exit status;
+ *   5. FUTEX_WAIT on the slot while it holds our pid, up to
  *      MEMSCOPE_LEAK_CHECK_TIMEOUT; on timeout free it ourselves with the
  *      CAS pid -> 0 (X2). Nothing else: the exit goes on as it would.
  *
@@ -137,7 +140,15 @@ void ms_exit_check(struct ms_tls *t, int status)
 		if (consumer)
 			prctl(PR_SET_PTRACER, (unsigned long)consumer, 0, 0, 0);
 	}
-	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, slot ? MS_RECF_EXIT_CHECK : 0);
+	uint32_t flags = slot ? MS_RECF_EXIT_CHECK : 0;
+	/*
+	 * Bare mode's first process: its shell sees the exit status as soon as
+	 * it exits, so it also waits for its reports (a script's next command
+	 * reads them).
+	 */
+	if (slot && pid == ms_g.bare_root_pid)
+		flags |= MS_RECF_EXIT_REPORTS;
+	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, flags);
 	ms_ring_seal(r, &t->w);
 	if (slot)
 		wait_slot(slot, pid, consumer, ms_now_ns() + timeout);

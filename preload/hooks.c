@@ -113,6 +113,8 @@ static void init(struct ms_tls *t)
 	} else if (ms_bare_start() != 0) {
 		set_state(MS_PASSTHROUGH);
 		return;
+	} else {
+		ms_g.bare_root_pid = ms_g.pid;
 	}
 	if (ms_stacks_init() != 0 || ms_process_init() != 0) {
 		ms_say("cannot set up per-process state; not tracing", NULL, NULL);

@@ -97,6 +97,7 @@ struct ms_global {
 	char ring_env[MS_PATH_MAX + 16]; /* bare mode: "MEMSCOPE_RING=path" for descendants */
 	int loader_unsafe;         /* fork child: the loader's lock may be held for ever (modules.c M4) */
 	uint32_t recorder_pid;     /* bare mode: the memscope-analyze record we started */
+	uint32_t bare_root_pid;    /* bare mode: the process that created the ring */
 };
 
 extern struct ms_global ms_g MS_HIDDEN;

@@ -113,6 +113,9 @@ const (
 	FlagTruncated  = 0x1 // MS_RECF_TRUNCATED
 	FlagExitCheck  = 0x2 // MS_RECF_EXIT_CHECK: PROCESS exit; the process waits for a leak check
 	FlagThreadExit = 0x4 // MS_RECF_THREAD_EXIT: THREAD written as the thread ends
+	// FlagExitReports is MS_RECF_EXIT_REPORTS: with FlagExitCheck, the
+	// process (bare mode's first) also waits until its reports are written.
+	FlagExitReports = 0x8
 )
 
 // Sizes and limits of the record layouts (mirrors of memscope.h).

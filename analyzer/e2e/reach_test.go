@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,4 +269,31 @@ func TestRecorderKilledDuringCheck(t *testing.T) {
 	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr.String())
 	assert.Less(t, time.Since(killed), time.Second, "exit after the recorder died")
 	assert.Empty(t, stderr.String())
+}
+
+// TestBareModeReportsAtExit: with a bare LD_PRELOAD, the program's first
+// process waits at exit until its reports are written, so a script's
+// next command finds them (issue 18): no polling here.
+func TestBareModeReportsAtExit(t *testing.T) {
+	xdg, out := t.TempDir(), t.TempDir()
+	cmd := exec.Command(program(t, "reach"), "list")
+	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "XDG_RUNTIME_DIR="+xdg, "MEMSCOPE_OUT="+out,
+		"MEMSCOPE_ANALYZER="+analyzer(t))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Run())
+	reports, err := filepath.Glob(filepath.Join(out, "memscope.reach.*.leaks.json"))
+	require.NoError(t, err)
+	require.Len(t, reports, 1, "the report exists when the exit status does; stderr:\n%s", stderr.String())
+	var r leaksJSON
+	b, err := os.ReadFile(reports[0])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &r))
+	assert.Equal(t, "checked", r.Reachability)
+	assert.Equal(t, []string{"direct 109x1", "indirect 110x1", "indirect 111x1"}, verdicts(&r))
+	require.NotNil(t, r.ExitStatus)
+	assert.Equal(t, 0, *r.ExitStatus)
+	assert.Contains(t, stderr.String(), "leaked:     330 B in 3 objects", "the summary came before the exit")
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.reach.*"))
+	assert.Len(t, files, 5)
 }

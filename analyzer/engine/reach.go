@@ -117,6 +117,9 @@ func (r *procReach) kindOf(addr uint64) reach.Kind {
 type ExitCheck struct {
 	Pid uint32
 	TS  uint64
+	// Reports: the process also waits until its reports are written
+	// (bare mode's first process, FlagExitReports).
+	Reports bool
 }
 
 // TakeExitChecks returns the processes that announced, since the last

@@ -23,6 +23,9 @@ type leakChecker struct {
 	// timing: say on stderr how long each check held its process
 	// (MEMSCOPE_CHECK_TIMING=1; make bench reads it).
 	timing bool
+	// reportNow writes the reports of a process that waits for them
+	// (engine.ExitCheck.Reports), before it is released.
+	reportNow func(pid uint32)
 }
 
 // checkAll checks every process that announced its exit since the last
@@ -34,19 +37,20 @@ func (c *leakChecker) checkAll() error {
 			return nil
 		}
 		for _, x := range checks {
-			if err := c.check(x.Pid, x.TS); err != nil {
+			if err := c.check(x); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// check runs the leak check of pid. Only a ring error is returned: a
-// check that cannot run leaves its reason in the engine, and the process
-// is always released.
-// waitingSince is when the process wrote its exit record (the library's
-// CLOCK_MONOTONIC, which is ours).
-func (c *leakChecker) check(pid uint32, waitingSince uint64) error {
+// check runs the leak check of a process. Only a ring error is returned:
+// a check that cannot run leaves its reason in the engine, and the process
+// is always released. x.TS is when the process wrote its exit record (the
+// library's CLOCK_MONOTONIC, which is ours). With x.Reports the process is
+// released only once its reports are written (reportNow).
+func (c *leakChecker) check(x engine.ExitCheck) error {
+	pid, waitingSince := x.Pid, x.TS
 	if !c.ring.ExitWaiting(pid) {
 		c.eng.SetNotChecked(pid, "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)")
 		return nil
@@ -63,13 +67,16 @@ func (c *leakChecker) check(pid uint32, waitingSince uint64) error {
 	stopped, err := reach.Stop(int(pid))
 	stoppedIn := time.Since(began)
 	if err != nil {
-		c.ring.ReleaseExit(pid)
 		reason := fmt.Sprintf("cannot stop the process to scan it: %v", err)
 		if !c.warned {
 			c.warned = true
 			fmt.Fprintf(c.out.cfg.Stderr, "memscope: warning: pid %d: %s; its blocks are reported as leaks of unknown kind\n", pid, reason)
 		}
 		c.eng.SetNotChecked(pid, reason)
+		if x.Reports && c.reportNow != nil {
+			c.reportNow(pid)
+		}
+		c.ring.ReleaseExit(pid)
 		return nil
 	}
 	var scan reach.Result
@@ -119,12 +126,17 @@ func (c *leakChecker) check(pid uint32, waitingSince uint64) error {
 	blocksIn = time.Since(began) - stoppedIn - drainedIn
 	res, err := reach.Scan(stopped, t)
 	scan = res
-	release()
+	if !x.Reports {
+		release()
+	}
 	if err != nil {
 		c.eng.SetNotChecked(pid, fmt.Sprintf("cannot read the process's memory: %v", err))
-		return nil
+	} else {
+		c.eng.SetReachability(pid, blocks, res.Kinds)
 	}
-	c.eng.SetReachability(pid, blocks, res.Kinds)
+	if x.Reports && c.reportNow != nil {
+		c.reportNow(pid)
+	}
 	return nil
 }
 

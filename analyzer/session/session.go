@@ -273,11 +273,18 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	exitsOpen := exits != nil
 	var idleSince, treeGone time.Time
 
+	// Processes reported before they ended (they waited for it at exit,
+	// reportNow): what comes of them later is not reported again.
+	reportedEarly := map[uint32]bool{}
 	finish := func(e *ending) {
 		delete(endings, e.pid)
 		p := eng.EndProcess(e.pid, e.status)
 		if p == nil {
 			return // never traced (static binary, FOLLOW_FORK=0, not ours)
+		}
+		if reportedEarly[e.pid] {
+			delete(reportedEarly, e.pid)
+			return
 		}
 		if !p.Reach.Checked && p.Reach.Reason == "" {
 			p.Reach.Reason = notCheckedReason(p, cfg.NoLeakCheck)
@@ -285,6 +292,12 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		res.Processes = append(res.Processes, out.write(p))
 		pub.processEnded(p)
 		pub.tick(eng, ring.Info, true)
+	}
+	// Bare mode's first process waits at exit for its reports: its status
+	// is the one of its exit record, and it has nothing more to record.
+	checker.reportNow = func(pid uint32) {
+		finish(&ending{pid: pid})
+		reportedEarly[pid] = true
 	}
 	end := func(pid uint32, status engine.ExitStatus, statusBy time.Time) {
 		if e := endings[pid]; e != nil {
