@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -307,4 +308,40 @@ func TestClosedStderr(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
 	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
 	assert.Len(t, files, 10, "every report of sh and of its sleep")
+}
+
+// TestOrphanedRingGC: an analyzer killed with SIGKILL leaves its ring;
+// its program goes on unharmed and ends; ps lists the ring as orphaned;
+// gc writes the reports of what the ring holds and removes it.
+func TestOrphanedRingGC(t *testing.T) {
+	r := startLive(t)
+	r.step(1)
+	p := r.await(10000)
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGKILL))
+	r.cmd.Process.Wait() // not cmd.Wait: the program still holds the output pipes
+	r.step(2)            // the program still runs, untraced from here on
+	require.NoError(t, r.stdin.Close())
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.Pid)); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	out, errText, code := r.cli("ps")
+	require.Equal(t, 0, code, errText)
+	assert.Contains(t, out, "orphaned ring ")
+	assert.Contains(t, out, "memscope-analyze record --ring ")
+
+	reports := t.TempDir()
+	_, errText, code = r.cli("gc", "--out", reports)
+	require.Equal(t, 0, code, errText)
+	assert.Contains(t, errText, "memscope gc: removed ")
+	// What the ring held after the crash (the program's name and first
+	// events went with the dead analyzer: issue 18's checkpoints).
+	files, _ := filepath.Glob(filepath.Join(reports, fmt.Sprintf("memscope.*.%d.*", p.Pid)))
+	assert.Len(t, files, 5, "the ring's reports; gc said:\n%s", errText)
+	left, _ := live.Rings(filepath.Join(r.xdg, "memscope"))
+	assert.Empty(t, left)
 }

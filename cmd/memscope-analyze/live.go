@@ -56,7 +56,8 @@ func newPsCommand() *cobra.Command {
 		Short: "List the running memscope sessions",
 		Long: `ps lists the sessions serving in the private ring directory: their socket,
 analyzer, processes, program, heap now and uptime. A socket whose analyzer is
-gone is listed as gone.`,
+gone is listed as gone; rings no analyzer consumes are listed after, with
+what to do about them.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			dir, err := shm.DefaultDir()
@@ -69,6 +70,7 @@ gone is listed as gone.`,
 			}
 			if len(socks) == 0 {
 				fmt.Println("no memscope session is running")
+				listOrphans(os.Stdout, dir)
 				return nil
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
@@ -98,7 +100,11 @@ gone is listed as gone.`,
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d B\t%v\n", s, v.AnalyzerPid, joinOrDash(pids), prog, heap,
 					time.Duration(v.UptimeNS).Round(time.Second))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			listOrphans(os.Stdout, dir)
+			return nil
 		},
 	}
 }

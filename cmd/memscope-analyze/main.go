@@ -53,7 +53,7 @@ report (text and JSON) and a Chrome/Perfetto timeline.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newRecordCommand(), newCheckCommand(), newDiffCommand(), newPsCommand(), newSnapshotCommand(), newLiveCommand())
+	root.AddCommand(newRunCommand(), newRecordCommand(), newCheckCommand(), newDiffCommand(), newPsCommand(), newSnapshotCommand(), newLiveCommand(), newGcCommand())
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())

@@ -202,6 +202,7 @@ func runProgramWith(ctx context.Context, rf *runFlags, args []string, hooks runH
 	if err != nil {
 		return err
 	}
+	warnOrphans(dir)
 	ringPath := filepath.Join(dir, fmt.Sprintf("run.%d.%d.ring", os.Getpid(), time.Now().UnixNano()))
 	ring, err := shm.Create(ringPath, shm.Options{Size: rf.ringSize, Lossy: rf.lossy})
 	if err != nil {
