@@ -72,6 +72,8 @@ test-go: all
 test-fuzz: $(DEPS_STAMP)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChunk$$' -fuzztime $(FUZZTIME) ./shm
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./analyzer/engine
+	$(GO) test -run '^$$' -fuzz '^FuzzReports$$' -fuzztime $(FUZZTIME) ./analyzer/gate
+	$(GO) test -run '^$$' -fuzz '^FuzzBaseline$$' -fuzztime $(FUZZTIME) ./analyzer/gate
 
 test: lint test-go test-fuzz
 

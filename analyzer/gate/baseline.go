@@ -76,7 +76,11 @@ func ReadBaseline(r io.Reader, name string) (*Baseline, error) {
 	if b.Version != 1 || b.Programs == nil {
 		return nil, fmt.Errorf("baseline %s: not a memscope baseline (version %d)", name, b.Version)
 	}
-	for _, p := range b.Programs {
+	for name, p := range b.Programs {
+		if p == nil {
+			p = &BaselineProgram{}
+			b.Programs[name] = p
+		}
 		if p.Sites == nil {
 			p.Sites = map[string]*BaselineSite{}
 		}

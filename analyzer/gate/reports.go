@@ -124,6 +124,11 @@ func readReport(path string) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report %s: %w", path, err)
 	}
+	return ParseReport(b, path)
+}
+
+// ParseReport reads the text of a leaks.json (path names it in errors).
+func ParseReport(b []byte, path string) (*Report, error) {
 	var r Report
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("report %s: not a memscope leaks.json: %w", path, err)
