@@ -74,6 +74,7 @@ test-fuzz: $(DEPS_STAMP)
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./analyzer/engine
 	$(GO) test -run '^$$' -fuzz '^FuzzReports$$' -fuzztime $(FUZZTIME) ./analyzer/gate
 	$(GO) test -run '^$$' -fuzz '^FuzzBaseline$$' -fuzztime $(FUZZTIME) ./analyzer/gate
+	$(GO) test -run '^$$' -fuzz '^FuzzSuppressions$$' -fuzztime $(FUZZTIME) ./analyzer/report
 
 test: lint test-go test-fuzz
 
