@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -497,4 +498,19 @@ func TestFileBase(t *testing.T) {
 	assert.Equal(t, "memscope.my_prog.7", FileBase(&engine.Process{Pid: 7, Argv0: "./my prog"}))
 	assert.Equal(t, "memscope.unknown.8", FileBase(&engine.Process{Pid: 8}))
 	assert.Equal(t, "memscope.unknown.9", FileBase(&engine.Process{Pid: 9, Exe: "/"}))
+}
+
+func TestSymbolWarning(t *testing.T) {
+	err := fmt.Errorf("module /usr/bin/x: %w (no debug sections, no separate debug file at ...)", symbolize.ErrNoDebugInfo)
+	w := symbolWarning("/nonexistent/x", err)
+	assert.Equal(t, "no debug info for /nonexistent/x: its frames have functions, no file:line", w, "dpkg does not know it: no package named")
+	if _, lookErr := exec.LookPath("dpkg-query"); lookErr == nil {
+		if out, err := exec.Command("dpkg-query", "-S", "/usr/bin/dpkg-query").Output(); err == nil {
+			pkg, _, _ := strings.Cut(string(out), ":")
+			assert.Equal(t, "no debug info for /usr/bin/dpkg-query: its frames have functions, no file:line (install "+pkg+"-dbgsym)",
+				symbolWarning("/usr/bin/dpkg-query", symbolize.ErrNoDebugInfo))
+		}
+	}
+	other := errors.New("bad ELF")
+	assert.Equal(t, "/x: bad ELF", symbolWarning("/x", other))
 }

@@ -7,9 +7,13 @@
 package report
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/symbolize"
@@ -98,7 +102,7 @@ func (s *Symbols) resolve(p *engine.Process, pc, ts uint64) pcInfo {
 		fr, err = s.sym.Symbolize(symbolize.Module{Path: path, BuildID: m.BuildID}, fileAddr)
 		if err != nil && !s.warned[path] {
 			s.warned[path] = true
-			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: %v", path, err))
+			s.Warnings = append(s.Warnings, symbolWarning(path, err))
 		}
 		if len(fr) == 0 {
 			fr = []symbolize.Frame{{}}
@@ -136,4 +140,38 @@ func (s *Symbols) Frames(p *engine.Process, stackID, ts uint64) []Frame {
 		}
 	}
 	return out
+}
+
+// symbolWarning is the one line said about a module that cannot be fully
+// symbolized: for a missing debug file, which package would provide it
+// where dpkg knows the module.
+func symbolWarning(path string, err error) string {
+	if !errors.Is(err, symbolize.ErrNoDebugInfo) {
+		return fmt.Sprintf("%s: %v", path, err)
+	}
+	msg := fmt.Sprintf("no debug info for %s: its frames have functions, no file:line", path)
+	if pkg := debugPackage(path); pkg != "" {
+		msg += " (install " + pkg + ")"
+	}
+	return msg
+}
+
+// debugPackage guesses the Debian package with path's debug symbols:
+// libc6-dbg for glibc, else PACKAGE-dbgsym of the package dpkg says owns
+// path; "" when dpkg does not know it.
+func debugPackage(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "dpkg-query", "-S", path).Output()
+	if err != nil {
+		return ""
+	}
+	pkg, _, ok := strings.Cut(strings.TrimSpace(string(out)), ":")
+	if !ok || pkg == "" || strings.ContainsAny(pkg, " ,") {
+		return ""
+	}
+	if pkg == "libc6" {
+		return "libc6-dbg"
+	}
+	return pkg + "-dbgsym"
 }
