@@ -86,7 +86,8 @@ type analyzed struct {
 func analyze(t *testing.T, flags []string, argv ...string) *analyzed {
 	t.Helper()
 	out := t.TempDir()
-	args := append([]string{"run", "--out", out}, flags...)
+	// Every process's reports: the tests read the fork children's.
+	args := append([]string{"run", "--out", out, "--reports", "all"}, flags...)
 	args = append(append(args, "--"), argv...)
 	cmd := exec.Command(analyzer(t), args...)
 	cmd.Env = cleanEnv()

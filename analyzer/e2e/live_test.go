@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -306,8 +307,23 @@ func TestClosedStderr(t *testing.T) {
 	st, err := os.Stat(out)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
+	// sh's five files (the root's) and the session's index; sleep did not
+	// leak, so with the default --reports it is in the index only.
 	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
-	assert.Len(t, files, 10, "every report of sh and of its sleep")
+	assert.Len(t, files, 6, "%v", files)
+	index, _ := filepath.Glob(filepath.Join(out, "memscope.*.index.json"))
+	require.Len(t, index, 1)
+	b, err := os.ReadFile(index[0])
+	require.NoError(t, err)
+	var idx struct {
+		Processes []struct {
+			Program    string   `json:"program"`
+			ExitStatus *int     `json:"exit_status"`
+			Files      []string `json:"files"`
+		} `json:"processes"`
+	}
+	require.NoError(t, json.Unmarshal(b, &idx))
+	require.Len(t, idx.Processes, 2)
 }
 
 // TestOrphanedRingGC: an analyzer killed with SIGKILL leaves its ring;
@@ -344,4 +360,51 @@ func TestOrphanedRingGC(t *testing.T) {
 	assert.Len(t, files, 5, "the ring's reports; gc said:\n%s", errText)
 	left, _ := live.Rings(filepath.Join(r.xdg, "memscope"))
 	assert.Empty(t, left)
+}
+
+// TestManyProcesses: a shell loop of 300 short processes. The session's
+// index lists every one of them; only the root (which did not leak
+// either) gets report files by default; the summary stays one screen.
+func TestManyProcesses(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "bash", "-c", "for i in $(seq 300); do /bin/true; done")
+	cmd.Env = cleanEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Run(), "stderr:\n%s", stderr.String())
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	assert.LessOrEqual(t, len(lines), 24, "one screen:\n%s", stderr.String())
+	assert.Regexp(t, `^memscope: \d+ more process\(es\), none leaking: every process is in .*\.index\.json$`, lines[len(lines)-1])
+
+	index, _ := filepath.Glob(filepath.Join(out, "memscope.bash.*.index.json"))
+	require.Len(t, index, 1)
+	b, err := os.ReadFile(index[0])
+	require.NoError(t, err)
+	var idx struct {
+		Root      uint32 `json:"root"`
+		Processes []struct {
+			Pid        uint32   `json:"pid"`
+			Program    string   `json:"program"`
+			ExitStatus *int     `json:"exit_status"`
+			Files      []string `json:"files"`
+		} `json:"processes"`
+	}
+	require.NoError(t, json.Unmarshal(b, &idx))
+	trues, withFiles := 0, 0
+	for _, p := range idx.Processes {
+		if filepath.Base(p.Program) == "true" {
+			trues++
+			if assert.NotNil(t, p.ExitStatus) {
+				assert.Equal(t, 0, *p.ExitStatus)
+			}
+		}
+		if len(p.Files) > 0 {
+			withFiles++
+			assert.Equal(t, idx.Root, p.Pid, "only the root has files")
+		}
+	}
+	assert.Equal(t, 300, trues, "every /bin/true is in the index")
+	assert.Equal(t, 1, withFiles)
+	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
+	assert.Len(t, files, 6, "the root's five files and the index")
 }

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 	"memscope/analyzer/report"
 )
 
@@ -53,6 +54,10 @@ type ProcView struct {
 	Threads        []ThreadView `json:"threads"`
 	Sites          []SiteView   `json:"sites"` // by live bytes, at most MaxSites
 	SiteCount      int          `json:"site_count"`
+	// Once the process has ended: the leak check's verdicts (bytes and
+	// objects by kind) and whether it ran.
+	Reachability string                      `json:"reachability,omitempty"`
+	ByKind       map[string]engine.KindCount `json:"by_kind,omitempty"`
 }
 
 // ThreadView names a thread.
@@ -111,6 +116,21 @@ func procView(s *State, p *Proc, syms *report.Symbols) ProcView {
 	}
 	if code, ok := p.Exit.ShellCode(); ok && !p.Running {
 		pv.ExitStatus = &code
+	}
+	if !p.Running {
+		pv.Reachability = "checked"
+		if !p.Reach.Checked {
+			pv.Reachability = "not checked: " + p.Reach.Why()
+		}
+		pv.ByKind = map[string]engine.KindCount{}
+		for _, st := range p.Sites {
+			for k, c := range st.ByKind {
+				n := pv.ByKind[reach.Kind(k).String()]
+				n.Objects += c.Objects
+				n.Bytes += c.Bytes
+				pv.ByKind[reach.Kind(k).String()] = n
+			}
+		}
 	}
 	if t.PeakTS > p.StartTS {
 		pv.PeakAtNS = t.PeakTS - p.StartTS

@@ -146,10 +146,15 @@ func (s *Symbols) Frames(p *engine.Process, stackID, ts uint64) []Frame {
 // symbolized: for a missing debug file, which package would provide it
 // where dpkg knows the module.
 func symbolWarning(path string, err error) string {
-	if !errors.Is(err, symbolize.ErrNoDebugInfo) {
+	var msg string
+	switch {
+	case errors.Is(err, symbolize.ErrNoDebugInfo):
+		msg = fmt.Sprintf("no debug info for %s: its frames have functions, no file:line", path)
+	case errors.Is(err, symbolize.ErrNoSymbols):
+		msg = fmt.Sprintf("no symbols for %s: its frames are addresses", path)
+	default:
 		return fmt.Sprintf("%s: %v", path, err)
 	}
-	msg := fmt.Sprintf("no debug info for %s: its frames have functions, no file:line", path)
 	if pkg := debugPackage(path); pkg != "" {
 		msg += " (install " + pkg + ")"
 	}
@@ -163,6 +168,10 @@ func debugPackage(path string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "dpkg-query", "-S", path).Output()
+	if err != nil && strings.HasPrefix(path, "/usr/") {
+		// A merged /usr: dpkg may know /bin/bash, not /usr/bin/bash.
+		out, err = exec.CommandContext(ctx, "dpkg-query", "-S", strings.TrimPrefix(path, "/usr")).Output()
+	}
 	if err != nil {
 		return ""
 	}

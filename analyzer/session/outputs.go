@@ -15,6 +15,11 @@ import (
 // sharing one symbol cache across the run.
 type outputs struct {
 	cfg      Config
+	index    []IndexEntry
+	bases    map[uint32]string // pid -> memscope.PROG.PID
+	root     uint32            // the session's first process (0: not known yet)
+	quiet    int               // processes whose summary was not printed
+	loud     int               // leaking processes whose summary was printed
 	syms     *report.Symbols
 	supp     *report.Suppressions
 	warned   int           // how many of syms.Warnings were printed
@@ -23,7 +28,7 @@ type outputs struct {
 }
 
 func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
-	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), dropped: dropped}
+	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), dropped: dropped, bases: map[uint32]string{}}
 	if cfg.Suppressions != "" {
 		s, err := report.ParseSuppressions(strings.NewReader(cfg.Suppressions), cfg.SuppressionsName)
 		if err != nil {
@@ -57,6 +62,22 @@ func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine
 		out[i] = s
 	}
 	return out
+}
+
+// maxLoudSummaries bounds the processes other than the root whose summary
+// is printed (those that leaked, first ended first).
+const maxLoudSummaries = 5
+
+// finishSummary ends the session's summary: the processes not summarized
+// and where the index is.
+func (o *outputs) finishSummary(indexPath string) {
+	if o.quiet > 0 {
+		what := "none leaking"
+		if o.loud >= maxLoudSummaries {
+			what = "leaking or not"
+		}
+		fmt.Fprintf(o.cfg.Stderr, "memscope: %d more process(es), %s: every process is in %s\n", o.quiet, what, indexPath)
+	}
 }
 
 // write produces every report of p and its summary. A file that cannot be
@@ -96,16 +117,33 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 		UnsuppressedObjects: leaks.UnsuppressedObjects,
 		Checked:             p.Reach.Checked,
 	}
-	for _, f := range files {
-		name := base + f.suffix
-		if err := report.WriteFileAtomic(o.cfg.OutDir, name, f.write); err != nil {
-			fmt.Fprintf(o.cfg.Stderr, "memscope: cannot write %s: %v\n", filepath.Join(o.cfg.OutDir, name), err)
-			continue
-		}
-		res.Files = append(res.Files, filepath.Join(o.cfg.OutDir, name))
+	if o.root == 0 {
+		o.root = p.Pid
 	}
+	o.bases[p.Pid] = base
+	isRoot, leaking := p.Pid == o.root, leaks.UnsuppressedObjects > 0
+	if o.cfg.Reports == "" || o.cfg.Reports == ReportsAll || isRoot || (o.cfg.Reports == ReportsLeaking && leaking) {
+		for _, f := range files {
+			name := base + f.suffix
+			if err := report.WriteFileAtomic(o.cfg.OutDir, name, f.write); err != nil {
+				fmt.Fprintf(o.cfg.Stderr, "memscope: cannot write %s: %v\n", filepath.Join(o.cfg.OutDir, name), err)
+				continue
+			}
+			res.Files = append(res.Files, filepath.Join(o.cfg.OutDir, name))
+		}
+	}
+	o.index = append(o.index, indexEntry(p, leaks, res.Files))
 	for ; o.warned < len(o.syms.Warnings); o.warned++ {
 		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %s\n", o.syms.Warnings[o.warned])
+	}
+	// One screen of summary however many processes: the root in full,
+	// the first few that leaked, then one line for the rest (session end).
+	if !isRoot && (!leaking || o.loud >= maxLoudSummaries) {
+		o.quiet++
+		return res
+	}
+	if !isRoot {
+		o.loud++
 	}
 	if err := report.WriteSummary(o.cfg.Stderr, p, leaks, res.Files); err != nil {
 		fmt.Fprintf(o.cfg.Stderr, "memscope: summary: %v\n", err)

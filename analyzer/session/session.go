@@ -33,6 +33,13 @@ type Config struct {
 	NoLeakCheck bool
 	// ShowReachable lists reachable blocks in the text leak report.
 	ShowReachable bool
+	// Reports says which processes get their report files: ReportsAll
+	// (or ""), ReportsLeaking (those that leaked and the root),
+	// ReportsRoot. The session's index lists every process.
+	Reports string
+	// Root is the session's first process (run: PROG); 0: the first
+	// process that ends, or is reported.
+	Root uint32
 	// CheckTiming says on stderr how long each leak check held its process.
 	CheckTiming bool
 
@@ -74,6 +81,7 @@ func StatusOf(ws unix.WaitStatus) engine.ExitStatus {
 
 // Result is what a session found.
 type Result struct {
+	Index             string // the session's index, when it had several processes
 	Processes         []ProcessResult
 	UnsuppressedLeaks bool
 	DroppedEvents     uint64
@@ -240,6 +248,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	if err != nil {
 		return res, err
 	}
+	out.root = cfg.Root
 	eng := engine.New(engine.Options{})
 	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, timing: cfg.CheckTiming}
 	if !cfg.NoLeakCheck {
@@ -343,6 +352,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 		for _, pid := range eng.Pids() {
 			if watches[pid] == nil && endings[pid] == nil {
+				if out.root == 0 {
+					out.root = pid // record mode: the first process seen
+				}
 				watches[pid] = watchPid(pid)
 			}
 		}
@@ -408,6 +420,15 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	eng.Flush()
 	for _, pid := range eng.Pids() {
 		finish(&ending{pid: pid})
+	}
+	if len(res.Processes) > 1 {
+		path, err := out.writeIndex(out.root, cfg.Command)
+		if err != nil {
+			fmt.Fprintf(cfg.Stderr, "memscope: cannot write %s: %v\n", path, err)
+		} else {
+			res.Index = path
+		}
+		out.finishSummary(path)
 	}
 	st := rd.Stats()
 	res.DroppedEvents = st.Dropped

@@ -151,7 +151,7 @@ func liveRun(ctx context.Context, rf *runFlags, args []string, noCapture bool) e
 		tui.Plain(ctx, src, os.Stdout, time.Second, finished)
 		return <-done
 	}
-	model := tui.New(src, tui.Options{SaveSnapshot: snapshotSaver(rf.outDir), Finished: finished, Summary: summary.String})
+	model := tui.New(src, tui.Options{SaveSnapshot: snapshotSaver(rf.outDir), Finished: finished})
 	if _, err := tea.NewProgram(model).Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "memscope live: %v\n", err)
 	}

@@ -31,6 +31,7 @@ type outputFlags struct {
 	showReachable bool
 	snapshotEvery time.Duration
 	metricsAddr   string
+	reports       string
 }
 
 func (o *outputFlags) register(c *cobra.Command) {
@@ -43,6 +44,8 @@ func (o *outputFlags) register(c *cobra.Command) {
 	f.BoolVar(&o.showReachable, "show-reachable", false, "list reachable blocks in the text leak report too")
 	f.DurationVar(&o.snapshotEvery, "snapshot-every", 0, "write a numbered heap profile of every running process at this interval, e.g. 60s")
 	f.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464")
+	f.StringVar(&o.reports, "reports", envDefault("MEMSCOPE_REPORTS", session.ReportsLeaking),
+		"which processes get report files: all, leaking (those that leaked, and the first), root; the index lists every process (env MEMSCOPE_REPORTS)")
 }
 
 // sessionConfig checks the output flags and turns them into a session.Config.
@@ -51,6 +54,12 @@ func (o *outputFlags) sessionConfig() (session.Config, error) {
 		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable,
 		CheckTiming: os.Getenv("MEMSCOPE_CHECK_TIMING") == "1",
 		Serve:       true, SnapshotEvery: o.snapshotEvery}
+	switch o.reports {
+	case session.ReportsAll, session.ReportsLeaking, session.ReportsRoot:
+		cfg.Reports = o.reports
+	default:
+		return cfg, fmt.Errorf("--reports %q: want all, leaking or root", o.reports)
+	}
 	if o.snapshotEvery < 0 {
 		return cfg, fmt.Errorf("--snapshot-every %v: want a positive interval", o.snapshotEvery)
 	}
@@ -255,6 +264,7 @@ func runProgramWith(ctx context.Context, rf *runFlags, args []string, hooks runH
 			sessExits <- e
 		}
 	}()
+	cfg.Root = uint32(pid)
 	if hooks.started != nil {
 		hooks.started(pid)
 	}

@@ -32,8 +32,6 @@ type Options struct {
 	// and its reports are written (live -- PROG); the view then shows the
 	// final state until q.
 	Finished <-chan struct{}
-	// Summary returns the leak summary to show once Finished.
-	Summary func() string
 }
 
 // Columns the table sorts by (keys 1-6).
@@ -75,7 +73,6 @@ type Model struct {
 	err      error
 	paused   bool
 	finished bool
-	summary  string
 	message  string
 
 	proc       int    // index into the processes
@@ -145,9 +142,6 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.fetch()
 	case finishedMsg:
 		m.finished = true
-		if m.opts.Summary != nil {
-			m.summary = m.opts.Summary()
-		}
 		return m, m.fetch()
 	case snapMsg:
 		m.message = msg.text

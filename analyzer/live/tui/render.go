@@ -68,10 +68,8 @@ func (m Model) render() string {
 	if note := m.selectionNote(); note != "" {
 		add(note)
 	}
-	if m.finished && m.summary != "" {
-		// The session's summary of the process in view: totals and
-		// leaks (the files it wrote are in the summary after q).
-		for i, line := range m.summaryOf(p.Pid) {
+	if !p.Running && p.ByKind != nil {
+		for i, line := range verdictLines(p) {
 			if i == 0 {
 				line = "ended: " + line
 			} else {
@@ -133,22 +131,17 @@ func (m Model) render() string {
 	return strings.Join(lines, "\n")
 }
 
-// summaryOf picks the leak lines of pid's summary.
-func (m Model) summaryOf(pid uint32) []string {
-	head := fmt.Sprintf("memscope: pid %d ", pid)
-	var out []string
-	in := false
-	for _, line := range strings.Split(m.summary, "\n") {
-		switch {
-		case strings.HasPrefix(line, head):
-			in = true
-		case strings.HasPrefix(line, "memscope: "):
-			in = false
-		case in && (strings.HasPrefix(line, "  leaked:") || strings.HasPrefix(line, "  still reachable:") || strings.HasPrefix(line, "  reachability")):
-			out = append(out, strings.TrimSpace(line))
-		}
+// verdictLines say what an ended process leaked, as the summary does.
+func verdictLines(p *live.ProcView) []string {
+	d, i, u, r := p.ByKind["direct"], p.ByKind["indirect"], p.ByKind["unknown"], p.ByKind["reachable"]
+	lines := []string{fmt.Sprintf("leaked: %s in %d objects (direct %d B in %d, indirect %d B in %d)",
+		size(d.Bytes+i.Bytes+u.Bytes), d.Objects+i.Objects+u.Objects, d.Bytes, d.Objects, i.Bytes, i.Objects)}
+	if p.Reachability == "checked" {
+		lines = append(lines, fmt.Sprintf("still reachable: %s in %d objects (not leaks)", size(r.Bytes), r.Objects))
+	} else {
+		lines = append(lines, "reachability "+p.Reachability)
 	}
-	return out
+	return lines
 }
 
 func footer() string {
