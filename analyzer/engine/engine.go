@@ -37,7 +37,15 @@ type Options struct {
 	ReorderWindow time.Duration
 	// TimelineInterval is the spacing of timeline samples. Default 10 ms.
 	TimelineInterval time.Duration
+	// MaxStacks bounds the distinct stacks the engine keeps (the ring is
+	// written by the traced program: a hostile one must not exhaust the
+	// analyzer's memory). Default 16 M (about 4 GiB of stacks at depth 32).
+	MaxStacks int
 }
+
+// maxModules bounds the modules one process may load (dlopen in a loop
+// loads the same module again and again; a real program has hundreds).
+const maxModules = 1 << 16
 
 // Engine holds the state of every traced process.
 type Engine struct {
@@ -54,7 +62,8 @@ type Engine struct {
 	// it small to fill batches up.
 	batchLimit int
 
-	stacks map[uint64][]uint64
+	stacks    map[uint64][]uint64
+	maxStacks int // bound of len(stacks) (Options.MaxStacks)
 
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
@@ -79,7 +88,7 @@ func New(opts Options) *Engine {
 	if iv <= 0 {
 		iv = 10 * time.Millisecond
 	}
-	return &Engine{
+	e := &Engine{
 		window:   uint64(w),
 		interval: uint64(iv),
 		procs:    map[uint32]*proc{},
@@ -87,7 +96,13 @@ func New(opts Options) *Engine {
 		stacks:   map[uint64][]uint64{},
 		procRecs: map[uint64]pendingProc{},
 		slack:    uint64(w) / 16 << kindBit,
+
+		maxStacks: opts.MaxStacks,
 	}
+	if e.maxStacks <= 0 {
+		e.maxStacks = 16 << 20
+	}
+	return e
 }
 
 func (e *Engine) proc(pid uint32) *proc {
@@ -234,6 +249,9 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, err)
 		}
 		if _, ok := e.stacks[s.ID]; !ok {
+			if len(e.stacks) >= e.maxStacks {
+				return recErr(rec, fmt.Errorf("more than %d distinct stacks: refusing the ring (corrupt, or written by something hostile)", e.maxStacks))
+			}
 			e.stacks[s.ID] = s.PCs
 		}
 	case shm.RecModule:
@@ -244,7 +262,11 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		if m.Event != shm.ModuleLoad && m.Event != shm.ModuleUnload {
 			return recErr(rec, fmt.Errorf("unknown module event %d", m.Event))
 		}
-		e.proc(rec.Pid).addModule(rec.TS, m)
+		p := e.proc(rec.Pid)
+		if m.Event == shm.ModuleLoad && len(p.modules) >= maxModules {
+			return recErr(rec, fmt.Errorf("more than %d modules loaded in one process: refusing the ring (corrupt, or written by something hostile)", maxModules))
+		}
+		p.addModule(rec.TS, m)
 	case shm.RecThread:
 		t, err := rec.Thread()
 		if err != nil {

@@ -81,3 +81,27 @@ func TestReachabilityVerdicts(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 }
+
+// TestHostileBounds: a ring claiming more stacks or modules than any
+// program has is refused with an error naming the record, not followed
+// until the analyzer runs out of memory.
+func TestHostileBounds(t *testing.T) {
+	e := New(Options{MaxStacks: 3})
+	for id := uint64(1); id <= 3; id++ {
+		require.NoError(t, e.Apply(recOf(t, 1, 1, shm.AppendStack(nil, id, 0, shm.Stack{ID: id, PCs: []uint64{0x1000}}))))
+	}
+	err := e.Apply(recOf(t, 1, 1, shm.AppendStack(nil, 4, 0, shm.Stack{ID: 4, PCs: []uint64{0x1000}})))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pid 1 tid 1: STACK record at ts 4: more than 3 distinct stacks: refusing the ring")
+	// A stack seen before is no new stack.
+	require.NoError(t, e.Apply(recOf(t, 1, 1, shm.AppendStack(nil, 5, 0, shm.Stack{ID: 2, PCs: []uint64{0x1000}}))))
+
+	e = New(Options{})
+	m := shm.Module{Event: shm.ModuleLoad, Path: "/lib/x.so", Segments: []shm.Segment{{Vaddr: 0, Memsz: 0x1000, Flags: 5}}}
+	for i := 0; i < maxModules; i++ {
+		require.NoError(t, e.Apply(recOf(t, 1, 1, shm.AppendModule(nil, uint64(i+1), m))))
+	}
+	err = e.Apply(recOf(t, 1, 1, shm.AppendModule(nil, 1<<20, m)))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "more than 65536 modules loaded in one process")
+}
