@@ -43,8 +43,9 @@ type Options struct {
 	MaxStacks int
 }
 
-// maxModules bounds the modules one process may load (dlopen in a loop
-// loads the same module again and again; a real program has hundreds).
+// maxModules bounds the modules one process may have loaded at once (a
+// real program has hundreds; one that dlopens and dlcloses in a loop has
+// few at a time).
 const maxModules = 1 << 16
 
 // Engine holds the state of every traced process.
@@ -263,8 +264,8 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("unknown module event %d", m.Event))
 		}
 		p := e.proc(rec.Pid)
-		if m.Event == shm.ModuleLoad && len(p.modules) >= maxModules {
-			return recErr(rec, fmt.Errorf("more than %d modules loaded in one process: refusing the ring (corrupt, or written by something hostile)", maxModules))
+		if m.Event == shm.ModuleLoad && len(p.modules) >= maxModules && p.loadedModules() >= maxModules {
+			return recErr(rec, fmt.Errorf("more than %d modules loaded at once in one process: refusing the ring (corrupt, or written by something hostile)", maxModules))
 		}
 		p.addModule(rec.TS, m)
 	case shm.RecThread:

@@ -429,6 +429,17 @@ func (p *proc) pairPending(ptr, ts uint64) bool {
 	return true
 }
 
+// loadedModules counts the modules not unloaded.
+func (p *proc) loadedModules() int {
+	n := 0
+	for i := range p.modules {
+		if p.modules[i].UnloadTS == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *proc) addModule(ts uint64, m shm.Module) {
 	if m.Event == shm.ModuleUnload {
 		for i := len(p.modules) - 1; i >= 0; i-- {

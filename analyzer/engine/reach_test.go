@@ -103,5 +103,14 @@ func TestHostileBounds(t *testing.T) {
 	}
 	err = e.Apply(recOf(t, 1, 1, shm.AppendModule(nil, 1<<20, m)))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "more than 65536 modules loaded in one process")
+	assert.Contains(t, err.Error(), "more than 65536 modules loaded at once in one process")
+
+	// Loading and unloading in a loop is no hostile ring.
+	e = New(Options{})
+	for i := 0; i < maxModules+10; i++ {
+		require.NoError(t, e.Apply(recOf(t, 1, 1, shm.AppendModule(nil, uint64(2*i+1), m))))
+		um := m
+		um.Event = shm.ModuleUnload
+		require.NoError(t, e.Apply(recOf(t, 1, 1, shm.AppendModule(nil, uint64(2*i+2), um))))
+	}
 }
