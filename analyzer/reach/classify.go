@@ -317,6 +317,8 @@ type classifier struct {
 	// than the walk: 200 ms for 100 MB).
 	first []uint32
 	to    []int32
+	// buf is the scratch buffer reads go through (nil: one is made).
+	buf []byte
 }
 
 // batchBytes bounds one read of block contents.
@@ -351,7 +353,10 @@ func (c *classifier) readEdges(read memory) (uint64, error) {
 func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64, error) {
 	var to []int32
 	var total uint64
-	buf := make([]byte, batchBytes)
+	buf := c.buf
+	if buf == nil {
+		buf = make([]byte, batchBytes)
+	}
 	var rs []remoteRange
 	var owner []int
 	flush := func() error {
@@ -374,13 +379,13 @@ func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64,
 		b := &c.blocks[i]
 		size := (b.end - b.addr) &^ 7
 		for done := uint64(0); done < size; {
-			if used == batchBytes || len(rs) == iovMax {
+			if used == uint64(len(buf)) || len(rs) == iovMax {
 				if err := flush(); err != nil {
 					return nil, 0, err
 				}
 				used = 0
 			}
-			piece := min(size-done, batchBytes-used)
+			piece := min(size-done, uint64(len(buf))-used)
 			rs = append(rs, remoteRange{b.addr + done, buf[used : used+piece]})
 			owner = append(owner, i)
 			used += piece
