@@ -123,6 +123,14 @@ static void wait_consumer(const struct ms_ring *r, uint64_t deadline)
 
 void ms_exit_check(struct ms_tls *t, int status)
 {
+	/*
+	 * Spill every callee-saved register into this frame, which stays on
+	 * the stack above the wait: a pointer the program kept only in a
+	 * register is then on the stack the analyzer scans, even when it reads
+	 * a single-threaded process without stopping it (analyzer/reach
+	 * Parked). Caller-saved registers hold nothing live across exit().
+	 */
+	__builtin_unwind_init();
 	struct ms_ring *r = &ms_g.ring;
 	uint32_t pid = ms_g.pid;
 	uint32_t *slot = NULL;

@@ -33,7 +33,9 @@
  *               no such thread, direct; in the parent, reachable
  *   _exit       120 B lost, then _exit: not checked (unknown)
  *   traced      121 B lost while a child of ours ptrace-seizes us, so the
- *               analyzer's ptrace is refused: not checked (unknown)
+ *               analyzer's ptrace is refused: not checked (unknown); a
+ *               second, idle thread makes the analyzer need ptrace (a
+ *               single-threaded process parked at exit is read without)
  *   bigheap     2,000,000 blocks of 32 B chained from a global: a check
  *               long enough to kill the analyzer in the middle of it
  * No stdio: its buffer would be one more block.
@@ -185,6 +187,14 @@ static void *keep_and_block(void *arg)
 	return arg;
 }
 
+static void *idle(void *arg)
+{
+	ready = 1;
+	for (;;)
+		pause();
+	return arg;
+}
+
 static void start(void *(*fn)(void *))
 {
 	pthread_t t;
@@ -279,6 +289,7 @@ int main(int argc, char **argv)
 		char b;
 		if (read(go[0], &b, 1) != 1)
 			return 2;
+		start(idle);
 		deep(lose121);
 	} else {
 		return 2;

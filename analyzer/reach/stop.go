@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -30,6 +31,8 @@ type Stopped struct {
 	// pending holds signals that arrived while a thread was stopped for
 	// us (a signal-delivery stop): they are delivered at detach.
 	pending map[int]int
+	// parked: not stopped at all (Parked): nothing to resume.
+	parked bool
 }
 
 // stopTimeout bounds the wait for one thread to reach its stop.
@@ -149,10 +152,43 @@ func (s *Stopped) waitStop(tid int) (bool, error) {
 	}
 }
 
+// Parked returns the process as it is when its only thread is the one
+// parked in the library's wait at exit (a futex wait): nothing runs in it
+// that could change its memory, so it needs no stop, and its stack
+// pointer is in /proc/PID/task/TID/syscall. Its registers are not needed:
+// the library spilled the callee-saved ones onto its stack before
+// waiting. ok is false when the process has other threads, or its thread
+// is not in that wait: Stop it then.
+func Parked(pid int) (s *Stopped, ok bool) {
+	tids, err := listThreads(pid)
+	if err != nil || len(tids) != 1 {
+		return nil, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tids[0]))
+	if err != nil {
+		return nil, false
+	}
+	// "nr arg1 ... arg6 sp pc" while in a system call.
+	f := strings.Fields(string(b))
+	if len(f) != 9 {
+		return nil, false
+	}
+	nr, err1 := strconv.ParseInt(f[0], 10, 64)
+	sp, err2 := strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
+	if err1 != nil || err2 != nil || nr != unix.SYS_FUTEX || sp == 0 {
+		return nil, false
+	}
+	// Still the only thread, still waiting: nothing started meanwhile.
+	if again, err := listThreads(pid); err != nil || len(again) != 1 {
+		return nil, false
+	}
+	return &Stopped{Pid: pid, Threads: []Thread{{Tid: tids[0], SP: sp}}, parked: true}, true
+}
+
 // Resume detaches from every thread, giving back the signals that arrived
 // while it was stopped.
 func (s *Stopped) Resume() {
-	if s == nil {
+	if s == nil || s.parked {
 		return
 	}
 	for _, th := range s.Threads {

@@ -64,7 +64,11 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	// memory is garbage right after, and collected then.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	began := time.Now()
-	stopped, err := reach.Stop(int(pid))
+	stopped, ok := reach.Parked(int(pid))
+	var err error
+	if !ok {
+		stopped, err = reach.Stop(int(pid))
+	}
 	stoppedIn := time.Since(began)
 	if err != nil {
 		reason := fmt.Sprintf("cannot stop the process to scan it: %v", err)
