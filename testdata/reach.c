@@ -36,8 +36,9 @@
  *               analyzer's ptrace is refused: not checked (unknown); a
  *               second, idle thread makes the analyzer need ptrace (a
  *               single-threaded process parked at exit is read without)
- *   bigheap     2,000,000 blocks of 32 B chained from a global: a check
- *               long enough to kill the analyzer in the middle of it
+ *   bigheap     2,000,000 blocks of 32 B chained from a global, and an idle
+ *               thread: a check (with ptrace) long enough to kill the
+ *               analyzer in the middle of it
  * No stdio: its buffer would be one more block.
  */
 #include <dlfcn.h>
@@ -265,6 +266,7 @@ int main(int argc, char **argv)
 		deep(lose120);
 		_exit(0);
 	} else if (!strcmp(c, "bigheap")) {
+		start(idle); /* two threads: the check stops them with ptrace */
 		for (int i = 0; i < 2000000; i++) {
 			void **b = malloc(32);
 			b[0] = chain;
