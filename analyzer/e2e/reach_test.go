@@ -239,17 +239,24 @@ func TestRealProgramVerdicts(t *testing.T) {
 	}
 }
 
+// bareReach is testdata/reach.c's case run with a bare LD_PRELOAD, its
+// private directory and report directory (returned) its own.
+func bareReach(t *testing.T, name string) (*exec.Cmd, *bytes.Buffer, string) {
+	xdg, out := t.TempDir(), t.TempDir()
+	cmd := exec.Command(program(t, "reach"), name)
+	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "XDG_RUNTIME_DIR="+xdg, "MEMSCOPE_OUT="+out,
+		"MEMSCOPE_ANALYZER="+analyzer(t))
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	return cmd, stderr, out
+}
+
 // TestRecorderKilledDuringCheck: in bare mode, SIGKILL the recorder while
 // it holds the program for its leak check. The kernel lets the program go
 // on, and the library stops waiting as soon as its consumer is gone: the
 // program exits with its own status, long before the 5 s timeout.
 func TestRecorderKilledDuringCheck(t *testing.T) {
-	xdg, out := t.TempDir(), t.TempDir()
-	cmd := exec.Command(program(t, "reach"), "bigheap")
-	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "XDG_RUNTIME_DIR="+xdg, "MEMSCOPE_OUT="+out,
-		"MEMSCOPE_ANALYZER="+analyzer(t))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, stderr, _ := bareReach(t, "bigheap")
 	require.NoError(t, cmd.Start())
 	// The recorder attaches with ptrace for the check: TracerPid names it.
 	var tracer int
@@ -281,12 +288,7 @@ func TestRecorderKilledDuringCheck(t *testing.T) {
 // process waits at exit until its reports are written, so a script's
 // next command finds them (issue 18): no polling here.
 func TestBareModeReportsAtExit(t *testing.T) {
-	xdg, out := t.TempDir(), t.TempDir()
-	cmd := exec.Command(program(t, "reach"), "list")
-	cmd.Env = append(cleanEnv(), "LD_PRELOAD="+library(t), "XDG_RUNTIME_DIR="+xdg, "MEMSCOPE_OUT="+out,
-		"MEMSCOPE_ANALYZER="+analyzer(t))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, stderr, out := bareReach(t, "list")
 	require.NoError(t, cmd.Run())
 	reports, err := filepath.Glob(filepath.Join(out, "memscope.reach.*.leaks.json"))
 	require.NoError(t, err)
