@@ -71,6 +71,7 @@ struct ms_tls {
 	struct ms_writer w;
 	uint32_t busy;      /* reentrancy: set while we record or initialise */
 	uint32_t announced; /* THREAD record written, destructor armed */
+	uint32_t unwinds;   /* stacks walked, up to MS_WARM_UNWINDS (unwind.c) */
 };
 
 /* The calling thread's state (initial-exec TLS, never allocates). */
@@ -170,9 +171,11 @@ MS_HIDDEN void ms_unwind_init(void);
  * Fills buf (room for depth + MS_UNWIND_SLACK + 1 entries) with return
  * addresses, innermost first. Returns how many belong to the caller of
  * the hook and its callers (at most depth), starting at buf[*first].
- * *truncated is set if the stack was deeper than depth.
+ * *truncated is set if the stack was deeper than depth. t->unwinds picks
+ * the walker (see unwind.c).
  */
-MS_HIDDEN unsigned ms_unwind(void **buf, unsigned depth, unsigned *first, int *truncated);
+MS_HIDDEN unsigned ms_unwind(struct ms_tls *t, void **buf, unsigned depth, unsigned *first,
+			     int *truncated);
 
 MS_HIDDEN int ms_stacks_init(void);
 /* Called in the child after fork: every stack must be written again. */

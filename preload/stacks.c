@@ -125,7 +125,7 @@ uint64_t ms_stack_capture(struct ms_tls *t)
 
 	if (depth == 0)
 		return 0;
-	n = ms_unwind(buf, depth, &first, &truncated);
+	n = ms_unwind(t, buf, depth, &first, &truncated);
 	id = hash_pcs(buf + first, n);
 	s = find_or_insert(id);
 	if (!s) { /* S5 */

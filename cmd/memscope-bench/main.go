@@ -36,7 +36,7 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
-	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 sizes python startup startup-preload startup-join live leakcheck analyzer)")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 threads-short sizes python startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
 	jsonPath := flag.String("json", "", "where to write the JSON table (default BUILD/bench.json)")
@@ -46,6 +46,7 @@ func run() error {
 	flag.Int64Var(&sz.microPairs, "micro-pairs", 10_000_000, "malloc/free pairs of the micro rows")
 	flag.Int64Var(&sz.threadPairs, "thread-pairs", 5_000_000, "malloc/free pairs done by each thread of the threads rows")
 	flag.Int64Var(&sz.sizeOps, "size-ops", 2_000_000, "allocations of the sizes row")
+	flag.IntVar(&sz.shortThreads, "short-threads", 20_000, "threads of the short threads row, created one after another")
 	flag.IntVar(&sz.dicts, "dicts", 200_000, "dicts built by the python row")
 	flag.IntVar(&sz.startupRuns, "startup-runs", 200, "runs of /bin/true per timed batch, bare and memscope")
 	flag.IntVar(&sz.startupHeaptrack, "startup-runs-heaptrack", 20, "runs of /bin/true per timed batch under heaptrack (about 0.2 s each)")
@@ -390,6 +391,7 @@ func methodNotes(r *runner, sz sizes, python string) []string {
 		"times: wall clock from fork/exec to reaped, median over runs; ratios are ratios of the medians",
 		"memscope = `memscope-analyze run --out TMP -- PROG`: includes the analyzer's start, its CPU competing with PROG on these cores, and writing every report",
 		fmt.Sprintf("micro: %d malloc(32)/free pairs, one thread; threads: %d pairs per thread, scaling = N*t(1)/t(N)", sz.microPairs, sz.threadPairs),
+		fmt.Sprintf("short threads: %d threads in sequence, each one malloc(40)/free", sz.shortThreads),
 		fmt.Sprintf("sizes: %d allocations, 8 B..1 MiB, 25%% kept alive in a 4096-slot pool", sz.sizeOps),
 		fmt.Sprintf("startup: per-run time of a batch of %d /bin/true (heaptrack: batch of %d); startup LD_PRELOAD: `LD_PRELOAD=libmemscope.so /bin/true`, the library starting its own detached analyzer, whose work is not timed (only its CPU competing); startup join ring: LD_PRELOAD with MEMSCOPE_RING naming a ring this benchmark drains (the library's own cost)", sz.startupRuns, sz.startupHeaptrack),
 		fmt.Sprintf("analyzer RSS: VmHWM of the memscope-analyze process itself (its children excluded; the shared ring's pages it touched, up to the ring size, included), sampled every %v from /proc/PID/status, median over runs; (anon): largest RssAnon sampled, its private memory; growth in the last %v before exit can be missed", hwmPollInterval, hwmPollInterval),

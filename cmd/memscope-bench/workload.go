@@ -44,6 +44,7 @@ type sizes struct {
 	microPairs       int64
 	threadPairs      int64
 	sizeOps          int64
+	shortThreads     int
 	dicts            int
 	startupRuns      int
 	startupHeaptrack int
@@ -73,6 +74,13 @@ func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
 			env:  env,
 		})
 	}
+	ws = append(ws, &workload{
+		id:   "threads-short",
+		name: "short threads",
+		prog: filepath.Join(benchDir, "short_threads"),
+		args: []string{strconv.Itoa(sz.shortThreads)},
+		env:  env,
+	})
 	ws = append(ws, &workload{
 		id:   "sizes",
 		name: "sizes 8B..1MiB",
