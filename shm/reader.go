@@ -71,6 +71,7 @@ type Reader struct {
 	threadAlive  func(pid, tid uint32) bool
 	pid          uint32
 	base         uint64 // committed: chunks < base are released (== last_read_to)
+	startedAt    uint64 // base when this Reader attached
 	head         uint64 // reserve_head of the last snapshot
 	entries      []chunkEntry
 	stats        ReaderStats
@@ -113,6 +114,7 @@ func (r *Ring) NewReader(opts ReaderOptions) (*Reader, error) {
 		return nil, rd.headerErr(offReserveHead, "reserve_head %d and last_read_to %d are not a window of at most %d chunks", head, rd.base, r.chunkCount)
 	}
 	rd.head = rd.base
+	rd.startedAt = rd.base
 	atomic.StoreUint64(r.u64(offHeartbeatNS), now)
 	atomic.StoreUint32(r.u32(offConsumerPid), rd.pid)
 	return rd, nil
@@ -537,6 +539,11 @@ func (rd *Reader) Idle() bool {
 	}
 	return atomic.LoadUint64(rd.r.u64(offReserveHead)) == rd.base
 }
+
+// StartedAt is the chunk sequence this Reader began at: non-zero when an
+// earlier consumer (a crashed analyzer) had already read and released
+// chunks 0..StartedAt-1, whose records this Reader never sees.
+func (rd *Reader) StartedAt() uint64 { return rd.startedAt }
 
 // Stats returns the Reader's counters.
 func (rd *Reader) Stats() ReaderStats {

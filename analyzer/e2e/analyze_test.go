@@ -28,12 +28,13 @@ import (
 
 // leaksJSON is the schema of memscope.PROG.PID.leaks.json (DESIGN §6).
 type leaksJSON struct {
-	Version    int    `json:"version"`
-	Pid        uint32 `json:"pid"`
-	Ppid       uint32 `json:"ppid"`
-	Program    string `json:"program"`
-	ExitStatus *int   `json:"exit_status"`
-	Complete   bool   `json:"complete"`
+	Version    int      `json:"version"`
+	Pid        uint32   `json:"pid"`
+	Ppid       uint32   `json:"ppid"`
+	Program    string   `json:"program"`
+	ExitStatus *int     `json:"exit_status"`
+	Complete   bool     `json:"complete"`
+	Incomplete []string `json:"incomplete"`
 	Totals     struct {
 		Allocations          uint64 `json:"allocations"`
 		Frees                uint64 `json:"frees"`

@@ -358,6 +358,19 @@ func TestOrphanedRingGC(t *testing.T) {
 	// events went with the dead analyzer: issue 18's checkpoints).
 	files, _ := filepath.Glob(filepath.Join(reports, fmt.Sprintf("memscope.*.%d.*", p.Pid)))
 	assert.Len(t, files, 5, "the ring's reports; gc said:\n%s", errText)
+	// Those reports must not claim to be complete, and must say why.
+	seen := 0
+	for _, r := range readReports(t, reports) {
+		if r.Pid != p.Pid {
+			continue
+		}
+		seen++
+		assert.False(t, r.Complete, "complete")
+		require.Len(t, r.Incomplete, 1)
+		assert.Contains(t, r.Incomplete[0], "took over a ring whose first ")
+		assert.Contains(t, r.Incomplete[0], "an earlier analyzer had read and is gone: their events are missing")
+	}
+	assert.Equal(t, 1, seen, "leaks.json of pid %d", p.Pid)
 	left, _ := live.Rings(filepath.Join(r.xdg, "memscope"))
 	assert.Empty(t, left)
 }

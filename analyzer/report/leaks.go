@@ -18,9 +18,12 @@ type LeakReport struct {
 	Pid, Ppid uint32
 	Program   string
 	Exit      engine.ExitStatus
-	Complete  bool // no events were dropped
-	Totals    engine.Totals
-	Reach     engine.Reachability
+	Complete  bool // false: Incomplete says why
+	// Incomplete lists why events of the process are missing, besides
+	// dropped events (which Totals.DroppedEvents counts): MarkIncomplete.
+	Incomplete []string
+	Totals     engine.Totals
+	Reach      engine.Reachability
 
 	// LeakedBytes/Objects count direct, indirect and unknown blocks,
 	// suppressed ones included.
@@ -55,6 +58,23 @@ type SuppressionUse struct {
 	Pattern string
 	Objects uint64
 	Bytes   uint64
+}
+
+// MarkIncomplete records that events of the process are missing, and why
+// (a sentence without a final period).
+func (r *LeakReport) MarkIncomplete(why string) {
+	r.Complete = false
+	r.Incomplete = append(r.Incomplete, why)
+}
+
+// IncompleteReasons are every reason the report is incomplete, dropped
+// events first.
+func (r *LeakReport) IncompleteReasons() []string {
+	var why []string
+	if r.Totals.DroppedEvents > 0 {
+		why = append(why, fmt.Sprintf("%d event(s) were dropped", r.Totals.DroppedEvents))
+	}
+	return append(why, r.Incomplete...)
 }
 
 // kindOrder is the position of each kind in the report.
@@ -191,8 +211,11 @@ func (r *LeakReport) writeText(w io.Writer, showReachable bool) error {
 	if !r.Reach.Checked {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: reachability not checked: %s; every block still allocated is listed as a leak.\n", r.Pid, r.Reach.Why())
 	}
-	if !r.Complete {
+	if r.Totals.DroppedEvents > 0 {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were dropped; this report is incomplete.\n", r.Pid, r.Totals.DroppedEvents)
+	}
+	for _, why := range r.Incomplete {
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: this report is incomplete: %s.\n", r.Pid, why)
 	}
 	if r.Totals.LateEvents > 0 {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.\n", r.Pid, r.Totals.LateEvents)
@@ -258,12 +281,14 @@ func frameText(f Frame) string {
 
 // The JSON schema of DESIGN.md §6; field order is the schema's.
 type jsonReport struct {
-	Version       int        `json:"version"`
-	Pid           uint32     `json:"pid"`
-	Ppid          uint32     `json:"ppid"`
-	Program       string     `json:"program"`
-	ExitStatus    *int       `json:"exit_status"`
-	Complete      bool       `json:"complete"`
+	Version    int    `json:"version"`
+	Pid        uint32 `json:"pid"`
+	Ppid       uint32 `json:"ppid"`
+	Program    string `json:"program"`
+	ExitStatus *int   `json:"exit_status"`
+	Complete   bool   `json:"complete"`
+	// Incomplete says why complete is false (absent when it is true).
+	Incomplete    []string   `json:"incomplete,omitempty"`
 	Totals        jsonTotals `json:"totals"`
 	LeakedBytes   uint64     `json:"leaked_bytes"`
 	LeakedObjects uint64     `json:"leaked_objects"`
@@ -309,7 +334,7 @@ type jsonFrame struct {
 // the exit code, 128+N for a process killed by signal N, null if unknown.
 func (r *LeakReport) WriteJSON(w io.Writer) error {
 	jr := jsonReport{
-		Version: 1, Pid: r.Pid, Ppid: r.Ppid, Program: r.Program, Complete: r.Complete,
+		Version: 1, Pid: r.Pid, Ppid: r.Ppid, Program: r.Program, Complete: r.Complete, Incomplete: r.IncompleteReasons(),
 		Totals: jsonTotals{
 			Allocations: r.Totals.Allocations, Frees: r.Totals.Frees, BytesAllocated: r.Totals.BytesAllocated,
 			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,

@@ -191,6 +191,21 @@ SUMMARY: memscope: 0 byte(s) leaked in 0 allocation(s).
 `, b.String())
 }
 
+// TestLeakIncompleteReasons: every reason a report is incomplete is said
+// in the text report, and listed in JSON, dropped events first.
+func TestLeakIncompleteReasons(t *testing.T) {
+	p := syntheticProcess(t, 5)
+	r := Leaks(p, symbols(), suppressions(t))
+	r.MarkIncomplete("the ring was taken over")
+	assert.False(t, r.Complete)
+	var text, js bytes.Buffer
+	require.NoError(t, r.WriteText(&text))
+	assert.Contains(t, text.String(), "==1234==WARNING: memscope: 5 event(s) were dropped; this report is incomplete.\n"+
+		"==1234==WARNING: memscope: this report is incomplete: the ring was taken over.\n")
+	require.NoError(t, r.WriteJSON(&js))
+	assert.Contains(t, js.String(), `"complete":false,"incomplete":["5 event(s) were dropped","the ring was taken over"],"totals":`)
+}
+
 func TestLeakTextLateEvents(t *testing.T) {
 	p := syntheticProcess(t, 0)
 	p.Totals.LateEvents = 3

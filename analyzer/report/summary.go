@@ -67,6 +67,11 @@ func WriteSummary(w io.Writer, p *engine.Process, leaks *LeakReport, files []str
 	} else {
 		fmt.Fprintf(bw, "  dropped events: 0\n")
 	}
+	if leaks != nil {
+		for _, why := range leaks.Incomplete {
+			fmt.Fprintf(bw, "  WARNING: incomplete: %s\n", why)
+		}
+	}
 	if t.UnknownFrees > 0 || t.LateEvents > 0 {
 		fmt.Fprintf(bw, "  frees of unknown blocks: %d, late events: %d\n", t.UnknownFrees, t.LateEvents)
 	}

@@ -33,7 +33,8 @@ type IndexEntry struct {
 	LeakedObjects  uint64   `json:"leaked_objects"` // the same in objects
 	Reachability   string   `json:"reachability"`
 	Complete       bool     `json:"complete"`
-	Files          []string `json:"files"` // empty when --reports left it out
+	Incomplete     []string `json:"incomplete,omitempty"` // why complete is false
+	Files          []string `json:"files"`                // empty when --reports left it out
 }
 
 // Index is memscope.PROG.PID.index.json: every process of a session.
@@ -48,7 +49,8 @@ func indexEntry(p *engine.Process, leaks *report.LeakReport, files []string) Ind
 	e := IndexEntry{Pid: p.Pid, Ppid: p.Ppid, Program: p.Exe, Argv0: p.Argv0,
 		Allocations: p.Totals.Allocations, Frees: p.Totals.Frees, BytesAllocated: p.Totals.BytesAllocated,
 		PeakBytes: p.Totals.PeakBytes, LeakedBytes: leaks.UnsuppressedBytes, LeakedObjects: leaks.UnsuppressedObjects,
-		Reachability: "checked", Complete: leaks.Complete, Files: files}
+		Reachability: "checked", Complete: leaks.Complete,
+		Incomplete: leaks.IncompleteReasons(), Files: files}
 	if code, ok := p.Exit.ShellCode(); ok {
 		e.ExitStatus = &code
 	}

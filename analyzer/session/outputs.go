@@ -25,6 +25,9 @@ type outputs struct {
 	warned   int           // how many of syms.Warnings were printed
 	dropped  func() uint64 // events dropped in the ring, attributed or not
 	reported uint64        // dropped events attributed to the processes reported so far
+	// resumedAt is the chunk the session's reader started at: non-zero
+	// when it took over the ring of a dead analyzer (shm.Reader.StartedAt).
+	resumedAt uint64
 }
 
 func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
@@ -88,8 +91,10 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	if total := o.dropped(); total > o.reported && leaks.Complete {
 		// Events a producer dropped and never got to attribute (it died
 		// before writing its LOST record) may have been this process's.
-		leaks.Complete = false
-		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %d dropped event(s) in the ring could not be attributed to a process; pid %d's report may be incomplete\n", total-o.reported, p.Pid)
+		leaks.MarkIncomplete(fmt.Sprintf("%d dropped event(s) in the ring could not be attributed to a process and may have been this one's", total-o.reported))
+	}
+	if o.resumedAt > 0 {
+		leaks.MarkIncomplete(fmt.Sprintf("this analyzer took over a ring whose first %d chunk(s) an earlier analyzer had read and is gone: their events are missing", o.resumedAt))
 	}
 	writeText := leaks.WriteText
 	if o.cfg.ShowReachable {

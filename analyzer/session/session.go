@@ -249,6 +249,10 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	out.root = cfg.Root
+	out.resumedAt = rd.StartedAt()
+	if out.resumedAt > 0 {
+		fmt.Fprintf(cfg.Stderr, "memscope: warning: ring %s was already read up to chunk %d by an analyzer that is gone; the events in those chunks are missing and every report will say it is incomplete\n", ring.Path(), out.resumedAt)
+	}
 	eng := engine.New(engine.Options{})
 	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, timing: cfg.CheckTiming}
 	if !cfg.NoLeakCheck {
