@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -285,139 +283,4 @@ scrape_configs:
 
 func urlQueryEscape(s string) string {
 	return strings.NewReplacer("{", "%7B", "}", "%7D", `"`, "%22", "=", "%3D", ",", "%2C").Replace(s)
-}
-
-// TestClosedStderr: `run ... 2>&1 | true` — the pipe's reader is gone
-// before the summary is written. PROG's status must come through and
-// every report be written (issue 18's first papercut); a missing --out
-// directory is created.
-func TestClosedStderr(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "new", "reports")
-	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "sh", "-c", "sleep 0.3; exit 7")
-	cmd.Env = cleanEnv()
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	r.Close() // nobody reads
-	cmd.Stdout, cmd.Stderr = w, w
-	err = cmd.Run()
-	w.Close()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 7, ee.ExitCode())
-	st, err := os.Stat(out)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
-	// sh's five files (the root's) and the session's index; sleep did not
-	// leak, so with the default --reports it is in the index only.
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
-	assert.Len(t, files, 6, "%v", files)
-	index, _ := filepath.Glob(filepath.Join(out, "memscope.*.index.json"))
-	require.Len(t, index, 1)
-	b, err := os.ReadFile(index[0])
-	require.NoError(t, err)
-	var idx struct {
-		Processes []struct {
-			Program    string   `json:"program"`
-			ExitStatus *int     `json:"exit_status"`
-			Files      []string `json:"files"`
-		} `json:"processes"`
-	}
-	require.NoError(t, json.Unmarshal(b, &idx))
-	require.Len(t, idx.Processes, 2)
-}
-
-// TestOrphanedRingGC: an analyzer killed with SIGKILL leaves its ring;
-// its program goes on unharmed and ends; ps lists the ring as orphaned;
-// gc writes the reports of what the ring holds and removes it.
-func TestOrphanedRingGC(t *testing.T) {
-	r := startLive(t)
-	r.step(1)
-	p := r.await(10000)
-	require.NoError(t, r.cmd.Process.Signal(syscall.SIGKILL))
-	r.cmd.Process.Wait() // not cmd.Wait: the program still holds the output pipes
-	r.step(2)            // the program still runs, untraced from here on
-	require.NoError(t, r.stdin.Close())
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.Pid)); err != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
-	out, errText, code := r.cli("ps")
-	require.Equal(t, 0, code, errText)
-	assert.Contains(t, out, "orphaned ring ")
-	assert.Contains(t, out, "memscope-analyze record --ring ")
-
-	reports := t.TempDir()
-	_, errText, code = r.cli("gc", "--out", reports)
-	require.Equal(t, 0, code, errText)
-	assert.Contains(t, errText, "memscope gc: removed ")
-	// What the ring held after the crash (the program's name and first
-	// events went with the dead analyzer: issue 18's checkpoints).
-	files, _ := filepath.Glob(filepath.Join(reports, fmt.Sprintf("memscope.*.%d.*", p.Pid)))
-	assert.Len(t, files, 5, "the ring's reports; gc said:\n%s", errText)
-	// Those reports must not claim to be complete, and must say why.
-	seen := 0
-	for _, r := range readReports(t, reports) {
-		if r.Pid != p.Pid {
-			continue
-		}
-		seen++
-		assert.False(t, r.Complete, "complete")
-		require.Len(t, r.Incomplete, 1)
-		assert.Contains(t, r.Incomplete[0], "took over a ring whose first ")
-		assert.Contains(t, r.Incomplete[0], "an earlier analyzer had read and is gone: their events are missing")
-	}
-	assert.Equal(t, 1, seen, "leaks.json of pid %d", p.Pid)
-	left, _ := live.Rings(filepath.Join(r.xdg, "memscope"))
-	assert.Empty(t, left)
-}
-
-// TestManyProcesses: a shell loop of 300 short processes. The session's
-// index lists every one of them; only the root (which did not leak
-// either) gets report files by default; the summary stays one screen.
-func TestManyProcesses(t *testing.T) {
-	out := t.TempDir()
-	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "bash", "-c", "for i in $(seq 300); do /bin/true; done")
-	cmd.Env = cleanEnv()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Run(), "stderr:\n%s", stderr.String())
-	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	assert.LessOrEqual(t, len(lines), 24, "one screen:\n%s", stderr.String())
-	assert.Regexp(t, `^memscope: \d+ more process\(es\), none leaking: every process is in .*\.index\.json$`, lines[len(lines)-1])
-
-	index, _ := filepath.Glob(filepath.Join(out, "memscope.bash.*.index.json"))
-	require.Len(t, index, 1)
-	b, err := os.ReadFile(index[0])
-	require.NoError(t, err)
-	var idx struct {
-		Root      uint32 `json:"root"`
-		Processes []struct {
-			Pid        uint32   `json:"pid"`
-			Program    string   `json:"program"`
-			ExitStatus *int     `json:"exit_status"`
-			Files      []string `json:"files"`
-		} `json:"processes"`
-	}
-	require.NoError(t, json.Unmarshal(b, &idx))
-	trues, withFiles := 0, 0
-	for _, p := range idx.Processes {
-		if filepath.Base(p.Program) == "true" {
-			trues++
-			if assert.NotNil(t, p.ExitStatus) {
-				assert.Equal(t, 0, *p.ExitStatus)
-			}
-		}
-		if len(p.Files) > 0 {
-			withFiles++
-			assert.Equal(t, idx.Root, p.Pid, "only the root has files")
-		}
-	}
-	assert.Equal(t, 300, trues, "every /bin/true is in the index")
-	assert.Equal(t, 1, withFiles)
-	files, _ := filepath.Glob(filepath.Join(out, "memscope.*"))
-	assert.Len(t, files, 6, "the root's five files and the index")
 }
