@@ -170,14 +170,18 @@ func TestOrphanedRingGC(t *testing.T) {
 // either) gets report files by default; the summary stays one screen.
 func TestManyProcesses(t *testing.T) {
 	out := t.TempDir()
-	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "bash", "-c", "for i in $(seq 300); do /bin/true; done")
+	// Four of them allocate a known block: 3, 5, 1 and 4 MiB.
+	peak := program(t, "peak")
+	script := "for i in $(seq 300); do /bin/true; done; for k in 3072 5120 1024 4096; do " + peak + " $k; done"
+	cmd := exec.Command(analyzer(t), "run", "--out", out, "--", "bash", "-c", script)
 	cmd.Env = cleanEnv()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Run(), "stderr:\n%s", stderr.String())
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	assert.LessOrEqual(t, len(lines), 24, "one screen:\n%s", stderr.String())
-	assert.Regexp(t, `^memscope: \d+ more process\(es\), none leaking: every process is in .*\.index\.json$`, lines[len(lines)-1])
+	assert.Regexp(t, `^memscope: 30\d more process\(es\), none leaking: every process is in .*\.index\.json$`, lines[len(lines)-2])
+	assert.Regexp(t, `^memscope: largest peaks among them: pid \d+ \(peak\) 5\.0 MiB, pid \d+ \(peak\) 4\.0 MiB, pid \d+ \(peak\) 3\.0 MiB$`, lines[len(lines)-1])
 
 	index, _ := filepath.Glob(filepath.Join(out, "memscope.bash.*.index.json"))
 	require.Len(t, index, 1)

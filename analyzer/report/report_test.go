@@ -529,3 +529,24 @@ func TestSymbolWarning(t *testing.T) {
 	other := errors.New("bad ELF")
 	assert.Equal(t, "/x: bad ELF", symbolWarning("/x", other))
 }
+
+func TestWriteLargestPeaks(t *testing.T) {
+	tests := []struct {
+		name  string
+		procs []ProcessPeak
+		want  string
+	}{
+		{"none", nil, ""},
+		{"fewer than asked", []ProcessPeak{{1, "a", 512}, {2, "b", 2048}},
+			"memscope: largest peaks among them: pid 2 (b) 2.0 KiB, pid 1 (a) 512 B\n"},
+		{"largest three, ties in order", []ProcessPeak{{1, "a", 10}, {2, "b", 3 << 20}, {3, "c", 10}, {4, "d", 10}, {5, "e", 1 << 30}},
+			"memscope: largest peaks among them: pid 5 (e) 1.0 GiB, pid 2 (b) 3.0 MiB, pid 1 (a) 10 B\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, WriteLargestPeaks(&b, tt.procs, 3))
+			assert.Equal(t, tt.want, b.String())
+		})
+	}
+}

@@ -2,8 +2,11 @@ package report
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"memscope/analyzer/engine"
@@ -81,7 +84,50 @@ func WriteSummary(w io.Writer, p *engine.Process, leaks *LeakReport, files []str
 	return bw.Flush()
 }
 
+// ProcessPeak is a process in the summary's line of largest peaks.
+type ProcessPeak struct {
+	Pid       uint32
+	Program   string // base name
+	PeakBytes uint64
+}
+
+// PeakOf is p's entry in the line of largest peaks.
+func PeakOf(p *engine.Process) ProcessPeak {
+	return ProcessPeak{Pid: p.Pid, Program: progName(p), PeakBytes: p.Totals.PeakBytes}
+}
+
+// WriteLargestPeaks writes, for the processes a session did not summarize,
+// one line naming the n with the largest peaks, largest first (none when
+// procs is empty): a build's memory hog is found without the index.
+func WriteLargestPeaks(w io.Writer, procs []ProcessPeak, n int) error {
+	if len(procs) == 0 || n <= 0 {
+		return nil
+	}
+	procs = slices.Clone(procs)
+	slices.SortStableFunc(procs, func(a, b ProcessPeak) int { return cmp.Compare(b.PeakBytes, a.PeakBytes) })
+	var line strings.Builder
+	line.WriteString("memscope: largest peaks among them:")
+	for i, p := range procs[:min(n, len(procs))] {
+		if i > 0 {
+			line.WriteString(",")
+		}
+		fmt.Fprintf(&line, " pid %d (%s) %s", p.Pid, p.Program, shortBytes(p.PeakBytes))
+	}
+	line.WriteString("\n")
+	_, err := io.WriteString(w, line.String())
+	return err
+}
+
+// humanBytes is shortBytes with the exact count: "1.5 KiB (1536 bytes)".
 func humanBytes(n uint64) string {
+	if n < 1024 {
+		return shortBytes(n)
+	}
+	return fmt.Sprintf("%s (%d bytes)", shortBytes(n), n)
+}
+
+// shortBytes is n in B, KiB, MiB...: "1.5 KiB".
+func shortBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
@@ -91,7 +137,7 @@ func humanBytes(n uint64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func relTime(p *engine.Process, ts uint64) time.Duration {

@@ -14,17 +14,19 @@ import (
 // outputs writes the files of DESIGN.md §1 for each process that ends,
 // sharing one symbol cache across the run.
 type outputs struct {
-	cfg      Config
-	index    []IndexEntry
-	bases    map[uint32]string // pid -> memscope.PROG.PID
-	root     uint32            // the session's first process (0: not known yet)
-	quiet    int               // processes whose summary was not printed
-	loud     int               // leaking processes whose summary was printed
-	syms     *report.Symbols
-	supp     *report.Suppressions
-	warned   int           // how many of syms.Warnings were printed
-	dropped  func() uint64 // events dropped in the ring, attributed or not
-	reported uint64        // dropped events attributed to the processes reported so far
+	cfg   Config
+	index []IndexEntry
+	bases map[uint32]string // pid -> memscope.PROG.PID
+	root  uint32            // the session's first process (0: not known yet)
+	quiet int               // processes whose summary was not printed
+	// quietPeaks are their peaks, for the summary's line of largest peaks.
+	quietPeaks []report.ProcessPeak
+	loud       int // leaking processes whose summary was printed
+	syms       *report.Symbols
+	supp       *report.Suppressions
+	warned     int           // how many of syms.Warnings were printed
+	dropped    func() uint64 // events dropped in the ring, attributed or not
+	reported   uint64        // dropped events attributed to the processes reported so far
 	// resumedAt is the chunk the session's reader started at: non-zero
 	// when it took over the ring of a dead analyzer (shm.Reader.StartedAt).
 	resumedAt uint64
@@ -67,6 +69,10 @@ func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine
 	return out
 }
 
+// summaryLargestPeaks is how many of the processes not summarized the
+// summary names for their peaks.
+const summaryLargestPeaks = 3
+
 // maxLoudSummaries bounds the processes other than the root whose summary
 // is printed (those that leaked, first ended first).
 const maxLoudSummaries = 5
@@ -80,6 +86,7 @@ func (o *outputs) finishSummary(indexPath string) {
 			what = "leaking or not"
 		}
 		fmt.Fprintf(o.cfg.Stderr, "memscope: %d more process(es), %s: every process is in %s\n", o.quiet, what, indexPath)
+		report.WriteLargestPeaks(o.cfg.Stderr, o.quietPeaks, summaryLargestPeaks)
 	}
 }
 
@@ -145,6 +152,7 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	// the first few that leaked, then one line for the rest (session end).
 	if !isRoot && (!leaking || o.loud >= maxLoudSummaries) {
 		o.quiet++
+		o.quietPeaks = append(o.quietPeaks, report.PeakOf(p))
 		return res
 	}
 	if !isRoot {
