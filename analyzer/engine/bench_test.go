@@ -323,13 +323,7 @@ func BenchmarkLiveBlockBytes(b *testing.B) {
 				before := heapInUse()
 				rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
 				for k := 0; k < n; k++ {
-					// Rewrite ts, ptr, size, stack in place: one buffer, no garbage.
-					d := rec.Data
-					binary.LittleEndian.PutUint64(d[8:], uint64(10+k))
-					binary.LittleEndian.PutUint64(d[16:], 0x7f0000000000+uint64(k)*48)
-					binary.LittleEndian.PutUint64(d[24:], uint64(k%500))
-					binary.LittleEndian.PutUint64(d[32:], uint64(k%100+1))
-					rec.TS = uint64(10 + k)
+					setLiveAlloc(&rec, k)
 					if err := e.Apply(rec); err != nil {
 						b.Fatal(err)
 					}

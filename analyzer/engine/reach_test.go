@@ -11,18 +11,25 @@ import (
 	"memscope/shm"
 )
 
-// liveProcess returns an engine holding n live blocks of pid 1 (48-byte
-// stride, sizes and stacks cycling), all applied.
+// setLiveAlloc rewrites rec, an ALLOC record, in place into the k-th of a
+// run of live blocks: ts 10+k, address 0x7f0000000000+48k, size k%500,
+// stack k%100+1. One buffer for a million blocks, no garbage.
+func setLiveAlloc(rec *shm.Record, k int) {
+	d := rec.Data
+	binary.LittleEndian.PutUint64(d[8:], uint64(10+k))
+	binary.LittleEndian.PutUint64(d[16:], 0x7f0000000000+uint64(k)*48)
+	binary.LittleEndian.PutUint64(d[24:], uint64(k%500))
+	binary.LittleEndian.PutUint64(d[32:], uint64(k%100+1))
+	rec.TS = uint64(10 + k)
+}
+
+// liveProcess returns an engine holding n live blocks of pid 1
+// (setLiveAlloc's), all applied.
 func liveProcess(tb testing.TB, n int) *Engine {
 	e := New(Options{ReorderWindow: -1})
 	rec := recOf(tb, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
 	for k := 0; k < n; k++ {
-		d := rec.Data
-		binary.LittleEndian.PutUint64(d[8:], uint64(10+k))
-		binary.LittleEndian.PutUint64(d[16:], 0x7f0000000000+uint64(k)*48)
-		binary.LittleEndian.PutUint64(d[24:], uint64(k%500))
-		binary.LittleEndian.PutUint64(d[32:], uint64(k%100+1))
-		rec.TS = uint64(10 + k)
+		setLiveAlloc(&rec, k)
 		require.NoError(tb, e.Apply(rec))
 	}
 	e.Flush()
