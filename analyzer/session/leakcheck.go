@@ -146,15 +146,21 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 
 // loaderBlocks says which blocks the dynamic linker allocated.
 func loaderBlocks(eng *engine.Engine, pid uint32, blocks engine.LiveBlocks) []bool {
+	return blocksAtSites(blocks, func(site uint32) bool { return eng.AllocatedByLoader(pid, site) })
+}
+
+// blocksAtSites marks the blocks whose site has the property at, asked
+// once per site; nil when no block has it (reach.Target's "none").
+func blocksAtSites(blocks engine.LiveBlocks, at func(site uint32) bool) []bool {
 	bySite := map[uint32]bool{}
 	var out []bool
 	for i, site := range blocks.Sites {
-		l, ok := bySite[site]
+		yes, ok := bySite[site]
 		if !ok {
-			l = eng.AllocatedByLoader(pid, site)
-			bySite[site] = l
+			yes = at(site)
+			bySite[site] = yes
 		}
-		if l {
+		if yes {
 			if out == nil {
 				out = make([]bool, len(blocks.Sites))
 			}

@@ -45,7 +45,7 @@ func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
 }
 
 // suppressedBlocks says which of pid's blocks were allocated at a
-// suppressed stack (nil without suppressions): the leak check does not
+// suppressed stack (nil when none was): the leak check does not
 // report what only they hold.
 func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine.LiveBlocks) []bool {
 	if o.supp == nil {
@@ -55,18 +55,11 @@ func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine
 	if p == nil {
 		return nil
 	}
-	bySite := map[uint32]bool{}
-	out := make([]bool, len(blocks.Sites))
-	for i, site := range blocks.Sites {
-		s, ok := bySite[site]
-		if !ok {
-			stack, ts := eng.SiteStack(pid, site)
-			_, s = o.supp.Match(o.syms.Frames(p, stack, ts))
-			bySite[site] = s
-		}
-		out[i] = s
-	}
-	return out
+	return blocksAtSites(blocks, func(site uint32) bool {
+		stack, ts := eng.SiteStack(pid, site)
+		_, suppressed := o.supp.Match(o.syms.Frames(p, stack, ts))
+		return suppressed
+	})
 }
 
 // summaryLargestPeaks is how many of the processes not summarized the
