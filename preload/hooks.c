@@ -169,14 +169,14 @@ static inline int recording(void)
 	return !tls.busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE;
 }
 
-static void record_alloc(void *p, size_t size, int kind, size_t align)
+static void record_alloc(void *p, size_t size, int kind, size_t align, const struct ms_caller *c)
 {
 	struct ms_tls *t = enter(); /* may initialise, writing PROCESS start */
 	if (!t)
 		return;
 	uint64_t ts = ms_now_ns(); /* after the real call returned */
 	int e = errno;
-	uint64_t stack = ms_stack_capture(t);
+	uint64_t stack = ms_stack_capture(t, c);
 	struct ms_alloc *r = ms_rec_open(t, MS_REC_ALLOC, sizeof *r, 0, ts);
 	if (r) {
 		r->ptr = (uint64_t)(uintptr_t)p;
@@ -191,7 +191,8 @@ static void record_alloc(void *p, size_t size, int kind, size_t align)
 	leave(t);
 }
 
-static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t ts_before)
+static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t ts_before,
+			   const struct ms_caller *c)
 {
 	struct ms_tls *t = enter();
 	if (!t)
@@ -199,7 +200,7 @@ static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t t
 	uint64_t ts = ms_now_ns();
 	int e = errno;
 	/* realloc(p, 0) is a free: no stack, like FREE. */
-	uint64_t stack = p ? ms_stack_capture(t) : 0;
+	uint64_t stack = p ? ms_stack_capture(t, c) : 0;
 	struct ms_realloc *r = ms_rec_open(t, MS_REC_REALLOC, sizeof *r, 0, ts);
 	if (r) {
 		r->old_ptr = (uint64_t)(uintptr_t)old;
@@ -219,8 +220,11 @@ static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t t
 MS_EXPORT void *malloc(size_t n)
 {
 	void *p = __libc_malloc(n);
-	if (p)
-		record_alloc(p, n, MS_KIND_MALLOC, 0);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_MALLOC, 0, &c);
+	}
 	return p;
 }
 
@@ -246,12 +250,15 @@ MS_EXPORT void free(void *p)
 MS_EXPORT void *calloc(size_t n, size_t size)
 {
 	void *p = __libc_calloc(n, size); /* checks n * size for overflow (ENOMEM) */
-	if (p)
-		record_alloc(p, n * size, MS_KIND_CALLOC, 0);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n * size, MS_KIND_CALLOC, 0, &c);
+	}
 	return p;
 }
 
-static void *do_realloc(void *old, size_t n, int kind)
+static inline void *do_realloc(void *old, size_t n, int kind, const struct ms_caller *c)
 {
 	uint64_t before = recording() ? ms_now_ns() : 0;
 	void *p = __libc_realloc(old, n);
@@ -260,13 +267,15 @@ static void *do_realloc(void *old, size_t n, int kind)
 	 * realloc(p, 0) with p != NULL, which glibc turns into free(p).
 	 */
 	if (p || (old && n == 0))
-		record_realloc(old, p, n, kind, before);
+		record_realloc(old, p, n, kind, before, c);
 	return p;
 }
 
 MS_EXPORT void *realloc(void *old, size_t n)
 {
-	return do_realloc(old, n, MS_KIND_REALLOC);
+	struct ms_caller c;
+	MS_CALLER(c);
+	return do_realloc(old, n, MS_KIND_REALLOC, &c);
 }
 
 MS_EXPORT void *reallocarray(void *old, size_t n, size_t size)
@@ -276,7 +285,9 @@ MS_EXPORT void *reallocarray(void *old, size_t n, size_t size)
 		errno = ENOMEM; /* as glibc's __libc_reallocarray */
 		return NULL;
 	}
-	return do_realloc(old, bytes, MS_KIND_REALLOCARRAY);
+	struct ms_caller c;
+	MS_CALLER(c);
+	return do_realloc(old, bytes, MS_KIND_REALLOCARRAY, &c);
 }
 
 MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
@@ -289,7 +300,11 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	if (!p)
 		return ENOMEM;
 	*out = p;
-	record_alloc(p, n, MS_KIND_POSIX_MEMALIGN, align);
+	{
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_POSIX_MEMALIGN, align, &c);
+	}
 	return 0;
 }
 
@@ -297,32 +312,44 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
 MS_EXPORT void *aligned_alloc(size_t align, size_t n)
 {
 	void *p = __libc_memalign(align, n);
-	if (p)
-		record_alloc(p, n, MS_KIND_ALIGNED_ALLOC, align);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_ALIGNED_ALLOC, align, &c);
+	}
 	return p;
 }
 
 MS_EXPORT void *memalign(size_t align, size_t n)
 {
 	void *p = __libc_memalign(align, n);
-	if (p)
-		record_alloc(p, n, MS_KIND_MEMALIGN, align);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_MEMALIGN, align, &c);
+	}
 	return p;
 }
 
 MS_EXPORT void *valloc(size_t n)
 {
 	void *p = __libc_valloc(n);
-	if (p)
-		record_alloc(p, n, MS_KIND_VALLOC, page_size);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_VALLOC, page_size, &c);
+	}
 	return p;
 }
 
 MS_EXPORT void *pvalloc(size_t n)
 {
 	void *p = __libc_pvalloc(n);
-	if (p)
-		record_alloc(p, n, MS_KIND_PVALLOC, page_size);
+	if (p) {
+		struct ms_caller c;
+		MS_CALLER(c);
+		record_alloc(p, n, MS_KIND_PVALLOC, page_size, &c);
+	}
 	return p;
 }
 

@@ -5,7 +5,8 @@
  *
  * Files, one concern each:
  *   hooks.c    the allocation entry points, lazy init, per-thread state
- *   unwind.c   call stacks (libunwind)
+ *   unwind.c   call stacks: the validated stack cache, libunwind
+ *   cfi.c      unwind rules compiled from .eh_frame, by return address
  *   stacks.c   stack interning table and STACK records
  *   modules.c  MODULE records, dlopen/dlclose
  *   process.c  PROCESS/THREAD records, fork, thread exit, env markers
@@ -71,7 +72,8 @@ struct ms_tls {
 	struct ms_writer w;
 	uint32_t busy;      /* reentrancy: set while we record or initialise */
 	uint32_t announced; /* THREAD record written, destructor armed */
-	uint32_t unwinds;   /* stacks walked, up to MS_WARM_UNWINDS (unwind.c) */
+	uint32_t unwinds;   /* stacks libunwind walked, up to MS_WARM_UNWINDS (unwind.c) */
+	uint32_t fallbacks; /* stacks handed to libunwind (unwind.c) */
 };
 
 /* The calling thread's state (initial-exec TLS, never allocates). */
@@ -162,20 +164,66 @@ static inline void ms_callback_leave(struct ms_tls *t, int err)
 	errno = err;
 }
 
-/* ---- stacks (unwind.c, stacks.c) ---- */
+/* ---- stacks (unwind.c, cfi.c, stacks.c) ---- */
+
+/*
+ * Where a hook was called from: the return address into its caller, the
+ * caller's stack pointer after the call returns (the hook's CFA) and the
+ * caller's rbp. The walk starts there, so none of our own frames is
+ * walked. MS_CALLER fills one in an exported hook (not in a function it
+ * calls): taking the frame address gives the hook a frame pointer, so
+ * [rbp] is the caller's rbp and [rbp + 8] the return address.
+ */
+struct ms_caller {
+	uintptr_t ip, sp, rbp;
+};
+#define MS_CALLER(c)                                                                   \
+	do {                                                                           \
+		uintptr_t *fp_ = __builtin_frame_address(0);                            \
+		(c).ip = fp_[1];                                                       \
+		(c).sp = (uintptr_t)(fp_ + 2);                                          \
+		(c).rbp = fp_[0];                                                      \
+	} while (0)
 
 MS_HIDDEN void ms_unwind_init(void);
-/* Our own frames above the caller of a hook, at most (slack included). */
+/* Our own frames above the caller of a hook in libunwind's walk, at most (slack included). */
 #define MS_UNWIND_SLACK 8
+/* Stacks up to this depth are cached per thread (unwind.c); deeper ones are walked each time. */
+#define MS_UNWIND_VSC_DEPTH 128
 /*
- * Fills buf (room for depth + MS_UNWIND_SLACK + 1 entries) with return
- * addresses, innermost first. Returns how many belong to the caller of
- * the hook and its callers (at most depth), starting at buf[*first].
- * *truncated is set if the stack was deeper than depth. t->unwinds picks
- * the walker (see unwind.c).
+ * Fills buf (room for depth + MS_UNWIND_SLACK + 1 entries) with the return
+ * addresses of the stack that called c, innermost first. Returns how many
+ * (at most depth), starting at buf[*first]; *truncated is set if the stack
+ * was deeper than depth. If the stack is the one this thread cached and
+ * whose id ms_unwind_remember was given in this process, returns 0 with
+ * *known_id set instead, buf untouched.
  */
-MS_HIDDEN unsigned ms_unwind(struct ms_tls *t, void **buf, unsigned depth, unsigned *first,
-			     int *truncated);
+MS_HIDDEN unsigned ms_unwind(struct ms_tls *t, const struct ms_caller *c, void **buf,
+			     unsigned depth, unsigned *first, int *truncated, uint64_t *known_id);
+/* The id of the stack ms_unwind just returned, once its STACK record is in this process's stream. */
+MS_HIDDEN void ms_unwind_remember(uint64_t id);
+
+/*
+ * Unwind rules (cfi.c), one 64-bit word per return address:
+ *   bits 0-31   CFA offset (positive) from rsp, or from rbp if MS_RULE_CFA_RBP
+ *   bits 32-47  offset of the saved rbp from the CFA (negative), 0: rbp unchanged
+ *   bits 48-50  MS_RULE_CFA_RBP, MS_RULE_END (outermost frame), MS_RULE_FALLBACK
+ *   bits 52-63  the code generation the rule was computed in (never 0)
+ * The caller's return address is always at CFA - 8.
+ */
+#define MS_RULE_CFA_RBP (1ull << 48)
+#define MS_RULE_END (1ull << 49)
+#define MS_RULE_FALLBACK (1ull << 50)
+#define MS_RULE_GEN_SHIFT 52
+#define MS_RULE_GEN(r) ((uint32_t)((r) >> MS_RULE_GEN_SHIFT))
+#define MS_RULE_GEN_MAX 4095u
+MS_HIDDEN int ms_cfi_init(void);
+/* The rule of return address ra; MS_RULE_FALLBACK if the rules cannot step out of its frame. */
+MS_HIDDEN uint64_t ms_cfi_rule(uintptr_t ra);
+/* The current code generation; 0: rules are off (everything goes to libunwind). */
+MS_HIDDEN uint32_t ms_cfi_generation(void);
+/* An object was unloaded: rules and cached stacks computed before are stale. */
+MS_HIDDEN void ms_cfi_code_changed(void);
 
 MS_HIDDEN int ms_stacks_init(void);
 /* Called in the child after fork: every stack must be written again. */
@@ -184,7 +232,7 @@ MS_HIDDEN void ms_stacks_new_process(void);
  * Returns the id of the calling stack (0 if stacks are off), writing its
  * STACK record first if this process has not written it yet.
  */
-MS_HIDDEN uint64_t ms_stack_capture(struct ms_tls *t);
+MS_HIDDEN uint64_t ms_stack_capture(struct ms_tls *t, const struct ms_caller *c);
 
 /* ---- modules (modules.c) ---- */
 

@@ -323,6 +323,7 @@ static void scan_locked(struct ms_tls *t)
 	for (unsigned i = 0; i < nknown; i++) {
 		if (known[i].seen != scan_gen) {
 			write_known(t, MS_MODULE_UNLOAD, &known[i]);
+			ms_cfi_code_changed(); /* another object may come at its address */
 			continue;
 		}
 		known[w++] = known[i];

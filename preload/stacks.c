@@ -115,7 +115,7 @@ static int write_stack(struct ms_tls *t, uint64_t id, void *const *pcs, unsigned
 	return 1;
 }
 
-uint64_t ms_stack_capture(struct ms_tls *t)
+uint64_t ms_stack_capture(struct ms_tls *t, const struct ms_caller *c)
 {
 	void *buf[MS_MAX_DEPTH + MS_UNWIND_SLACK + 1];
 	unsigned depth = ms_g.cfg.depth, first, n;
@@ -125,7 +125,9 @@ uint64_t ms_stack_capture(struct ms_tls *t)
 
 	if (depth == 0)
 		return 0;
-	n = ms_unwind(t, buf, depth, &first, &truncated);
+	n = ms_unwind(t, c, buf, depth, &first, &truncated, &id);
+	if (id) /* the thread's cached stack, already written in this process */
+		return id;
 	id = hash_pcs(buf + first, n);
 	s = find_or_insert(id);
 	if (!s) { /* S5 */
@@ -133,8 +135,10 @@ uint64_t ms_stack_capture(struct ms_tls *t)
 		return id;
 	}
 	cur = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
-	if (cur == ep)
+	if (cur == ep) {
+		ms_unwind_remember(id);
 		return id;
+	}
 	if (!__atomic_compare_exchange_n(&s->epoch, &cur, ep, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return id; /* another thread of this process won (S2) */
 	/* A new stack may point into an object loaded behind our back. */
@@ -142,5 +146,7 @@ uint64_t ms_stack_capture(struct ms_tls *t)
 	if (!write_stack(t, id, buf + first, n, truncated))
 		__atomic_compare_exchange_n(&s->epoch, &ep, cur, 0, __ATOMIC_ACQ_REL,
 					    __ATOMIC_ACQUIRE); /* S4 */
+	else
+		ms_unwind_remember(id);
 	return id;
 }

@@ -1,29 +1,95 @@
 /*
- * unwind.c — call stacks of allocation calls, with libunwind.
+ * unwind.c — call stacks of allocation calls.
  *
- * unw_backtrace walks the stack with its fast frame cache; the caching
- * policy is per thread, so no lock is taken (the global cache locks).
- * Frames inside libmemscope.so itself (the hook, this file) are skipped by
- * address, which stays right whatever the compiler inlines: the first pc
- * returned is the return address into the caller of malloc.
+ * A hook passes the state of its caller (struct ms_caller: the return
+ * address, the stack pointer at the call and rbp), so the walk starts at
+ * the first frame that belongs in a report. Three layers, the cheapest
+ * first; each returns exactly the return addresses libunwind's unw_step
+ * returns (MEMSCOPE_UNWIND_CHECK=1 compares every stack with it):
  *
- * unw_backtrace's frame cache costs each thread 256 KiB, mapped and
- * zeroed on its first walk and unmapped at its exit: about 0.8 ms of page
- * faults, 16x the life of a thread that makes a few allocations (100000
- * short threads took 84 s instead of 5 s). So a thread's first
- * MS_WARM_UNWINDS stacks are walked frame by frame with unw_step, which
- * gives the same return addresses through libunwind's per-thread DWARF
- * cache (static TLS, nothing mapped); a thread that allocates more than
- * that pays for the frame cache once and gets its speed.
+ *   1. The validated stack cache. Each thread keeps the frames of its last
+ *      stack: for frame i its return address ip_i, its stack pointer sp_i
+ *      (the CFA of frame i-1), its rbp and where the next frame's rbp was
+ *      read from. The walk of a new stack stops at the first frame whose
+ *      (ip, sp) equal a cached frame's, and rbp too if the older frames
+ *      read it before restoring it (F_NEEDS_RBP), then checks, with
+ *      independent loads, that every cached return address slot and saved
+ *      rbp slot above it still holds the cached value. If they do, the
+ *      older frames are the cached ones: a walk reads nothing else, and the
+ *      rules of a return address do not change within a code generation
+ *      (cfi.c C3). A loop that allocates from one place checks about one
+ *      word per frame and reuses the previous stack id outright.
+ *   2. Rules compiled from .eh_frame (cfi.c) for the frames that are new.
+ *   3. libunwind for any stack with a frame the rules do not cover (signal
+ *      frames, a CFA kept in rbx as in the loader's trampolines, stack
+ *      realignment, code without CFI): the whole stack goes to unw_step
+ *      for a thread's first MS_WARM_UNWINDS stacks, then to unw_backtrace,
+ *      whose 256 KiB frame cache a short thread should not pay for.
+ *
+ * Safety: nothing is written to the program's stack. The fresh walk reads
+ * only what the rules point at, each CFA above the last and at most
+ * MAX_FRAME above it (libunwind reads the same words without checks). The
+ * cache is only kept for a complete walk (one that reached the END rule of
+ * _start or clone3) whose outermost frame is this thread's root frame, at
+ * the top of the thread's own stack; so every cached slot lies on that
+ * stack, and a splice (a fresh frame at the sp of a cached one, hence on
+ * that stack) only reads memory between the splice point and the root,
+ * which stays mapped while the thread lives. Coroutine stacks are walked
+ * with rules only and never cached: freed and mapped again smaller, they
+ * cannot make a cached slot point past their end.
+ *
+ * A signal handler that allocates while this thread is in a hook passes
+ * through (tls.busy, hooks.c), so it never sees the cache half written.
  */
 #include "memscope_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+extern void *__libc_stack_end;
+
+#define MS_WARM_UNWINDS 64
+#define MAX_FRAME ((uintptr_t)256 << 20) /* the largest CFA step the rules may take */
+#define ROOT_SPAN ((uintptr_t)1 << 20)   /* root frame to the thread's TCB, at most */
+
+/* One frame of the cache; slot carries the F_* flags in its low bits (8-aligned). */
+struct frame {
+	uintptr_t ip, sp, rbp;
+	uintptr_t slot; /* where the next frame's rbp was read, 0 if unchanged */
+};
+#define F_NEEDS_RBP 1 /* this frame or an older one reads rbp before restoring it */
+#define F_CFA_RBP 2   /* this frame's CFA is rbp-based */
+#define F_FLAGS 3
+
+#define VSC_FRAMES (MS_UNWIND_VSC_DEPTH + 1)
+
+enum stop { STOP_END = 1, STOP_ZERO, STOP_LIMIT };
+
+/* Per-thread cache: two frame arrays, the current one and the next. */
+struct vsc {
+	uint32_t n;      /* frames of f[cur]; 0: nothing cached */
+	uint32_t cur;
+	uint32_t gen;    /* code generation of the cached frames */
+	uint32_t stored; /* the last walk became the cached stack */
+	uintptr_t root_sp, root_ip; /* the thread's outermost frame, once known */
+	uint64_t id, id_epoch; /* the cached stack's id, and the process that wrote it */
+	struct frame f[2][VSC_FRAMES];
+};
+
+static __thread struct vsc vsc __attribute__((tls_model("initial-exec")));
+
+static int check_mode;
+
 void ms_unwind_init(void)
 {
+	const char *v = ms_getenv("MEMSCOPE_UNWIND_CHECK");
+	check_mode = v && v[0] == '1' && !v[1];
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	ms_cfi_init(); /* if it fails, every stack goes to libunwind */
 }
 
 static int is_self(uintptr_t pc)
@@ -31,7 +97,7 @@ static int is_self(uintptr_t pc)
 	return pc >= ms_g.self_lo && pc < ms_g.self_hi;
 }
 
-#define MS_WARM_UNWINDS 64
+/* ---- layer 3: libunwind ---- */
 
 /* unw_backtrace without its frame cache: the loop it falls back to. */
 static int walk_frames(void **buf, int want)
@@ -53,18 +119,21 @@ static int walk_frames(void **buf, int want)
 	return n;
 }
 
-unsigned ms_unwind(struct ms_tls *t, void **buf, unsigned depth, unsigned *first, int *truncated)
+/* libunwind's stack, our own frames dropped: at most depth pcs from buf[*first]. */
+static unsigned libunwind_stack(struct ms_tls *t, void **buf, unsigned depth, unsigned *first,
+				int *truncated, int warm)
 {
 	int want = (int)depth + MS_UNWIND_SLACK + 1;
 	int n, i = 0;
 
-	if (t->unwinds < MS_WARM_UNWINDS) {
+	if (warm)
+		n = walk_frames(buf, want);
+	else if (t->unwinds < MS_WARM_UNWINDS) {
 		t->unwinds++;
 		n = walk_frames(buf, want);
 	} else {
 		n = unw_backtrace(buf, want);
 	}
-
 	*first = 0;
 	*truncated = 0;
 	if (n <= 0)
@@ -78,4 +147,270 @@ unsigned ms_unwind(struct ms_tls *t, void **buf, unsigned depth, unsigned *first
 		n = (int)depth;
 	}
 	return (unsigned)n;
+}
+
+/* ---- layer 1: the validated stack cache ---- */
+
+/*
+ * Checks the cached frames after k up to last: each one's return address
+ * is still in its slot (just below its sp, the CFA of the frame before),
+ * and its rbp, where an older frame reads it, in the slot it came from.
+ * Returns 0 if all hold, else the index of the first frame that changed.
+ */
+static unsigned validate(const struct frame *f, unsigned k, unsigned last)
+{
+	for (unsigned i = k + 1; i <= last; i++) {
+		uintptr_t slot = f[i - 1].slot & ~(uintptr_t)F_FLAGS;
+		if (*(const uintptr_t *)(f[i].sp - 8) != f[i].ip)
+			return i;
+		if (slot && (f[i].slot & F_NEEDS_RBP) && *(const uintptr_t *)slot != f[i].rbp)
+			return i;
+	}
+	return 0;
+}
+
+/* F_NEEDS_RBP from the outermost frame in; the last frame of a complete walk reads nothing. */
+static void mark_needs_rbp(struct frame *f, unsigned n)
+{
+	uintptr_t needs = 0;
+	for (unsigned i = n; i-- > 0;) {
+		uintptr_t slot = f[i].slot & ~(uintptr_t)F_FLAGS;
+		if (f[i].slot & F_CFA_RBP)
+			needs = 1;
+		else if (slot)
+			needs = 0;
+		f[i].slot = (f[i].slot & ~(uintptr_t)F_NEEDS_RBP) | needs;
+	}
+}
+
+/*
+ * The thread's root frame: the outermost one, at the top of the stack the
+ * thread started on (the main stack, below __libc_stack_end, or a thread's
+ * stack, below its TCB). Set by the first complete walk that ends there.
+ */
+static int is_root(struct vsc *v, uintptr_t sp, uintptr_t ip)
+{
+	uintptr_t main_top = (uintptr_t)__libc_stack_end + 4096;
+	uintptr_t tcb = (uintptr_t)pthread_self();
+
+	if (v->root_sp)
+		return sp == v->root_sp && ip == v->root_ip;
+	if (!(sp < main_top && main_top - sp <= 65536) && !(sp < tcb && tcb - sp <= ROOT_SPAN))
+		return 0;
+	v->root_sp = sp;
+	v->root_ip = ip;
+	return 1;
+}
+
+enum walk_result { WALK_FALLBACK = -1, WALK_NEW = 0, WALK_SAME = 1 };
+
+/*
+ * Walks the stack from c: at most limit frames into out (limit = depth +
+ * 1: a frame at index depth means truncated). Returns WALK_SAME if the
+ * stack is the thread's previous one (out untouched then), WALK_NEW with
+ * *n frames in out, or WALK_FALLBACK.
+ */
+static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned *n_out)
+{
+	struct vsc *v = &vsc;
+	uint32_t gen = ms_cfi_generation();
+	const struct frame *prev = NULL;
+	struct frame *next = NULL;
+	unsigned pn = 0, k = 0, kmin = 0, j = 0;
+	uintptr_t ip = c->ip, sp = c->sp, rbp = c->rbp;
+	enum stop stop;
+
+	if (!gen)
+		return WALK_FALLBACK;
+	if (limit <= VSC_FRAMES) {
+		next = v->f[v->cur ^ 1];
+		if (v->gen == gen && v->n) {
+			prev = v->f[v->cur];
+			pn = v->n;
+		}
+	}
+	for (;;) {
+		if (pn) {
+			while (k < pn && prev[k].sp < sp)
+				k++;
+			if (k < pn && k >= kmin && prev[k].sp == sp && prev[k].ip == ip &&
+			    (!(prev[k].slot & F_NEEDS_RBP) || prev[k].rbp == rbp)) {
+				/* A cached walk is complete (STOP_END): its frames from k are the rest. */
+				unsigned take = pn - k, bad;
+				if (take > limit - j)
+					take = limit - j;
+				bad = validate(prev, k, k + take - 1);
+				if (!bad) {
+					if (j == 0 && k == 0 && take == pn)
+						return WALK_SAME;
+					for (unsigned i = 0; i < take; i++) {
+						next[j + i] = prev[k + i];
+						out[j + i] = (void *)prev[k + i].ip;
+					}
+					j += take;
+					stop = j == limit ? STOP_LIMIT : STOP_END;
+					break;
+				}
+				kmin = bad; /* frames from bad on changed: splice only past them */
+			}
+		}
+		out[j] = (void *)ip;
+		if (next)
+			next[j] = (struct frame){ip, sp, rbp, 0};
+		if (++j == limit) {
+			stop = STOP_LIMIT;
+			break;
+		}
+		uint64_t rule = ms_cfi_rule(ip);
+		if (rule & MS_RULE_FALLBACK)
+			return WALK_FALLBACK;
+		if (rule & MS_RULE_END) {
+			stop = STOP_END;
+			break;
+		}
+		uintptr_t cfa = ((rule & MS_RULE_CFA_RBP) ? rbp : sp) + (uint32_t)rule;
+		if (cfa <= sp || cfa - sp > MAX_FRAME || (cfa & 7))
+			return WALK_FALLBACK;
+		int16_t rbp_off = (int16_t)(rule >> 32);
+		uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+		if (next && (rule & MS_RULE_CFA_RBP))
+			next[j - 1].slot = F_CFA_RBP;
+		if (rbp_off) {
+			uintptr_t slot = cfa + (intptr_t)rbp_off;
+			if (slot < sp)
+				return WALK_FALLBACK;
+			rbp = *(const uintptr_t *)slot;
+			if (next)
+				next[j - 1].slot |= slot;
+		}
+		sp = cfa;
+		if (ra == 0) {
+			stop = STOP_ZERO;
+			break;
+		}
+		ip = ra;
+	}
+	*n_out = j;
+	if (next) {
+		/* Keep only a complete walk rooted at the top of this thread's stack. */
+		if (stop == STOP_END && is_root(v, next[j - 1].sp, next[j - 1].ip)) {
+			mark_needs_rbp(next, j);
+			v->cur ^= 1;
+			v->n = j;
+			v->gen = gen;
+			v->stored = 1;
+			v->id_epoch = 0;
+		} else if (stop != STOP_LIMIT) {
+			v->n = 0;
+		}
+		/* STOP_LIMIT: a deeper stack than depth; the cached one stays as good as it was. */
+	}
+	return WALK_NEW;
+}
+
+/* ---- the check mode: every stack compared with libunwind's ---- */
+
+/* Appends text, a decimal or a hex number to a message (no stdio here). */
+struct msg {
+	char buf[192];
+	size_t n;
+};
+
+static void put_str(struct msg *m, const char *s)
+{
+	m->n += ms_strlcpy(m->buf + m->n, s, sizeof m->buf - m->n);
+}
+
+static void put_num(struct msg *m, uint64_t v, int hex)
+{
+	char tmp[24], *end = tmp + sizeof tmp - 1, *p = end;
+	*end = 0;
+	if (hex) {
+		do
+			*--p = "0123456789abcdef"[v & 15];
+		while (v >>= 4);
+		put_str(m, "0x");
+	} else {
+		p = ms_utoa(end, v);
+	}
+	put_str(m, p);
+}
+
+static void check_stack(struct ms_tls *t, void *const *ours, unsigned n, int truncated,
+			unsigned depth)
+{
+	void *buf[MS_MAX_DEPTH + MS_UNWIND_SLACK + 1];
+	unsigned first, m;
+	int trunc;
+
+	m = libunwind_stack(t, buf, depth, &first, &trunc, 1);
+	if (m != n || trunc != truncated) {
+		struct msg msg = {.n = 0};
+		put_str(&msg, "MEMSCOPE_UNWIND_CHECK: stacks differ in depth: ours has ");
+		put_num(&msg, n, 0);
+		put_str(&msg, truncated ? " frames and more, libunwind's " : " frames, libunwind's ");
+		put_num(&msg, m, 0);
+		put_str(&msg, trunc ? " and more" : "");
+		ms_say(msg.buf, NULL, NULL);
+		abort();
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (ours[i] != buf[first + i]) {
+			struct msg msg = {.n = 0};
+			put_str(&msg, "MEMSCOPE_UNWIND_CHECK: stacks differ at frame ");
+			put_num(&msg, i, 0);
+			put_str(&msg, ": ours has return address ");
+			put_num(&msg, (uintptr_t)ours[i], 1);
+			put_str(&msg, ", libunwind's ");
+			put_num(&msg, (uintptr_t)buf[first + i], 1);
+			ms_say(msg.buf, NULL, NULL);
+			abort();
+		}
+	}
+}
+
+unsigned ms_unwind(struct ms_tls *t, const struct ms_caller *c, void **buf, unsigned depth,
+		   unsigned *first, int *truncated, uint64_t *known_id)
+{
+	struct vsc *v = &vsc;
+	unsigned n = 0;
+	int r;
+
+	v->stored = 0;
+	*known_id = 0;
+	*first = 0;
+	r = walk(c, depth + 1, buf, &n);
+	if (r == WALK_FALLBACK) {
+		v->n = 0;
+		t->fallbacks++;
+		return libunwind_stack(t, buf, depth, first, truncated, 0);
+	}
+	if (r == WALK_SAME) {
+		const struct frame *f = v->f[v->cur];
+		n = v->n; /* a cached walk is complete and at most depth deep */
+		*truncated = 0;
+		if (v->id_epoch == ms_g.epoch && !check_mode) {
+			*known_id = v->id;
+			return 0;
+		}
+		for (unsigned i = 0; i < n; i++)
+			buf[i] = (void *)f[i].ip;
+		v->stored = 1; /* its id may be remembered now */
+	} else {
+		*truncated = n > depth;
+		if (n > depth)
+			n = depth;
+	}
+	if (check_mode)
+		check_stack(t, buf, n, *truncated, depth);
+	return n;
+}
+
+void ms_unwind_remember(uint64_t id)
+{
+	struct vsc *v = &vsc;
+	if (v->stored) {
+		v->id = id;
+		v->id_epoch = ms_g.epoch;
+	}
 }

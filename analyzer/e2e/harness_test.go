@@ -304,8 +304,12 @@ func exitCode(t testing.TB, err error, sig *syscall.Signal) int {
 }
 
 // cleanEnv is the test's environment without anything memscope reads.
+//
+// Every traced program runs with MEMSCOPE_UNWIND_CHECK=1: the library
+// compares each stack it records with libunwind's and aborts on the first
+// difference, so every e2e test also checks the unwinder.
 func cleanEnv() []string {
-	var env []string
+	env := []string{"MEMSCOPE_UNWIND_CHECK=1"}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "LD_PRELOAD=") || strings.HasPrefix(kv, "MEMSCOPE_") {
 			continue
