@@ -146,7 +146,8 @@ struct ms_ring_header {
 	uint32_t _pad3;
 	uint64_t dropped_events; /* events producers could not record (lossy) */
 	uint64_t full_waits;     /* times a producer found the ring full */
-	uint64_t _pad4[5];
+	uint64_t full_wait_ns;   /* CLOCK_MONOTONIC ns producers spent waiting for a free chunk */
+	uint64_t _pad4[4];
 
 	/*
 	 * Exit handshake of the leak check (DESIGN.md §6.1). Own cache lines.

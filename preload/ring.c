@@ -156,20 +156,23 @@ static int reserve_seq(struct ms_ring *r, uint64_t *seq)
 {
 	struct ms_ring_header *h = r->hdr;
 	unsigned spins = 0;
-	int counted = 0;
+	uint64_t wait_from = 0; /* when this call found the ring full, 0: it has not */
 	for (;;) {
 		uint64_t head = load_relaxed(&h->reserve_head);
 		uint64_t done = load_acquire(&h->last_read_to);
 		if (head - done < r->chunk_count) {
 			if (cas(&h->reserve_head, &head, head + 1)) {
 				*seq = head;
+				if (wait_from)
+					__atomic_fetch_add(&h->full_wait_ns, ms_now_ns() - wait_from,
+							   __ATOMIC_RELAXED);
 				return 1;
 			}
 			continue;
 		}
-		if (!counted) {
+		if (!wait_from) {
 			__atomic_fetch_add(&h->full_waits, 1, __ATOMIC_RELAXED);
-			counted = 1;
+			wait_from = ms_now_ns();
 			/*
 			 * Lossy, or the consumer is gone: drop now. Checking the
 			 * heartbeat before spinning keeps a dropped event cheap
@@ -183,8 +186,10 @@ static int reserve_seq(struct ms_ring *r, uint64_t *seq)
 			cpu_relax();
 			continue;
 		}
-		if (consumer_is_stale(r))
+		if (consumer_is_stale(r)) {
+			__atomic_fetch_add(&h->full_wait_ns, ms_now_ns() - wait_from, __ATOMIC_RELAXED);
 			return 0;
+		}
 		/*
 		 * Announce the wait before sampling the futex word, and re-check
 		 * fullness after: a commit between our check and FUTEX_WAIT then

@@ -53,7 +53,8 @@ const (
 	offPad3              = 204
 	offDroppedEvents     = 208
 	offFullWaits         = 216
-	offPad4              = 224
+	offFullWaitNS        = 224
+	offPad4              = 232
 	offConsumerCaps      = 264
 	offPad5              = 268
 	offPad6              = 272

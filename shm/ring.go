@@ -56,7 +56,8 @@ type Info struct {
 	CommitFutex     uint32
 	FullWaiters     uint32
 	DroppedEvents   uint64
-	FullWaits       uint64
+	FullWaits       uint64        // times a producer found the ring full
+	FullWait        time.Duration // producers' time spent waiting for a free chunk, all threads added
 }
 
 // monotonicNS is CLOCK_MONOTONIC in ns, the clock of every ring timestamp.
@@ -274,6 +275,7 @@ func (r *Ring) Info() Info {
 		FullWaiters:     atomic.LoadUint32(r.u32(offFullWaiters)),
 		DroppedEvents:   atomic.LoadUint64(r.u64(offDroppedEvents)),
 		FullWaits:       atomic.LoadUint64(r.u64(offFullWaits)),
+		FullWait:        time.Duration(atomic.LoadUint64(r.u64(offFullWaitNS))),
 	}
 }
 

@@ -118,6 +118,14 @@ func WriteLargestPeaks(w io.Writer, procs []ProcessPeak, n int) error {
 	return err
 }
 
+// WriteRingWait says how long traced threads waited for space in a full
+// ring, the time the recording added to the program beyond its own cost.
+func WriteRingWait(w io.Writer, waits uint64, wait time.Duration, ringBytes uint64) error {
+	_, err := fmt.Fprintf(w, "memscope: traced threads waited %v in all for ring space (the ring was full %d time(s)); a ring larger than %s (--ring-size) lets them run on\n",
+		wait.Round(time.Microsecond), waits, shortBytes(ringBytes))
+	return err
+}
+
 // humanBytes is shortBytes with the exact count: "1.5 KiB (1536 bytes)".
 func humanBytes(n uint64) string {
 	if n < 1024 {

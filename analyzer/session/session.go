@@ -17,6 +17,7 @@ import (
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/live"
+	"memscope/analyzer/report"
 	"memscope/shm"
 )
 
@@ -85,6 +86,10 @@ type Result struct {
 	Processes         []ProcessResult
 	UnsuppressedLeaks bool
 	DroppedEvents     uint64
+	// RingFullWaits and RingFullWait: how often, and how long in all,
+	// traced threads waited for a free chunk because the ring was full.
+	RingFullWaits uint64
+	RingFullWait  time.Duration
 }
 
 // ProcessResult is the outcome for one traced process.
@@ -436,6 +441,11 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	st := rd.Stats()
 	res.DroppedEvents = st.Dropped
+	info := ring.Info()
+	res.RingFullWaits, res.RingFullWait = info.FullWaits, info.FullWait
+	if res.RingFullWait > 0 {
+		_ = report.WriteRingWait(cfg.Stderr, res.RingFullWaits, res.RingFullWait, uint64(info.ChunkCount)*uint64(info.ChunkSize))
+	}
 	for _, p := range res.Processes {
 		if p.Unsuppressed {
 			res.UnsuppressedLeaks = true

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -239,5 +240,21 @@ func TestUnpackRawTrace(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, rawTrace, string(got))
 		})
+	}
+}
+
+func TestRingWait(t *testing.T) {
+	tests := []struct {
+		stderr string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"memscope: pid 1 (x) exit status 0\n", 0},
+		{"prog output\nmemscope: traced threads waited 46.85ms in all for ring space (the ring was full 1 time(s)); a ring larger than 64.0 MiB (--ring-size) lets them run on\n", 46850 * time.Microsecond},
+		{"memscope: traced threads waited 1.5s in all for ring space (the ring was full 9 time(s)); ...", 1500 * time.Millisecond},
+		{"memscope: traced threads waited soon in all", 0},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, ringWait(tt.stderr), "%q", tt.stderr)
 	}
 }

@@ -38,6 +38,7 @@ func run() error {
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
 	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 threads-short sizes python startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
+	quick := flag.Bool("quick", false, "the rows to iterate on, in under 2 minutes: micro depth 10, threads 2 and python, 3 runs each (-only and -runs override)")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
 	jsonPath := flag.String("json", "", "where to write the JSON table (default BUILD/bench.json)")
 	goCmd := flag.String("go", "go", "go command, for the analyzer engine's benchmarks")
@@ -53,6 +54,14 @@ func run() error {
 	flag.Parse()
 	if *startedNs != 0 {
 		start = time.Unix(0, *startedNs)
+	}
+	if *quick {
+		if !flagSet("only") {
+			*only = "^(micro10|threads2|python)$"
+		}
+		if !flagSet("runs") {
+			*runs = 3
+		}
 	}
 	if *runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", *runs)
@@ -403,4 +412,15 @@ func methodNotes(r *runner, sz sizes, python string) []string {
 		notes = append(notes, "heaptrack = `heaptrack -o TMP PROG`: includes heaptrack_interpret and compressing its data file, as heaptrack users experience it")
 	}
 	return notes
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }

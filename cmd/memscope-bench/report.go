@@ -31,6 +31,9 @@ type row struct {
 	AnalyzerPeakRSS *uint64 `json:"analyzer_peak_rss_bytes,omitempty"`
 	// AnalyzerPeakAnon: the same for the largest RssAnon sampled.
 	AnalyzerPeakAnon *uint64 `json:"analyzer_peak_rss_anon_bytes,omitempty"`
+	// RingWait is the traced threads' wait for ring space over the
+	// program's time under memscope (all memscope runs of the row added).
+	RingWait *float64 `json:"ring_wait_share,omitempty"`
 	// DroppedEvents is summed over every memscope run of the row.
 	DroppedEvents     *int64 `json:"dropped_events,omitempty"`
 	IncompleteReports int    `json:"incomplete_reports,omitempty"`
@@ -86,7 +89,10 @@ func timeRow(w *workload) row {
 	if ms := w.samples[memscope]; len(ms) > 0 && w.err[memscope] == nil {
 		var hwm, anon []float64
 		var dropped int64
+		var wait, runTime float64
 		for _, s := range ms {
+			wait += s.RingWaitSeconds
+			runTime += s.Seconds
 			hwm = append(hwm, float64(s.AnalyzerHWM))
 			anon = append(anon, float64(s.AnalyzerAnon))
 			dropped += s.Dropped
@@ -97,6 +103,9 @@ func timeRow(w *workload) row {
 			r.AnalyzerPeakAnon = ptr(uint64(median(anon)))
 		}
 		r.DroppedEvents = ptr(dropped)
+		if !w.joinRing && !w.preloadOnly && runTime > 0 {
+			r.RingWait = ptr(wait / runTime)
+		}
 		if dropped != 0 || r.IncompleteReports != 0 {
 			notes = append(notes, fmt.Sprintf("%d dropped events, %d incomplete reports", dropped, r.IncompleteReports))
 		}
@@ -171,6 +180,13 @@ func fmtRSS(r row) string {
 	return fmt.Sprintf("%.0f MiB (%.0f)", mib(*r.AnalyzerPeakRSS), mib(*r.AnalyzerPeakAnon))
 }
 
+func fmtWait(r row) string {
+	if r.RingWait == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", *r.RingWait*100)
+}
+
 func fmtDropped(r row) string {
 	if r.DroppedEvents == nil {
 		return "-"
@@ -198,12 +214,12 @@ func fmtGoal(r row) string {
 // printTable writes the one table, then its notes. The workload and goal
 // columns are left-aligned, the figures right-aligned.
 func printTable(w io.Writer, rep *report) {
-	lines := [][]string{{"workload", "bare", "memscope", "ms/bare", "heaptrack", "ht/bare", "ms/ht", "analyzer RSS (anon)", "dropped", "goal"}}
+	lines := [][]string{{"workload", "bare", "memscope", "ms/bare", "heaptrack", "ht/bare", "ms/ht", "analyzer RSS (anon)", "ring wait", "dropped", "goal"}}
 	for _, r := range rep.Rows {
 		lines = append(lines, []string{r.Workload,
 			fmtValue(r.Bare, r.Unit), fmtValue(r.Memscope, r.Unit), fmtRatio(r.MemscopeRatio),
 			fmtValue(r.Heaptrack, r.Unit), fmtRatio(r.HeaptrackRatio), fmtRatio(r.MemscopeOverHeaptrack),
-			fmtRSS(r), fmtDropped(r), fmtGoal(r)})
+			fmtRSS(r), fmtWait(r), fmtDropped(r), fmtGoal(r)})
 	}
 	width := make([]int, len(lines[0]))
 	for _, l := range lines {

@@ -55,6 +55,9 @@ type sample struct {
 	Reports    int   `json:"reports,omitempty"`
 	Dropped    int64 `json:"dropped_events"`
 	Incomplete int   `json:"incomplete_reports,omitempty"`
+	// RingWaitSeconds: time the traced threads waited for space in a full
+	// ring, from the line `run` prints about it (all threads added).
+	RingWaitSeconds float64 `json:"ring_wait_seconds"`
 }
 
 // runner starts the workloads under each tool.
@@ -114,6 +117,7 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 		total.WaitMaxRSS = max(total.WaitMaxRSS, s.WaitMaxRSS)
 		total.AnalyzerHWM = max(total.AnalyzerHWM, s.AnalyzerHWM)
 		total.AnalyzerAnon = max(total.AnalyzerAnon, s.AnalyzerAnon)
+		total.RingWaitSeconds += s.RingWaitSeconds
 	}
 	switch {
 	case t == memscope && w.joinRing:
@@ -214,7 +218,8 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 	close(stop)
 	poll.Wait()
 
-	s := sample{Seconds: elapsed.Seconds(), AnalyzerHWM: hwm, AnalyzerAnon: anon}
+	s := sample{Seconds: elapsed.Seconds(), AnalyzerHWM: hwm, AnalyzerAnon: anon,
+		RingWaitSeconds: ringWait(fileTail(stderr, 64<<10)).Seconds()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
 		s.WaitMaxRSS = uint64(ru.Maxrss) * 1024
@@ -223,6 +228,21 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 		return s, fmt.Errorf("%s: %v; stderr ends with:\n%s", strings.Join(argv, " "), err, fileTail(stderr, 4096))
 	}
 	return s, nil
+}
+
+// ringWait reads the wait in `run`'s line "memscope: traced threads
+// waited DURATION in all for ring space ..." (report.WriteRingWait); 0
+// when there is none.
+func ringWait(stderr string) time.Duration {
+	const prefix = "memscope: traced threads waited "
+	for _, line := range strings.Split(stderr, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			if d, err := time.ParseDuration(strings.SplitN(rest, " ", 2)[0]); err == nil {
+				return d
+			}
+		}
+	}
+	return 0
 }
 
 func tvSeconds(tv syscall.Timeval) float64 {
