@@ -5,25 +5,24 @@
  * succeeded and recording is on, writes one record into the calling
  * thread's chunk. Rules (DESIGN.md §5):
  *   - no malloc of our own, no locks, no stdio in here;
- *   - per-thread state in initial-exec TLS (no __tls_get_addr, which may
- *     malloc); tls.busy makes nested calls (libunwind, dl_iterate_phdr,
- *     our own init, a signal handler that interrupts us) go straight to
- *     libc, unrecorded;
+ *   - per-thread state in initial-exec TLS (state.c; no __tls_get_addr,
+ *     which may malloc); busy makes nested calls (libunwind,
+ *     dl_iterate_phdr, our own init, a signal handler that interrupts us)
+ *     go straight to libc, unrecorded;
  *   - causal timestamps: ALLOC after the real call, FREE before it,
  *     REALLOC both (ts_before for the old block, ts for the new one);
  *   - a failed call records nothing, and errno is exactly what libc left:
- *     we save it after the real call and restore it after recording.
- * Initialisation is lazy, on the first hook call after environ exists
- * (calls can come before constructors); the constructor below also runs
- * it, for programs that never allocate. If the ring cannot be joined, one
- * line goes to stderr and every call passes straight through forever.
+ *     we save it after the real call and restore it after recording;
+ *   - the caller's frame (MS_CALLER) is taken here, in the exported
+ *     function, where the stack walk starts (unwind.c).
+ * The hooks call into the other files (state.c initialises on the first
+ * call); nothing calls back into this one.
  */
 #include "memscope_internal.h"
 
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <sys/auxv.h>
 #include <unistd.h>
 
 #define MS_EXPORT __attribute__((visibility("default")))
@@ -35,101 +34,6 @@ extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
-extern char **environ;
-
-struct ms_global ms_g;
-
-static __thread struct ms_tls tls __attribute__((tls_model("initial-exec")));
-
-static uint32_t page_size = 4096;
-
-struct ms_tls *ms_tls(void)
-{
-	return &tls;
-}
-
-void *ms_rec_begin(struct ms_tls *t, uint32_t size)
-{
-	return ms_ring_begin(&ms_g.ring, &t->w, size);
-}
-
-void ms_rec_end(struct ms_tls *t)
-{
-	ms_ring_end(&ms_g.ring, &t->w);
-}
-
-static void set_state(int s)
-{
-	__atomic_store_n(&ms_g.state, s, __ATOMIC_RELEASE);
-}
-
-static void read_exe(void)
-{
-	ssize_t n = readlink("/proc/self/exe", ms_g.exe, sizeof ms_g.exe);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof ms_g.exe)
-		n = sizeof ms_g.exe - 1;
-	ms_g.exe[n] = 0;
-	ms_g.exe_len = (uint32_t)n;
-}
-
-/* Runs once, with t->busy set. Leaves the state ACTIVE or PASSTHROUGH. */
-static void init(struct ms_tls *t)
-{
-	int expect = MS_UNINIT;
-	int event;
-
-	if (!environ) /* too early: libc is not initialised yet; try later */
-		return;
-	if (!__atomic_compare_exchange_n(&ms_g.state, &expect, MS_INITIALIZING, 0,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return;
-	page_size = (uint32_t)getauxval(AT_PAGESZ);
-	if (!page_size)
-		page_size = 4096;
-	ms_config_load(&ms_g.cfg);
-	ms_g.pid = (uint32_t)getpid();
-	ms_g.ppid = (uint32_t)getppid();
-	if (ms_g.cfg.disabled) {
-		set_state(MS_PASSTHROUGH);
-		return;
-	}
-	read_exe();
-	ms_modules_find_self();
-	event = ms_g.cfg.ring_path && ms_g.cfg.marker_pid == (long)ms_g.pid ? MS_PROCESS_EXEC
-									  : MS_PROCESS_START;
-	if (ms_g.cfg.ring_path) {
-		int err = ms_ring_attach(&ms_g.ring, ms_g.cfg.ring_path, ms_g.cfg.lossy);
-		if (err != MS_ATTACH_OK) {
-			char msg[MS_PATH_MAX + 64];
-			size_t n = ms_strlcpy(msg, "MEMSCOPE_RING=", sizeof msg);
-			n += ms_strlcpy(msg + n, ms_g.cfg.ring_path, sizeof msg - n);
-			ms_strlcpy(msg + n, ": ", sizeof msg - n);
-			ms_say(msg, ms_ring_attach_strerror(err), "; not tracing");
-			set_state(MS_PASSTHROUGH);
-			return;
-		}
-	} else if (ms_bare_start() != 0) {
-		set_state(MS_PASSTHROUGH);
-		return;
-	} else {
-		ms_g.bare_root_pid = ms_g.pid;
-	}
-	if (ms_stacks_init() != 0 || ms_process_init() != 0) {
-		ms_say("cannot set up per-process state; not tracing", NULL, NULL);
-		set_state(MS_PASSTHROUGH);
-		return;
-	}
-	ms_unwind_init();
-	ms_modules_init();
-	t->w.pid = ms_g.pid;
-	t->w.tid = (uint32_t)gettid();
-	set_state(MS_ACTIVE);
-	ms_process_announce(t, event);
-	ms_thread_announce(t);
-	ms_modules_announce_all(t);
-}
 
 /*
  * Returns the calling thread's state with busy set if this call is to be
@@ -137,7 +41,7 @@ static void init(struct ms_tls *t)
  */
 static inline struct ms_tls *enter(void)
 {
-	struct ms_tls *t = &tls;
+	struct ms_tls *t = ms_tls();
 	int s;
 	if (__builtin_expect(t->busy, 0))
 		return NULL;
@@ -147,7 +51,7 @@ static inline struct ms_tls *enter(void)
 			return NULL;
 		int e = errno;
 		t->busy = 1;
-		init(t);
+		ms_init(t);
 		t->busy = 0;
 		errno = e;
 		if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
@@ -166,7 +70,7 @@ static inline void leave(struct ms_tls *t)
 
 static inline int recording(void)
 {
-	return !tls.busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE;
+	return !ms_tls()->busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE;
 }
 
 static void record_alloc(void *p, size_t size, int kind, size_t align, const struct ms_caller *c)
@@ -337,7 +241,7 @@ MS_EXPORT void *valloc(size_t n)
 	if (p) {
 		struct ms_caller c;
 		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_VALLOC, page_size, &c);
+		record_alloc(p, n, MS_KIND_VALLOC, ms_g.page_size, &c);
 	}
 	return p;
 }
@@ -348,7 +252,7 @@ MS_EXPORT void *pvalloc(size_t n)
 	if (p) {
 		struct ms_caller c;
 		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_PVALLOC, page_size, &c);
+		record_alloc(p, n, MS_KIND_PVALLOC, ms_g.page_size, &c);
 	}
 	return p;
 }
@@ -359,11 +263,12 @@ MS_EXPORT void *pvalloc(size_t n)
  */
 __attribute__((constructor)) static void ms_constructor(void)
 {
-	if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_UNINIT && !tls.busy) {
+	struct ms_tls *t = ms_tls();
+	if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_UNINIT && !t->busy) {
 		int e = errno;
-		tls.busy = 1;
-		init(&tls);
-		tls.busy = 0;
+		t->busy = 1;
+		ms_init(t);
+		t->busy = 0;
 		errno = e;
 	}
 	ms_modules_init();
@@ -372,7 +277,7 @@ __attribute__((constructor)) static void ms_constructor(void)
 /* Normal exit: seal the exiting thread's chunk so the consumer need not wait. */
 __attribute__((destructor)) static void ms_destructor(void)
 {
-	struct ms_tls *t = &tls;
+	struct ms_tls *t = ms_tls();
 	if (t->busy || __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) != MS_ACTIVE)
 		return;
 	t->busy = 1;

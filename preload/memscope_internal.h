@@ -4,7 +4,8 @@
  * version script): the only exported symbols are the hooks.
  *
  * Files, one concern each:
- *   hooks.c    the allocation entry points, lazy init, per-thread state
+ *   hooks.c    the allocation entry points (they call the others, never called back)
+ *   state.c    global and per-thread state, record helpers, initialisation
  *   unwind.c   call stacks: the validated stack cache, libunwind
  *   cfi.c      unwind rules compiled from .eh_frame, by return address
  *   stacks.c   stack interning table and STACK records
@@ -66,7 +67,7 @@ MS_HIDDEN void *ms_map_private(size_t size);
 MS_HIDDEN size_t ms_strlcpy(char *dst, const char *src, size_t cap);
 MS_HIDDEN char *ms_utoa(char *end, uint64_t v); /* writes digits ending before end, returns start */
 
-/* ---- per-thread state (hooks.c) ---- */
+/* ---- per-thread state (state.c) ---- */
 
 struct ms_tls {
 	struct ms_writer w;
@@ -76,8 +77,13 @@ struct ms_tls {
 	uint32_t fallbacks; /* stacks handed to libunwind (unwind.c) */
 };
 
+extern __thread struct ms_tls ms_thread MS_HIDDEN __attribute__((tls_model("initial-exec")));
+
 /* The calling thread's state (initial-exec TLS, never allocates). */
-MS_HIDDEN struct ms_tls *ms_tls(void);
+static inline struct ms_tls *ms_tls(void)
+{
+	return &ms_thread;
+}
 
 /* Global state, read-mostly after init. */
 enum ms_state {
@@ -101,9 +107,18 @@ struct ms_global {
 	int loader_unsafe;         /* fork child: the loader's lock may be held for ever (modules.c M4) */
 	uint32_t recorder_pid;     /* bare mode: the memscope-analyze record we started */
 	uint32_t bare_root_pid;    /* bare mode: the process that created the ring */
+	uint32_t page_size;        /* the valloc alignment */
 };
 
 extern struct ms_global ms_g MS_HIDDEN;
+
+/*
+ * Initialises the library once: configuration, the ring (or bare mode's),
+ * per-process state, PROCESS/THREAD/MODULE records. Called with t->busy
+ * set; leaves the state ACTIVE or PASSTHROUGH (or UNINIT when it is too
+ * early: environ is not set yet).
+ */
+MS_HIDDEN void ms_init(struct ms_tls *t);
 
 /*
  * Opens a record of size bytes in the calling thread's chunk (which the
