@@ -26,6 +26,15 @@ type leakChecker struct {
 	// reportNow writes the reports of a process that waits for them
 	// (engine.ExitCheck.Reports), before it is released.
 	reportNow func(pid uint32)
+	// scratch is the scans' read buffer, mapped at the first check and
+	// kept for the others (close).
+	scratch *reach.Scratch
+}
+
+// close releases what the checks kept.
+func (c *leakChecker) close() {
+	c.scratch.Close()
+	c.scratch = nil
 }
 
 // checkAll checks every process that announced its exit since the last
@@ -127,6 +136,10 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 		DeadStackSPs: c.eng.DeadStackSPs(pid),
 		Exclude:      []string{c.ring.Path()},
 	}
+	if c.scratch == nil {
+		c.scratch = reach.NewScratch()
+	}
+	t.Scratch = c.scratch
 	blocksIn = time.Since(began) - stoppedIn - drainedIn
 	res, err := reach.Scan(stopped, t)
 	scan = res

@@ -254,12 +254,14 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	out.root = cfg.Root
+	root := cfg.Root // the loop's copy: out is the writer's from here on
 	out.resumedAt = rd.StartedAt()
 	if out.resumedAt > 0 {
 		fmt.Fprintf(cfg.Stderr, "memscope: warning: ring %s was already read up to chunk %d by an analyzer that is gone; the events in those chunks are missing and every report will say it is incomplete\n", ring.Path(), out.resumedAt)
 	}
 	eng := engine.New(engine.Options{})
 	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, timing: cfg.CheckTiming}
+	defer checker.close()
 	if !cfg.NoLeakCheck {
 		ring.EnableLeakChecks()
 	}
@@ -271,7 +273,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	if board == nil && cfg.Serve {
 		board = &live.Board{}
 	}
-	pub := newPublisher(cfg, board, out.syms)
+	pub := newPublisher(cfg, board, report.NewSymbols(nil))
 	if cfg.Serve {
 		srv, err := live.Listen(live.SocketPath(ring.Path()), board)
 		if err != nil {
@@ -294,7 +296,16 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// Processes reported before they ended (they waited for it at exit,
 	// reportNow): what comes of them later is not reported again.
 	reportedEarly := map[uint32]bool{}
-	finish := func(e *ending) {
+	writer := newReportWriter(out)
+	writerOpen := true
+	closeWriter := func() {
+		if writerOpen {
+			writerOpen = false
+			res.Processes = append(res.Processes, writer.close()...)
+		}
+	}
+	defer closeWriter() // an error return still waits for the reports under way
+	finish := func(e *ending, wait bool) {
 		delete(endings, e.pid)
 		p := eng.EndProcess(e.pid, e.status)
 		if p == nil {
@@ -307,14 +318,18 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		if !p.Reach.Checked && p.Reach.Reason == "" {
 			p.Reach.Reason = notCheckedReason(p, cfg.NoLeakCheck)
 		}
-		res.Processes = append(res.Processes, out.write(p))
+		if wait {
+			writer.submitAndWait(p, root)
+		} else {
+			writer.submit(p, root)
+		}
 		pub.processEnded(p)
 		pub.tick(eng, ring.Info, true)
 	}
 	// Bare mode's first process waits at exit for its reports: its status
 	// is the one of its exit record, and it has nothing more to record.
 	checker.reportNow = func(pid uint32) {
-		finish(&ending{pid: pid})
+		finish(&ending{pid: pid}, true)
 		reportedEarly[pid] = true
 	}
 	end := func(pid uint32, status engine.ExitStatus, statusBy time.Time) {
@@ -361,8 +376,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 		for _, pid := range eng.Pids() {
 			if watches[pid] == nil && endings[pid] == nil {
-				if out.root == 0 {
-					out.root = pid // record mode: the first process seen
+				if root == 0 {
+					root = pid // record mode: the first process seen
 				}
 				watches[pid] = watchPid(pid)
 			}
@@ -384,7 +399,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			if rd.Pending(e.pid) || (!e.status.Known && now.Before(e.statusBy)) {
 				continue
 			}
-			finish(e)
+			finish(e, false)
 		}
 
 		if len(endings) == 0 && !exitsOpen {
@@ -428,8 +443,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	eng.Flush()
 	for _, pid := range eng.Pids() {
-		finish(&ending{pid: pid})
+		finish(&ending{pid: pid}, false)
 	}
+	closeWriter()
 	if len(res.Processes) > 1 {
 		path, err := out.writeIndex(out.root, cfg.Command)
 		if err != nil {
@@ -443,7 +459,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	res.DroppedEvents = st.Dropped
 	info := ring.Info()
 	res.RingFullWaits, res.RingFullWait = info.FullWaits, info.FullWait
-	if res.RingFullWait > 0 {
+	if res.RingFullWait >= time.Millisecond { // less is not worth a line
 		_ = report.WriteRingWait(cfg.Stderr, res.RingFullWaits, res.RingFullWait, uint64(info.ChunkCount)*uint64(info.ChunkSize))
 	}
 	for _, p := range res.Processes {
