@@ -536,3 +536,41 @@ func TestParentEndsBeforeChildForkRecordIsApplied(t *testing.T) {
 	assert.Equal(t, uint64(1), cp.Totals.LiveObjects)
 	assert.Equal(t, uint64(64), cp.Totals.LiveBytes)
 }
+
+// TestTimelineBounded: a process that runs for three times the timeline's
+// capacity keeps fewer samples than maxTimeline, in time order, and the
+// spike its timeline had sampled (a 1e6-byte block live across one
+// boundary, early on) survives two coarsenings: the larger heap of each
+// merged pair is kept. (A spike later, between two boundaries of the
+// coarser grid, is not sampled at all, as between any two samples.)
+func TestTimelineBounded(t *testing.T) {
+	const pid, tid = 710, 710
+	const n = 3 * maxTimeline
+	const spikeAt = 100 // interval of the big block's malloc; freed in the next
+	s := newStream(t)
+	for i := uint64(0); i < n; i++ {
+		s.malloc(pid, tid, i*10*ms+1*ms, 0x10000+i*16, 1, 1)
+		if i == spikeAt {
+			s.malloc(pid, tid, i*10*ms+2*ms, 0x1000_0000, 1e6, 2)
+		}
+		if i == spikeAt+1 {
+			s.free(pid, tid, i*10*ms+2*ms, 0x1000_0000)
+		}
+	}
+	e := New(Options{ReorderWindow: 100 * time.Millisecond, TimelineInterval: 10 * time.Millisecond})
+	for _, r := range s.recs {
+		require.NoError(t, e.Apply(r))
+	}
+	p := e.EndProcess(pid, ExitStatus{})
+	require.Less(t, len(p.Timeline), maxTimeline+1) // + the final sample
+	var top uint64
+	for i, smp := range p.Timeline {
+		if i > 0 {
+			require.Greater(t, smp.TS, p.Timeline[i-1].TS, "sample %d", i)
+		}
+		top = max(top, smp.HeapBytes)
+	}
+	// At the boundary after the spike's malloc: spikeAt+1 small blocks and the big one.
+	assert.Equal(t, uint64(1e6+spikeAt+1), top)
+	assert.Equal(t, uint64(n), p.Timeline[len(p.Timeline)-1].HeapBytes)
+}

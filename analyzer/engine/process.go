@@ -207,9 +207,10 @@ type proc struct {
 	pending      map[uint64][]uint64 // unmatched frees: addr -> ts, for late allocations
 	pendingCount int
 
-	timeline   []Sample
-	interval   uint64
-	nextSample uint64
+	timeline     []Sample
+	interval     uint64 // of the timeline now: baseInterval, doubled at each coarsen
+	baseInterval uint64
+	nextSample   uint64
 
 	reach procReach
 }
@@ -219,7 +220,7 @@ type proc struct {
 const maxPending = 1 << 16
 
 func newProc(pid uint32, interval uint64) *proc {
-	return &proc{pid: pid, interval: interval, threadNames: map[uint32]string{}}
+	return &proc{pid: pid, interval: interval, baseInterval: interval, threadNames: map[uint32]string{}}
 }
 
 // resetImage discards the image's heap state (exec).
@@ -231,6 +232,7 @@ func (p *proc) resetImage(ts uint64) {
 	p.peakEpoch = 0
 	p.pending, p.pendingCount = nil, 0
 	p.timeline = nil
+	p.interval = p.baseInterval
 	p.nextSample = 0
 	p.heapEvents = false
 	p.startTS = ts
@@ -300,6 +302,31 @@ func (p *proc) tick(ts uint64) {
 	}
 	p.timeline = append(p.timeline, Sample{TS: b, HeapBytes: p.t.LiveBytes, LiveObjects: p.t.LiveObjects})
 	p.nextSample = b + p.interval
+	if len(p.timeline) >= maxTimeline {
+		p.coarsen()
+	}
+}
+
+// maxTimeline bounds a process's timeline, so that the analyzer's memory
+// stops growing in a program that runs for days: past it, the timeline
+// keeps one sample of each two (the larger heap of the pair: spikes stay
+// visible) and its interval doubles. 16384 samples are 164 s at the
+// default 10 ms interval, at most 768 KiB a process.
+const maxTimeline = 1 << 14
+
+func (p *proc) coarsen() {
+	p.interval *= 2
+	kept := p.timeline[:0]
+	for i := 0; i < len(p.timeline); i += 2 {
+		s := p.timeline[i]
+		if i+1 < len(p.timeline) && p.timeline[i+1].HeapBytes > s.HeapBytes {
+			s = p.timeline[i+1]
+		}
+		kept = append(kept, s)
+	}
+	p.timeline = kept
+	// The next boundary of the coarser grid.
+	p.nextSample = (p.nextSample + p.interval - 1) / p.interval * p.interval
 }
 
 // applied notes that an event at ts is applied and reports whether it is
