@@ -119,16 +119,18 @@ static int walk_frames(void **buf, int want)
 	return n;
 }
 
-/* libunwind's stack, our own frames dropped: at most depth pcs from buf[*first]. */
+/*
+ * libunwind's stack, our own frames dropped: at most depth pcs from
+ * buf[*first]. unw_step for the thread's first MS_WARM_UNWINDS calls,
+ * then unw_backtrace (the same addresses, with its frame cache).
+ */
 static unsigned libunwind_stack(struct ms_tls *t, void **buf, unsigned depth, unsigned *first,
-				int *truncated, int warm)
+				int *truncated)
 {
 	int want = (int)depth + MS_UNWIND_SLACK + 1;
 	int n, i = 0;
 
-	if (warm)
-		n = walk_frames(buf, want);
-	else if (t->unwinds < MS_WARM_UNWINDS) {
+	if (t->unwinds < MS_WARM_UNWINDS) {
 		t->unwinds++;
 		n = walk_frames(buf, want);
 	} else {
@@ -343,7 +345,7 @@ static void check_stack(struct ms_tls *t, void *const *ours, unsigned n, int tru
 	unsigned first, m;
 	int trunc;
 
-	m = libunwind_stack(t, buf, depth, &first, &trunc, 1);
+	m = libunwind_stack(t, buf, depth, &first, &trunc);
 	if (m != n || trunc != truncated) {
 		struct msg msg = {.n = 0};
 		put_str(&msg, "MEMSCOPE_UNWIND_CHECK: stacks differ in depth: ours has ");
@@ -383,7 +385,7 @@ unsigned ms_unwind(struct ms_tls *t, const struct ms_caller *c, void **buf, unsi
 	if (r == WALK_FALLBACK) {
 		v->n = 0;
 		t->fallbacks++;
-		return libunwind_stack(t, buf, depth, first, truncated, 0);
+		return libunwind_stack(t, buf, depth, first, truncated);
 	}
 	if (r == WALK_SAME) {
 		const struct frame *f = v->f[v->cur];

@@ -36,7 +36,7 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
-	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 threads1 threads2 threads4 threads-short sizes python startup startup-preload startup-join live leakcheck analyzer)")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 micro10-check threads1 threads2 threads4 threads-short sizes python startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	quick := flag.Bool("quick", false, "the rows to iterate on, in under 2 minutes: micro depth 10, threads 2 and python, 3 runs each (-only and -runs override)")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
@@ -152,7 +152,7 @@ func run() error {
 
 	for _, w := range ws {
 		tools := []tool{bare, memscope}
-		if r.heaptrack != "" && !w.preloadOnly && !w.joinRing {
+		if r.heaptrack != "" && !w.preloadOnly && !w.joinRing && !w.noHeaptrack {
 			tools = append(tools, heaptrack)
 		}
 		for _, t := range tools {
@@ -399,7 +399,7 @@ func methodNotes(r *runner, sz sizes, python string) []string {
 	notes := []string{
 		"times: wall clock from fork/exec to reaped, median over runs; ratios are ratios of the medians",
 		"memscope = `memscope-analyze run --out TMP -- PROG`: includes the analyzer's start, its CPU competing with PROG on these cores, and writing every report",
-		fmt.Sprintf("micro: %d malloc(32)/free pairs, one thread; threads: %d pairs per thread, scaling = N*t(1)/t(N)", sz.microPairs, sz.threadPairs),
+		fmt.Sprintf("micro: %d malloc(32)/free pairs, one thread (the unwind check row: a tenth of them); threads: %d pairs per thread, scaling = N*t(1)/t(N)", sz.microPairs, sz.threadPairs),
 		fmt.Sprintf("short threads: %d threads in sequence, each one malloc(40)/free", sz.shortThreads),
 		fmt.Sprintf("sizes: %d allocations, 8 B..1 MiB, 25%% kept alive in a 4096-slot pool", sz.sizeOps),
 		fmt.Sprintf("startup: per-run time of a batch of %d /bin/true (heaptrack: batch of %d); startup LD_PRELOAD: `LD_PRELOAD=libmemscope.so /bin/true`, the library starting its own detached analyzer, whose work is not timed (only its CPU competing); startup join ring: LD_PRELOAD with MEMSCOPE_RING naming a ring this benchmark drains (the library's own cost)", sz.startupRuns, sz.startupHeaptrack),

@@ -26,6 +26,8 @@ type workload struct {
 	// joinRing runs the memscope column with LD_PRELOAD and MEMSCOPE_RING
 	// naming a ring the benchmark drains itself: the library's own cost.
 	joinRing bool
+	// noHeaptrack: a row of memscope only (a test mode, nothing to compare).
+	noHeaptrack bool
 
 	samples [numTools][]sample
 	err     [numTools]error // first failure; the tool is not run again
@@ -65,6 +67,17 @@ func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
 			env:  env,
 		})
 	}
+	// The unwinder's test mode (MEMSCOPE_UNWIND_CHECK=1: every stack also
+	// walked by libunwind and compared) costs what libunwind costs, and
+	// more: its own row, so nobody takes it for the user's cost.
+	ws = append(ws, &workload{
+		id:          "micro10-check",
+		name:        "micro depth 10, unwind check",
+		prog:        loop,
+		args:        []string{strconv.FormatInt(sz.microPairs/10, 10), "10", "1"}, // libunwind's pace
+		env:         append(withoutEnv(env, "MEMSCOPE_UNWIND_CHECK"), "MEMSCOPE_UNWIND_CHECK=1"),
+		noHeaptrack: true,
+	})
 	for _, n := range []int{1, 2, 4} {
 		ws = append(ws, &workload{
 			id:   fmt.Sprintf("threads%d", n),
