@@ -305,3 +305,43 @@ func TestBareModeReportsAtExit(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(out, "memscope.reach.*"))
 	assert.Len(t, files, 5)
 }
+
+// TestNothingToScan: a process with no live block at exit and one thread
+// is checked without being stopped or scanned (its verdict is known: no
+// leak), while one that holds a block is scanned as always. The check
+// timing lines (MEMSCOPE_CHECK_TIMING=1) say which path each took.
+func TestNothingToScan(t *testing.T) {
+	tests := []struct {
+		name  string
+		argv  []string
+		quick bool
+	}{
+		{"no allocation", []string{"/bin/true"}, true},
+		{"blocks at exit", []string{program(t, "leaks")}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			_, stderr, code := runCLIWith(t, []string{"MEMSCOPE_CHECK_TIMING=1"}, "",
+				append([]string{"run", "--out", out, "--"}, tc.argv...)...)
+			require.Equal(t, 0, code, stderr)
+			require.Equal(t, 1, strings.Count(stderr, "memscope: leak check of pid"), stderr)
+			assert.Equal(t, tc.quick, strings.Contains(stderr, "nothing to scan (no live block, one thread)"), stderr)
+			assert.Equal(t, !tc.quick, strings.Contains(stderr, " held "), stderr)
+			files, err := filepath.Glob(filepath.Join(out, "memscope.*.leaks.json"))
+			require.NoError(t, err)
+			require.Len(t, files, 1)
+			var rep struct {
+				Reachability string `json:"reachability"`
+				LeakedBytes  uint64 `json:"leaked_bytes"`
+			}
+			data, err := os.ReadFile(files[0])
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(data, &rep))
+			assert.Equal(t, "checked", rep.Reachability)
+			if tc.quick {
+				assert.Zero(t, rep.LeakedBytes)
+			}
+		})
+	}
+}

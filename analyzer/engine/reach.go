@@ -149,6 +149,14 @@ func (e *Engine) FlushProcess(pid uint32) {
 	}
 }
 
+// LiveObjects is how many blocks pid holds now (records applied so far).
+func (e *Engine) LiveObjects(pid uint32) uint64 {
+	if p := e.procs[pid]; p != nil {
+		return p.t.LiveObjects
+	}
+	return 0
+}
+
 // LiveBlocks returns pid's live blocks by address (after FlushProcess,
 // every block the ring said is allocated).
 func (e *Engine) LiveBlocks(pid uint32) LiveBlocks {

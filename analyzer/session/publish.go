@@ -47,6 +47,9 @@ func newPublisher(cfg Config, board *live.Board, syms *report.Symbols) *publishe
 // ended keeps the final state of a process that ended.
 func (pb *publisher) processEnded(p *engine.Process) {
 	pb.endedEv += p.Totals.Allocations + p.Totals.Frees
+	if pb.board == nil {
+		return // nobody views them
+	}
 	pb.ended = append(pb.ended, live.Proc{Process: p, SeenNS: p.EndTS})
 	if len(pb.ended) > keptEnded {
 		pb.ended = pb.ended[len(pb.ended)-keptEnded:]
