@@ -36,7 +36,7 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
-	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 micro10-check threads1 threads2 threads4 threads-short sizes python startup startup-preload startup-join live leakcheck analyzer)")
+	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 micro10-check threads1 threads2 threads4 threads-short sizes python build shell startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	quick := flag.Bool("quick", false, "the rows to iterate on, in under 2 minutes: micro depth 10, threads 2 and python, 3 runs each (-only and -runs override)")
 	startedNs := flag.Int64("started-ns", 0, "Unix time in ns when `make bench` started, so the total includes the build")
@@ -49,6 +49,8 @@ func run() error {
 	flag.Int64Var(&sz.sizeOps, "size-ops", 2_000_000, "allocations of the sizes row")
 	flag.IntVar(&sz.shortThreads, "short-threads", 20_000, "threads of the short threads row, created one after another")
 	flag.IntVar(&sz.dicts, "dicts", 200_000, "dicts built by the python row")
+	flag.IntVar(&sz.buildFiles, "build-files", 40, "C files of the build row's project")
+	flag.IntVar(&sz.shellLoops, "shell-loops", 100, "pipelines (four processes each) of the shell row")
 	flag.IntVar(&sz.startupRuns, "startup-runs", 200, "runs of /bin/true per timed batch, bare and memscope")
 	flag.IntVar(&sz.startupHeaptrack, "startup-runs-heaptrack", 20, "runs of /bin/true per timed batch under heaptrack (about 0.2 s each)")
 	flag.Parse()
@@ -121,8 +123,13 @@ func run() error {
 	if pyNote != "" {
 		rep.Notes = append(rep.Notes, pyNote)
 	}
+	project := filepath.Join(tmp, "project", "src")
+	if err := writeProject(project, sz.buildFiles); err != nil {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("build row skipped: %v", err))
+		project = ""
+	}
 	var ws []*workload
-	for _, w := range workloads(filepath.Join(*buildDir, "bench"), *srcDir, sz, python) {
+	for _, w := range workloads(filepath.Join(*buildDir, "bench"), *srcDir, sz, python, project) {
 		if selected(w.id) {
 			ws = append(ws, w)
 		}
@@ -249,6 +256,13 @@ func buildRows(ws []*workload, rep *report) []row {
 					return false, false
 				}
 				return *r.MemscopeOverHeaptrack <= 0.25, true
+			})
+		case "build", "shell":
+			r.check("x bare <= 2", func() (bool, bool) {
+				if r.MemscopeRatio == nil {
+					return false, false
+				}
+				return *r.MemscopeRatio <= 2, true
 			})
 		case "python":
 			r.check("x bare <= 1.5", func() (bool, bool) {

@@ -50,11 +50,13 @@ type sizes struct {
 	dicts            int
 	startupRuns      int
 	startupHeaptrack int
+	buildFiles       int
+	shellLoops       int
 }
 
 // workloads returns the rows to measure, in table order. python is nil
 // when no python3 is found.
-func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
+func workloads(benchDir, srcDir string, sz sizes, python, project string) []*workload {
 	env := os.Environ()
 	loop := filepath.Join(benchDir, "alloc_loop")
 	var ws []*workload
@@ -110,6 +112,27 @@ func workloads(benchDir, srcDir string, sz sizes, python string) []*workload {
 			env:  append(withoutEnv(env, "PYTHONMALLOC"), "PYTHONMALLOC=malloc"),
 		})
 	}
+	if project != "" {
+		// Many short processes: make, sh, gcc, cc1, as, collect2, ld. The
+		// objects go to a fresh directory each run (its removal is timed
+		// under every tool alike). heaptrack follows only the first
+		// process, as its users get it.
+		obj := filepath.Join(filepath.Dir(project), "obj")
+		ws = append(ws, &workload{
+			id:   "build",
+			name: fmt.Sprintf("build: make -j2, %d C files", sz.buildFiles),
+			prog: "/bin/sh",
+			args: []string{"-c", `rm -rf "$1" && exec make -s -j2 -f "$2/Makefile" SRCDIR="$2" O="$1"`, "sh", obj, project},
+			env:  env,
+		})
+	}
+	ws = append(ws, &workload{
+		id:   "shell",
+		name: fmt.Sprintf("shell: %d pipelines", sz.shellLoops),
+		prog: "/bin/bash",
+		args: []string{"-c", fmt.Sprintf(`for i in $(seq %d); do echo "line $i" | sed s/1/x/ | tr a-z A-Z | wc -c > /dev/null; done`, sz.shellLoops)},
+		env:  env,
+	})
 	ws = append(ws, &workload{
 		id:     "startup",
 		name:   "startup /bin/true",
@@ -161,4 +184,39 @@ func findPython() (string, string) {
 		return p, ""
 	}
 	return exe, ""
+}
+
+// writeProject writes a C project of n files and its Makefile in dir, for
+// the build row: each file includes the usual headers and allocates, as
+// real sources do; make builds them with -j2 into $(O).
+func writeProject(dir string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	const makefile = `SRC := $(wildcard $(SRCDIR)/*.c)
+OBJ := $(patsubst $(SRCDIR)/%.c,$(O)/%.o,$(SRC))
+$(O)/prog: $(OBJ)
+	cc -o $@ $^
+$(O)/%.o: $(SRCDIR)/%.c | $(O)
+	cc -O1 -c $< -o $@
+$(O):
+	mkdir -p $@
+`
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(makefile), 0o644); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		var src string
+		if i == 0 {
+			src = "int main(void) { return 0; }\n"
+		} else {
+			src = fmt.Sprintf("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"+
+				"int f%d(int x)\n{\n\tchar *p = malloc(x + 1);\n\tif (!p)\n\t\treturn -1;\n"+
+				"\tmemset(p, 0, x + 1);\n\tint r = snprintf(p, x + 1, \"%%d\", x);\n\tfree(p);\n\treturn r;\n}\n", i)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d.c", i)), []byte(src), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
