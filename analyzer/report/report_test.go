@@ -515,19 +515,45 @@ func TestFileBase(t *testing.T) {
 	assert.Equal(t, "memscope.unknown.9", FileBase(&engine.Process{Pid: 9, Exe: "/"}))
 }
 
-func TestSymbolWarning(t *testing.T) {
-	err := fmt.Errorf("module /usr/bin/x: %w (no debug sections, no separate debug file at ...)", symbolize.ErrNoDebugInfo)
-	w := symbolWarning("/nonexistent/x", err)
-	assert.Equal(t, "no debug info for /nonexistent/x: its frames have functions, no file:line", w, "dpkg does not know it: no package named")
-	if _, lookErr := exec.LookPath("dpkg-query"); lookErr == nil {
-		if out, err := exec.Command("dpkg-query", "-S", "/usr/bin/dpkg-query").Output(); err == nil {
-			pkg, _, _ := strings.Cut(string(out), ":")
-			assert.Equal(t, "no debug info for /usr/bin/dpkg-query: its frames have functions, no file:line (install "+pkg+"-dbgsym)",
-				symbolWarning("/usr/bin/dpkg-query", symbolize.ErrNoDebugInfo))
+func TestSymbolWarningText(t *testing.T) {
+	noDebug := fmt.Errorf("module /usr/bin/x: %w (no debug sections, no separate debug file at ...)", symbolize.ErrNoDebugInfo)
+	pkgs := map[string]string{"/usr/bin/x": "x-dbgsym"}
+	tests := []struct {
+		w    SymbolWarning
+		want string
+	}{
+		{SymbolWarning{"/usr/bin/x", noDebug}, "no debug info for /usr/bin/x: its frames have functions, no file:line (install x-dbgsym)"},
+		{SymbolWarning{"/nonexistent/x", noDebug}, "no debug info for /nonexistent/x: its frames have functions, no file:line"},
+		{SymbolWarning{"/usr/bin/x", symbolize.ErrNoSymbols}, "no symbols for /usr/bin/x: its frames are addresses (install x-dbgsym)"},
+		{SymbolWarning{"/x", errors.New("bad ELF")}, "/x: bad ELF"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.w.Text(pkgs))
+	}
+}
+
+// TestDebugPackages asks the real dpkg, once for every module, and
+// compares with dpkg-query run by hand.
+func TestDebugPackages(t *testing.T) {
+	ws := []SymbolWarning{
+		{"/lib/x86_64-linux-gnu/libc.so.6", symbolize.ErrNoDebugInfo},
+		{"/nonexistent/x", symbolize.ErrNoDebugInfo},
+		{"/x", errors.New("bad ELF")},
+	}
+	want := map[string]string{"/lib/x86_64-linux-gnu/libc.so.6": "libc6-dbg"}
+	if _, err := exec.LookPath("dpkg-query"); err == nil {
+		for _, path := range []string{"/usr/bin/dpkg-query", "/usr/bin/tar"} {
+			ws = append(ws, SymbolWarning{path, symbolize.ErrNoSymbols})
+			out, err := exec.Command("dpkg-query", "-S", path).Output()
+			if err != nil {
+				out, err = exec.Command("dpkg-query", "-S", strings.TrimPrefix(path, "/usr")).Output()
+			}
+			if pkg, _, ok := strings.Cut(string(out), ": "); err == nil && ok && !strings.ContainsAny(pkg, " ,") {
+				want[path] = pkg + "-dbgsym"
+			}
 		}
 	}
-	other := errors.New("bad ELF")
-	assert.Equal(t, "/x: bad ELF", symbolWarning("/x", other))
+	assert.Equal(t, want, DebugPackages(ws))
 }
 
 func TestWriteLargestPeaks(t *testing.T) {

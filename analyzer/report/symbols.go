@@ -57,7 +57,13 @@ type Symbols struct {
 	warned map[string]bool
 	// Warnings says, once per module, why its frames are degraded
 	// (unreadable object, no debug info...).
-	Warnings []string
+	Warnings []SymbolWarning
+}
+
+// SymbolWarning is why the frames of one module are degraded.
+type SymbolWarning struct {
+	Path string
+	Err  error
 }
 
 // NewSymbols returns a resolver using sym (nil: a default
@@ -102,7 +108,7 @@ func (s *Symbols) resolve(p *engine.Process, pc, ts uint64) pcInfo {
 		fr, err = s.sym.Symbolize(symbolize.Module{Path: path, BuildID: m.BuildID}, fileAddr)
 		if err != nil && !s.warned[path] {
 			s.warned[path] = true
-			s.Warnings = append(s.Warnings, symbolWarning(path, err))
+			s.Warnings = append(s.Warnings, SymbolWarning{Path: path, Err: err})
 		}
 		if len(fr) == 0 {
 			fr = []symbolize.Frame{{}}
@@ -142,60 +148,70 @@ func (s *Symbols) Frames(p *engine.Process, stackID, ts uint64) []Frame {
 	return out
 }
 
-// symbolWarning is the one line said about a module that cannot be fully
-// symbolized: for a missing debug file, which package would provide it
-// where dpkg knows the module.
-func symbolWarning(path string, err error) string {
+// Text is the one line said about the module: for a missing debug file,
+// the package that would provide it when pkgs (DebugPackages) names one.
+func (w SymbolWarning) Text(pkgs map[string]string) string {
 	var msg string
 	switch {
-	case errors.Is(err, symbolize.ErrNoDebugInfo):
-		msg = fmt.Sprintf("no debug info for %s: its frames have functions, no file:line", path)
-	case errors.Is(err, symbolize.ErrNoSymbols):
-		msg = fmt.Sprintf("no symbols for %s: its frames are addresses", path)
+	case errors.Is(w.Err, symbolize.ErrNoDebugInfo):
+		msg = fmt.Sprintf("no debug info for %s: its frames have functions, no file:line", w.Path)
+	case errors.Is(w.Err, symbolize.ErrNoSymbols):
+		msg = fmt.Sprintf("no symbols for %s: its frames are addresses", w.Path)
 	default:
-		return fmt.Sprintf("%s: %v", path, err)
+		return fmt.Sprintf("%s: %v", w.Path, w.Err)
 	}
-	if pkg := debugPackage(path); pkg != "" {
+	if pkg := pkgs[w.Path]; pkg != "" {
 		msg += " (install " + pkg + ")"
 	}
 	return msg
 }
 
-// debugPackage guesses the Debian package with path's debug symbols:
-// libc6-dbg for glibc's own libraries (known by name: dpkg-query costs
-// about 0.15 s a call, it reads every package's file list), else
-// PACKAGE-dbgsym of the package dpkg says owns path; "" when dpkg does not
-// know it. One dpkg-query call asks for path and, for a merged /usr, the
-// name dpkg may know it by (/bin/bash for /usr/bin/bash).
-func debugPackage(path string) string {
-	if isGlibcLibrary(filepath.Base(path)) {
-		return "libc6-dbg"
+// DebugPackages guesses the Debian packages with the debug symbols of the
+// modules the warnings name: libc6-dbg for glibc's own libraries (known
+// by name), else PACKAGE-dbgsym of the package dpkg says owns the module.
+// dpkg-query reads every package's file list, about 0.15 s a call, so all
+// modules go in one call, with for a merged /usr the name dpkg may know a
+// module by (/bin/bash for /usr/bin/bash). Modules dpkg does not know
+// have no entry.
+func DebugPackages(ws []SymbolWarning) map[string]string {
+	pkgs := map[string]string{}
+	args := []string{"-S"}
+	asked := map[string]string{} // name given to dpkg -> module path
+	for _, w := range ws {
+		if !errors.Is(w.Err, symbolize.ErrNoDebugInfo) && !errors.Is(w.Err, symbolize.ErrNoSymbols) {
+			continue
+		}
+		if isGlibcLibrary(filepath.Base(w.Path)) {
+			pkgs[w.Path] = "libc6-dbg"
+			continue
+		}
+		for _, name := range []string{w.Path, strings.TrimPrefix(w.Path, "/usr")} {
+			if _, dup := asked[name]; !dup && strings.HasPrefix(name, "/") {
+				asked[name] = w.Path
+				args = append(args, name)
+			}
+		}
 	}
-	args := []string{"-S", path}
-	if rest, ok := strings.CutPrefix(path, "/usr"); ok && strings.HasPrefix(rest, "/") {
-		args = append(args, rest)
+	if len(args) == 1 {
+		return pkgs
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// It exits 1 when a name is unknown, still printing the others.
 	out, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output()
-	return dbgsymPackage(string(out))
-}
-
-// dbgsymPackage turns dpkg-query -S output ("PKG: PATH" lines) into the
-// debug package of the first owner found.
-func dbgsymPackage(out string) string {
-	for _, line := range strings.Split(out, "\n") {
-		pkg, _, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || pkg == "" || strings.ContainsAny(pkg, " ,") {
+	for _, line := range strings.Split(string(out), "\n") {
+		pkg, name, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		path, known := asked[name]
+		if !ok || !known || pkg == "" || strings.ContainsAny(pkg, " ,") || pkgs[path] != "" {
 			continue
 		}
-		if pkg == "libc6" {
-			return "libc6-dbg"
+		if pkg, _, _ = strings.Cut(pkg, ":"); pkg == "libc6" { // libc6:amd64
+			pkgs[path] = "libc6-dbg"
+		} else {
+			pkgs[path] = pkg + "-dbgsym"
 		}
-		return pkg + "-dbgsym"
 	}
-	return ""
+	return pkgs
 }
 
 // isGlibcLibrary reports whether name is one of glibc's shared objects,

@@ -446,6 +446,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		finish(&ending{pid: pid}, false)
 	}
 	closeWriter()
+	out.writeWarnings()
 	if len(res.Processes) > 1 {
 		path, err := out.writeIndex(out.root, cfg.Command)
 		if err != nil {
