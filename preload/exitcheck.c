@@ -136,10 +136,12 @@ void ms_exit_check(struct ms_tls *t, int status)
 	uint32_t *slot = NULL;
 	uint32_t consumer = 0;
 	uint64_t timeout = ms_g.cfg.leak_check_timeout_ns;
+	/* One bound for the whole wait: the recorder's attach and the check. */
+	uint64_t deadline = ms_now_ns() + timeout;
 
 	if (timeout > 0 && (uint32_t)getpid() == pid) {
 		if (!ms_g.cfg.ring_path && ms_g.recorder_pid)
-			wait_consumer(r, ms_now_ns() + timeout);
+			wait_consumer(r, deadline);
 		if (consumer_checks(r))
 			slot = take_slot(r->hdr, pid);
 	}
@@ -159,5 +161,5 @@ void ms_exit_check(struct ms_tls *t, int status)
 	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, flags);
 	ms_ring_seal(r, &t->w);
 	if (slot)
-		wait_slot(slot, pid, consumer, ms_now_ns() + timeout);
+		wait_slot(slot, pid, consumer, deadline);
 }
