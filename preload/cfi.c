@@ -211,6 +211,18 @@ static void set_reg(struct cfa_row *row, uint64_t reg, int how, int64_t off)
 	/* Other registers: this walk never reads them (a CFA in one is FALLBACK). */
 }
 
+/* DW_CFA_restore: reg's rule back to what the CIE's instructions left. */
+static void restore_reg(struct cfa_row *row, uint64_t reg, const struct cfa_row *initial)
+{
+	if (reg == DW_RBP) {
+		row->rbp_how = initial->rbp_how;
+		row->rbp_off = initial->rbp_off;
+	} else if (reg == DW_RA) {
+		row->ra_how = initial->ra_how;
+		row->ra_off = initial->ra_off;
+	}
+}
+
 /*
  * Runs insns up to the row that covers target (loc <= target), starting
  * at loc. initial is the row after the CIE's instructions (for restore).
@@ -241,13 +253,7 @@ static int run_program(const struct cie *c, const uint8_t *p, const uint8_t *end
 			continue;
 		}
 		if (hi == 0xc0) { /* DW_CFA_restore */
-			if (lo == DW_RBP) {
-				row->rbp_how = initial->rbp_how;
-				row->rbp_off = initial->rbp_off;
-			} else if (lo == DW_RA) {
-				row->ra_how = initial->ra_how;
-				row->ra_off = initial->ra_off;
-			}
+			restore_reg(row, lo, initial);
 			continue;
 		}
 		switch (op) {
@@ -282,14 +288,7 @@ static int run_program(const struct cie *c, const uint8_t *p, const uint8_t *end
 			set_reg(row, reg, REG_OFFSET, off);
 			break;
 		case 0x06: /* restore_extended */
-			reg = read_uleb(&r);
-			if (reg == DW_RBP) {
-				row->rbp_how = initial->rbp_how;
-				row->rbp_off = initial->rbp_off;
-			} else if (reg == DW_RA) {
-				row->ra_how = initial->ra_how;
-				row->ra_off = initial->ra_off;
-			}
+			restore_reg(row, read_uleb(&r), initial);
 			break;
 		case 0x07: /* undefined */
 			set_reg(row, read_uleb(&r), REG_UNDEFINED, 0);
@@ -297,7 +296,8 @@ static int run_program(const struct cie *c, const uint8_t *p, const uint8_t *end
 		case 0x08: /* same_value */
 			set_reg(row, read_uleb(&r), REG_SAME, 0);
 			break;
-		case 0x09: /* register */
+		case 0x09: /* register: kept in another register */
+		case 0x14: /* val_offset: the value is CFA + n, not saved */
 			reg = read_uleb(&r);
 			read_uleb(&r);
 			set_reg(row, reg, REG_OTHER, 0);
@@ -343,11 +343,6 @@ static int run_program(const struct cie *c, const uint8_t *p, const uint8_t *end
 			if ((uint64_t)(r.end - r.p) < delta)
 				return -1;
 			r.p += delta;
-			set_reg(row, reg, REG_OTHER, 0);
-			break;
-		case 0x14: /* val_offset */
-			reg = read_uleb(&r);
-			read_uleb(&r);
 			set_reg(row, reg, REG_OTHER, 0);
 			break;
 		case 0x15: /* val_offset_sf */
