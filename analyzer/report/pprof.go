@@ -1,6 +1,7 @@
 package report
 
 import (
+	"compress/gzip"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -103,7 +104,18 @@ func WriteProfile(w io.Writer, p *engine.Process, syms *Symbols, inuse Inuse, op
 	if err := prof.CheckValid(); err != nil {
 		return fmt.Errorf("pprof profile of pid %d: %w", p.Pid, err)
 	}
-	return prof.Write(w)
+	// gzip's fastest level: the profile is written for every process that
+	// leaked (a build's every cc1), and pprof reads any level. A cc1's
+	// profile (327 KB raw): 2.6 ms instead of 9.5 to compress, 101 KB
+	// instead of 90.
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if err := prof.WriteUncompressed(zw); err != nil {
+		return fmt.Errorf("pprof profile of pid %d: %w", p.Pid, err)
+	}
+	return zw.Close()
 }
 
 func threadName(p *engine.Process, tid uint32) string {
