@@ -267,10 +267,13 @@ func TestRollback(t *testing.T) {
 
 func TestProducerGoesLossyWithoutConsumer(t *testing.T) {
 	const timeout = 300 * time.Millisecond
+	// Before the ring: its heartbeat, from which the producer counts the
+	// timeout, is stamped when it is created (taken after, this read
+	// could be later than the heartbeat and fail by microseconds).
+	created := time.Now()
 	r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 2 * MinChunkSize, ConsumerTimeout: timeout})
 	c := attach(t, r, false) // lossless: it waits for a consumer, up to the timeout
 	w := thisThread(t, c)
-	created := time.Now()
 
 	// Two chunks hold 2*84 records; the ring is then full and nobody reads.
 	appendAllocs(t, w, 0, 2*allocsPerChunk)
