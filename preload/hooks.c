@@ -13,7 +13,7 @@
  *     REALLOC both (ts_before for the old block, ts for the new one);
  *   - a failed call records nothing, and errno is exactly what libc left:
  *     we save it after the real call and restore it after recording;
- *   - the caller's frame (MS_CALLER) is taken here, in the exported
+ *   - the caller's frame (MS_CALLER()) is taken here, in the exported
  *     function, where the stack walk starts (unwind.c).
  * The hooks call into the other files (state.c initialises on the first
  * call); nothing calls back into this one.
@@ -124,11 +124,8 @@ static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t t
 MS_EXPORT void *malloc(size_t n)
 {
 	void *p = __libc_malloc(n);
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_MALLOC, 0, &c);
-	}
+	if (p)
+		record_alloc(p, n, MS_KIND_MALLOC, 0, MS_CALLER());
 	return p;
 }
 
@@ -154,11 +151,8 @@ MS_EXPORT void free(void *p)
 MS_EXPORT void *calloc(size_t n, size_t size)
 {
 	void *p = __libc_calloc(n, size); /* checks n * size for overflow (ENOMEM) */
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n * size, MS_KIND_CALLOC, 0, &c);
-	}
+	if (p)
+		record_alloc(p, n * size, MS_KIND_CALLOC, 0, MS_CALLER());
 	return p;
 }
 
@@ -177,9 +171,7 @@ static inline void *do_realloc(void *old, size_t n, int kind, const struct ms_ca
 
 MS_EXPORT void *realloc(void *old, size_t n)
 {
-	struct ms_caller c;
-	MS_CALLER(c);
-	return do_realloc(old, n, MS_KIND_REALLOC, &c);
+	return do_realloc(old, n, MS_KIND_REALLOC, MS_CALLER());
 }
 
 MS_EXPORT void *reallocarray(void *old, size_t n, size_t size)
@@ -189,9 +181,7 @@ MS_EXPORT void *reallocarray(void *old, size_t n, size_t size)
 		errno = ENOMEM; /* as glibc's __libc_reallocarray */
 		return NULL;
 	}
-	struct ms_caller c;
-	MS_CALLER(c);
-	return do_realloc(old, bytes, MS_KIND_REALLOCARRAY, &c);
+	return do_realloc(old, bytes, MS_KIND_REALLOCARRAY, MS_CALLER());
 }
 
 MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
@@ -204,11 +194,7 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	if (!p)
 		return ENOMEM;
 	*out = p;
-	{
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_POSIX_MEMALIGN, align, &c);
-	}
+	record_alloc(p, n, MS_KIND_POSIX_MEMALIGN, align, MS_CALLER());
 	return 0;
 }
 
@@ -216,44 +202,32 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t n)
 MS_EXPORT void *aligned_alloc(size_t align, size_t n)
 {
 	void *p = __libc_memalign(align, n);
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_ALIGNED_ALLOC, align, &c);
-	}
+	if (p)
+		record_alloc(p, n, MS_KIND_ALIGNED_ALLOC, align, MS_CALLER());
 	return p;
 }
 
 MS_EXPORT void *memalign(size_t align, size_t n)
 {
 	void *p = __libc_memalign(align, n);
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_MEMALIGN, align, &c);
-	}
+	if (p)
+		record_alloc(p, n, MS_KIND_MEMALIGN, align, MS_CALLER());
 	return p;
 }
 
 MS_EXPORT void *valloc(size_t n)
 {
 	void *p = __libc_valloc(n);
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_VALLOC, ms_g.page_size, &c);
-	}
+	if (p)
+		record_alloc(p, n, MS_KIND_VALLOC, ms_g.page_size, MS_CALLER());
 	return p;
 }
 
 MS_EXPORT void *pvalloc(size_t n)
 {
 	void *p = __libc_pvalloc(n);
-	if (p) {
-		struct ms_caller c;
-		MS_CALLER(c);
-		record_alloc(p, n, MS_KIND_PVALLOC, ms_g.page_size, &c);
-	}
+	if (p)
+		record_alloc(p, n, MS_KIND_PVALLOC, ms_g.page_size, MS_CALLER());
 	return p;
 }
 

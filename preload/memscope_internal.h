@@ -74,7 +74,6 @@ struct ms_tls {
 	uint32_t busy;      /* reentrancy: set while we record or initialise */
 	uint32_t announced; /* THREAD record written, destructor armed */
 	uint32_t unwinds;   /* stacks libunwind walked, up to MS_WARM_UNWINDS (unwind.c) */
-	uint32_t fallbacks; /* stacks handed to libunwind (unwind.c) */
 };
 
 extern __thread struct ms_tls ms_thread MS_HIDDEN __attribute__((tls_model("initial-exec")));
@@ -185,20 +184,20 @@ static inline void ms_callback_leave(struct ms_tls *t, int err)
  * Where a hook was called from: the return address into its caller, the
  * caller's stack pointer after the call returns (the hook's CFA) and the
  * caller's rbp. The walk starts there, so none of our own frames is
- * walked. MS_CALLER fills one in an exported hook (not in a function it
- * calls): taking the frame address gives the hook a frame pointer, so
- * [rbp] is the caller's rbp and [rbp + 8] the return address.
+ * walked. MS_CALLER() is a pointer to one for the exported hook it is
+ * written in (not a function that hook calls): taking the frame address
+ * gives the hook a frame pointer, so [rbp] is the caller's rbp and
+ * [rbp + 8] the return address.
  */
 struct ms_caller {
 	uintptr_t ip, sp, rbp;
 };
-#define MS_CALLER(c)                                                                   \
-	do {                                                                           \
-		uintptr_t *fp_ = __builtin_frame_address(0);                            \
-		(c).ip = fp_[1];                                                       \
-		(c).sp = (uintptr_t)(fp_ + 2);                                          \
-		(c).rbp = fp_[0];                                                      \
-	} while (0)
+#define MS_CALLER()                                                                    \
+	(&(struct ms_caller){                                                          \
+		.ip = ((uintptr_t *)__builtin_frame_address(0))[1],                    \
+		.sp = (uintptr_t)__builtin_frame_address(0) + 16,                      \
+		.rbp = ((uintptr_t *)__builtin_frame_address(0))[0],                   \
+	})
 
 MS_HIDDEN void ms_unwind_init(void);
 /* Our own frames above the caller of a hook in libunwind's walk, at most (slack included). */

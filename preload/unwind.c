@@ -412,7 +412,6 @@ unsigned ms_unwind(struct ms_tls *t, const struct ms_caller *c, void **buf, unsi
 	r = walk(c, depth + 1, buf, &n);
 	if (r == WALK_FALLBACK) {
 		v->n = 0;
-		t->fallbacks++;
 		return libunwind_stack(t, buf, depth, first, truncated);
 	}
 	if (r == WALK_SAME) {
