@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"memscope/analyzer/report"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -30,6 +31,9 @@ type leakChecker struct {
 	// scratch is the scans' read buffer, mapped at the first check and
 	// kept for the others (close).
 	scratch *reach.Scratch
+	// syms is the session loop's symbol cache (the report writer has its
+	// own), for the suppressions.
+	syms *report.Symbols
 }
 
 // close releases what the checks kept.
@@ -110,32 +114,21 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 		stopped.Resume()
 		c.ring.ReleaseExit(pid)
 		if c.timing {
-			var waited time.Duration
-			if now := nowNS(); now > waitingSince {
-				waited = time.Duration(now - waitingSince)
-			}
 			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, held %v (stop %v, ring %v, blocks %v, scan %v: %d B of roots, %d B in %d blocks)\n",
-				pid, waited.Round(time.Microsecond), time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
+				pid, waitedSince(waitingSince).Round(time.Microsecond), time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
 				blocksIn.Round(time.Microsecond), scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
 		}
 	}
 	defer release()
 	// X4: its threads are stopped, so what it published is all there is.
-	for range 16 {
-		n, err := pollOnce(c.rd, c.eng)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			break
-		}
+	if err := c.drain(pid); err != nil {
+		return err
 	}
-	c.eng.FlushProcess(pid)
 	drainedIn = time.Since(began) - stoppedIn
 	blocks := c.eng.LiveBlocks(pid)
 	t := reach.Target{
 		Blocks:       blocks.Extents,
-		Suppressed:   c.out.suppressedBlocks(c.eng, pid, blocks),
+		Suppressed:   c.suppressedBlocks(pid, blocks),
 		Loader:       loaderBlocks(c.eng, pid, blocks),
 		DeadStackSPs: c.eng.DeadStackSPs(pid),
 		Exclude:      []string{c.ring.Path()},
@@ -170,16 +163,9 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 // a shell script. Reports whether it did.
 func (c *leakChecker) nothingToScan(x engine.ExitCheck) (bool, error) {
 	pid := x.Pid
-	for range 16 {
-		n, err := pollOnce(c.rd, c.eng)
-		if err != nil {
-			return false, err
-		}
-		if n == 0 {
-			break
-		}
+	if err := c.drain(pid); err != nil {
+		return false, err
 	}
-	c.eng.FlushProcess(pid)
 	if c.eng.LiveObjects(pid) != 0 || !singleThread(pid) {
 		return false, nil
 	}
@@ -189,19 +175,60 @@ func (c *leakChecker) nothingToScan(x engine.ExitCheck) (bool, error) {
 	}
 	c.ring.ReleaseExit(pid)
 	if c.timing {
-		var waited time.Duration
-		if now := nowNS(); now > x.TS {
-			waited = time.Duration(now - x.TS)
-		}
-		fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, nothing to scan (no live block, one thread)\n", pid, waited.Round(time.Microsecond))
+		fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, nothing to scan (no live block, one thread)\n", pid, waitedSince(x.TS).Round(time.Microsecond))
 	}
 	return true, nil
+}
+
+// drain applies what the ring holds (a bounded number of polls: other
+// processes keep writing) and every record of pid still waiting for its
+// turn in time order.
+func (c *leakChecker) drain(pid uint32) error {
+	for range 16 {
+		n, err := pollOnce(c.rd, c.eng)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	c.eng.FlushProcess(pid)
+	return nil
+}
+
+// waitedSince is how long ago ts was (CLOCK_MONOTONIC ns), 0 if ahead.
+func waitedSince(ts uint64) time.Duration {
+	if now := nowNS(); now > ts {
+		return time.Duration(now - ts)
+	}
+	return 0
 }
 
 // singleThread reports whether pid has exactly one thread now.
 func singleThread(pid uint32) bool {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	return err == nil && len(ents) == 1
+}
+
+// suppressedBlocks says which of pid's blocks were allocated at a
+// suppressed stack (nil when none was): the leak check does not report
+// what only they hold. The suppressions are read-only, shared with the
+// report writer.
+func (c *leakChecker) suppressedBlocks(pid uint32, blocks engine.LiveBlocks) []bool {
+	supp := c.out.supp
+	if supp == nil {
+		return nil
+	}
+	p := c.eng.Snapshot(pid)
+	if p == nil {
+		return nil
+	}
+	return blocksAtSites(blocks, func(site uint32) bool {
+		stack, ts := c.eng.SiteStack(pid, site)
+		_, suppressed := supp.Match(c.syms.Frames(p, stack, ts))
+		return suppressed
+	})
 }
 
 // loaderBlocks says which blocks the dynamic linker allocated.

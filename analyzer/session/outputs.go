@@ -21,21 +21,18 @@ type outputs struct {
 	quiet int               // processes whose summary was not printed
 	// quietPeaks are their peaks, for the summary's line of largest peaks.
 	quietPeaks []report.ProcessPeak
-	loud       int             // leaking processes whose summary was printed
-	syms       *report.Symbols // the report writer's (reportWriter)
-	// checkSyms is the session loop's, for suppressedBlocks during the
-	// leak check, while the writer uses syms.
-	checkSyms *report.Symbols
-	supp      *report.Suppressions
-	dropped   func() uint64 // events dropped in the ring, attributed or not
-	reported  uint64        // dropped events attributed to the processes reported so far
+	loud       int                  // leaking processes whose summary was printed
+	syms       *report.Symbols      // the report writer's (reportWriter)
+	supp       *report.Suppressions // read-only once parsed: the leak checker reads it too
+	dropped    func() uint64        // events dropped in the ring, attributed or not
+	reported   uint64               // dropped events attributed to the processes reported so far
 	// resumedAt is the chunk the session's reader started at: non-zero
 	// when it took over the ring of a dead analyzer (shm.Reader.StartedAt).
 	resumedAt uint64
 }
 
 func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
-	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), checkSyms: report.NewSymbols(nil), dropped: dropped, bases: map[uint32]string{}}
+	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), dropped: dropped, bases: map[uint32]string{}}
 	if cfg.Suppressions != "" {
 		s, err := report.ParseSuppressions(strings.NewReader(cfg.Suppressions), cfg.SuppressionsName)
 		if err != nil {
@@ -44,24 +41,6 @@ func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
 		o.supp = s
 	}
 	return o, nil
-}
-
-// suppressedBlocks says which of pid's blocks were allocated at a
-// suppressed stack (nil when none was): the leak check does not
-// report what only they hold.
-func (o *outputs) suppressedBlocks(eng *engine.Engine, pid uint32, blocks engine.LiveBlocks) []bool {
-	if o.supp == nil {
-		return nil
-	}
-	p := eng.Snapshot(pid)
-	if p == nil {
-		return nil
-	}
-	return blocksAtSites(blocks, func(site uint32) bool {
-		stack, ts := eng.SiteStack(pid, site)
-		_, suppressed := o.supp.Match(o.checkSyms.Frames(p, stack, ts))
-		return suppressed
-	})
 }
 
 // summaryLargestPeaks is how many of the processes not summarized the

@@ -19,7 +19,7 @@ import (
 // readers never make it wait.
 type publisher struct {
 	cfg     Config
-	syms    *report.Symbols // the session's (same goroutine)
+	syms    *report.Symbols // the session loop's, shared with the leak checker (same goroutine)
 	board   *live.Board
 	started time.Time
 	last    time.Time

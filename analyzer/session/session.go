@@ -86,10 +86,6 @@ type Result struct {
 	Processes         []ProcessResult
 	UnsuppressedLeaks bool
 	DroppedEvents     uint64
-	// RingFullWaits and RingFullWait: how often, and how long in all,
-	// traced threads waited for a free chunk because the ring was full.
-	RingFullWaits uint64
-	RingFullWait  time.Duration
 }
 
 // ProcessResult is the outcome for one traced process.
@@ -260,7 +256,10 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		fmt.Fprintf(cfg.Stderr, "memscope: warning: ring %s was already read up to chunk %d by an analyzer that is gone; the events in those chunks are missing and every report will say it is incomplete\n", ring.Path(), out.resumedAt)
 	}
 	eng := engine.New(engine.Options{})
-	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, timing: cfg.CheckTiming}
+	// The loop's own symbol cache, for the leak checker's suppressions and
+	// the live publisher; the report writer has the other (writer.go).
+	loopSyms := report.NewSymbols(nil)
+	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, syms: loopSyms, timing: cfg.CheckTiming}
 	defer checker.close()
 	if !cfg.NoLeakCheck {
 		ring.EnableLeakChecks()
@@ -273,7 +272,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	if board == nil && cfg.Serve {
 		board = &live.Board{}
 	}
-	pub := newPublisher(cfg, board, report.NewSymbols(nil))
+	pub := newPublisher(cfg, board, loopSyms)
 	if cfg.Serve {
 		srv, err := live.Listen(live.SocketPath(ring.Path()), board)
 		if err != nil {
@@ -458,10 +457,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	st := rd.Stats()
 	res.DroppedEvents = st.Dropped
-	info := ring.Info()
-	res.RingFullWaits, res.RingFullWait = info.FullWaits, info.FullWait
-	if res.RingFullWait >= time.Millisecond { // less is not worth a line
-		_ = report.WriteRingWait(cfg.Stderr, res.RingFullWaits, res.RingFullWait, uint64(info.ChunkCount)*uint64(info.ChunkSize))
+	if info := ring.Info(); info.FullWait >= time.Millisecond { // less is not worth a line
+		_ = report.WriteRingWait(cfg.Stderr, info.FullWaits, info.FullWait, uint64(info.ChunkCount)*uint64(info.ChunkSize))
 	}
 	for _, p := range res.Processes {
 		if p.Unsuppressed {
