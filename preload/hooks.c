@@ -9,9 +9,12 @@
  *     which may malloc); busy makes nested calls (libunwind,
  *     dl_iterate_phdr, our own init, a signal handler that interrupts us)
  *     go straight to libc, unrecorded;
- *   - causal timestamps: ALLOC after the real call, FREE before it,
- *     REALLOC both (ts_before for the old block, ts for the new one);
- *   - a failed call records nothing, and errno is exactly what libc left:
+ *   - causal timestamps, read inside the record (ms_rec_open): ALLOC
+ *     after the real call, FREE before it, REALLOC both (its record is
+ *     open across the real call: ts_before for the old block, ts for the
+ *     new one);
+ *   - a failed call records nothing (a failed realloc, an empty REALLOC),
+ *     and errno is exactly what libc left:
  *     we save it after the real call and restore it after recording;
  *   - the caller's frame (MS_CALLER()) is taken here, in the exported
  *     function, where the stack walk starts (unwind.c).
@@ -78,10 +81,10 @@ static void record_alloc(void *p, size_t size, int kind, size_t align, const str
 	struct ms_tls *t = enter(); /* may initialise, writing PROCESS start */
 	if (!t)
 		return;
-	uint64_t ts = ms_now_ns(); /* after the real call returned */
 	int e = errno;
 	uint64_t stack = ms_stack_capture(t, c);
-	struct ms_alloc *r = ms_rec_open(t, MS_REC_ALLOC, sizeof *r, 0, ts);
+	/* Stamped in ms_rec_open: after the real call returned. */
+	struct ms_alloc *r = ms_rec_open(t, MS_REC_ALLOC, sizeof *r, 0);
 	if (r) {
 		r->ptr = (uint64_t)(uintptr_t)p;
 		r->size = size;
@@ -89,32 +92,6 @@ static void record_alloc(void *p, size_t size, int kind, size_t align, const str
 		r->kind = (uint16_t)kind;
 		r->_pad = 0;
 		r->align = (uint32_t)align;
-		ms_rec_end(t);
-	}
-	errno = e;
-	leave(t);
-}
-
-static void record_realloc(void *old, void *p, size_t size, int kind, uint64_t ts_before,
-			   const struct ms_caller *c)
-{
-	struct ms_tls *t = enter();
-	if (!t)
-		return;
-	uint64_t ts = ms_now_ns();
-	int e = errno;
-	/* realloc(p, 0) is a free: no stack, like FREE. */
-	uint64_t stack = p ? ms_stack_capture(t, c) : 0;
-	struct ms_realloc *r = ms_rec_open(t, MS_REC_REALLOC, sizeof *r, 0, ts);
-	if (r) {
-		r->old_ptr = (uint64_t)(uintptr_t)old;
-		r->new_ptr = (uint64_t)(uintptr_t)p;
-		r->size = size;
-		r->stack_id = stack;
-		r->ts_before = ts_before ? ts_before : ts; /* 0: init happened in this call */
-		r->kind = (uint16_t)kind;
-		r->_pad = 0;
-		r->_pad2 = 0;
 		ms_rec_end(t);
 	}
 	errno = e;
@@ -135,8 +112,8 @@ MS_EXPORT void free(void *p)
 		struct ms_tls *t = enter();
 		if (t) {
 			int e = errno;
-			/* Stamped before the real free. */
-			struct ms_free *r = ms_rec_open(t, MS_REC_FREE, sizeof *r, 0, ms_now_ns());
+			/* Stamped in ms_rec_open: before the real free. */
+			struct ms_free *r = ms_rec_open(t, MS_REC_FREE, sizeof *r, 0);
 			if (r) {
 				r->ptr = (uint64_t)(uintptr_t)p;
 				ms_rec_end(t);
@@ -156,16 +133,46 @@ MS_EXPORT void *calloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * The REALLOC record is opened before the real call and closed after it:
+ * ts_before (the free of old, stamped when the record opens) precedes the
+ * real realloc, ts (the new block) follows it, and the chunk stays WRITING
+ * in between, so the consumer's watermark cannot pass ts_before while the
+ * call runs (see ms_rec_open). A realloc that fails leaves old as it was:
+ * its record then carries neither pointer (the analyzer applies nothing).
+ */
 static inline void *do_realloc(void *old, size_t n, int kind, const struct ms_caller *c)
 {
-	uint64_t before = recording() ? ms_now_ns() : 0;
+	struct ms_tls *t = enter();
+	if (!t)
+		return __libc_realloc(old, n);
+	int e = errno;
+	/* realloc(p, 0) with p != NULL is a free in glibc: no stack, like FREE. */
+	int frees_only = old && n == 0;
+	uint64_t stack = frees_only ? 0 : ms_stack_capture(t, c);
+	struct ms_realloc *r = ms_rec_open(t, MS_REC_REALLOC, sizeof *r, 0);
+	errno = e;
 	void *p = __libc_realloc(old, n);
-	/*
-	 * NULL is a failure (old still valid, errno ENOMEM), except for
-	 * realloc(p, 0) with p != NULL, which glibc turns into free(p).
-	 */
-	if (p || (old && n == 0))
-		record_realloc(old, p, n, kind, before, c);
+	e = errno;
+	if (r) {
+		/*
+		 * NULL is a failure (old still valid, errno ENOMEM), except for
+		 * realloc(p, 0) with p != NULL, which glibc turns into free(p).
+		 */
+		int done = p || frees_only;
+		r->ts_before = r->h.ts;
+		r->h.ts = ms_now_ns();
+		r->old_ptr = done ? (uint64_t)(uintptr_t)old : 0;
+		r->new_ptr = (uint64_t)(uintptr_t)p;
+		r->size = p ? n : 0;
+		r->stack_id = p ? stack : 0;
+		r->kind = (uint16_t)kind;
+		r->_pad = 0;
+		r->_pad2 = 0;
+		ms_rec_end(t);
+	}
+	errno = e;
+	leave(t);
 	return p;
 }
 

@@ -128,18 +128,28 @@ MS_HIDDEN void ms_rec_end(struct ms_tls *t);
 
 /*
  * ms_rec_begin, then the record header filled in: type, len = size, flags,
- * ts. The payload after the header is the caller's to fill, every byte of
- * it (chunk memory is reused, so padding must be written too).
+ * and ts, read here, after ms_rec_begin marked the chunk WRITING. The
+ * payload after the header is the caller's to fill, every byte of it
+ * (chunk memory is reused, so padding must be written too).
+ *
+ * Why the clock is read inside the record (the consumer's watermark,
+ * shm/reader.go): the WRITING CAS is a full barrier, so a consumer that
+ * read its clock (now) and then saw this chunk not WRITING knows that
+ * the thread's next record in it carries ts >= now; one that saw it
+ * WRITING knows the record in progress carries ts >= the now of its last
+ * poll that saw the chunk quiet. Events below the least such bound can be
+ * applied at once instead of after the reorder window. A clock read
+ * before ms_rec_begin would break that: a thread preempted between the
+ * two would publish a time the consumer had already passed.
  */
-static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, uint32_t flags,
-				uint64_t ts)
+static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, uint32_t flags)
 {
 	struct ms_record_header *h = ms_rec_begin(t, size);
 	if (h) {
 		h->type = type;
 		h->len = (uint16_t)size;
 		h->flags = flags;
-		h->ts = ts;
+		h->ts = ms_now_ns();
 	}
 	return h;
 }

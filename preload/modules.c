@@ -217,7 +217,7 @@ static void write_module(struct ms_tls *t, int event, uint64_t bias, const struc
 	}
 	uint32_t fixed = sizeof(struct ms_module) + nsegs * sizeof(struct ms_segment);
 	uint32_t size = (uint32_t)((fixed + path_len + 7) & ~7u);
-	uint8_t *r = ms_rec_open(t, MS_REC_MODULE, size, flags, ms_now_ns());
+	uint8_t *r = ms_rec_open(t, MS_REC_MODULE, size, flags);
 	if (!r)
 		return;
 	struct ms_module *m = (struct ms_module *)r;

@@ -46,8 +46,7 @@ static char no_ring_env[] = "MEMSCOPE_RING=";
  */
 static void write_thread(struct ms_tls *t, int exiting)
 {
-	struct ms_thread *r = ms_rec_open(t, MS_REC_THREAD, sizeof *r, exiting ? MS_RECF_THREAD_EXIT : 0,
-					  ms_now_ns());
+	struct ms_thread *r = ms_rec_open(t, MS_REC_THREAD, sizeof *r, exiting ? MS_RECF_THREAD_EXIT : 0);
 	if (!r)
 		return;
 	ms_rec_zero_payload(r, sizeof *r);
@@ -96,7 +95,7 @@ void ms_process_write(struct ms_tls *t, int event, int status, uint32_t flags)
 		flags |= MS_RECF_TRUNCATED;
 	}
 	uint32_t size = (uint32_t)((sizeof(struct ms_process) + exe_len + arg_len + 7) & ~7u);
-	struct ms_process *r = ms_rec_open(t, MS_REC_PROCESS, size, flags, ms_now_ns());
+	struct ms_process *r = ms_rec_open(t, MS_REC_PROCESS, size, flags);
 	if (!r)
 		return;
 	ms_rec_zero_payload(r, size);

@@ -102,8 +102,7 @@ static struct slot *find_or_insert(uint64_t id)
 static int write_stack(struct ms_tls *t, uint64_t id, void *const *pcs, unsigned n, int truncated)
 {
 	uint32_t size = (uint32_t)(sizeof(struct ms_stack) + 8u * n);
-	struct ms_stack *r = ms_rec_open(t, MS_REC_STACK, size, truncated ? MS_RECF_TRUNCATED : 0,
-					 ms_now_ns());
+	struct ms_stack *r = ms_rec_open(t, MS_REC_STACK, size, truncated ? MS_RECF_TRUNCATED : 0);
 	if (!r)
 		return 0;
 	r->id = id;

@@ -57,6 +57,10 @@ type chunkEntry struct {
 	lastSeq   uint64 // seq and state words last seen, for idle detection
 	lastState uint64
 	changedAt uint64 // CLOCK_MONOTONIC ns when they last changed
+	// quietAt is the clock of the latest snapshot that saw the chunk with
+	// no record in progress (0: none known). The owner's next record in
+	// it carries a timestamp >= quietAt (Watermark).
+	quietAt uint64
 }
 
 // Reader is the ring's consumer. It delivers every record exactly once
@@ -73,6 +77,8 @@ type Reader struct {
 	base         uint64 // committed: chunks < base are released (== last_read_to)
 	startedAt    uint64 // base when this Reader attached
 	head         uint64 // reserve_head of the last snapshot
+	snapNow      uint64 // the clock read before the last snapshot
+	watermark    uint64 // Watermark
 	entries      []chunkEntry
 	stats        ReaderStats
 }
@@ -179,14 +185,15 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 	if head < rd.head || head-rd.base > nc {
 		return 0, rd.headerErr(offReserveHead, "reserve_head %d is not in [%d, %d]", head, rd.head, rd.base+nc)
 	}
-	rd.head = head
-	// Snapshot from the highest sequence down (I8).
+	// Snapshot from the highest sequence down (I8). observe tells new
+	// chunks by rd.head, the previous snapshot's reserve_head.
 	for j := head; j > rd.base; {
 		j--
 		if err := rd.observe(j, now); err != nil {
 			return 0, err
 		}
 	}
+	rd.head = head
 	if atomic.LoadUint64(r.u64(offNextReadFrom)) < head {
 		atomic.StoreUint64(r.u64(offNextReadFrom), head)
 	}
@@ -218,7 +225,38 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 			rd.stats.ChunksRead++
 		}
 	}
+	rd.setWatermark(now)
 	return n, nil
+}
+
+// Watermark is a time no record delivered after the last complete
+// PollChunks or Poll can be stamped before (CLOCK_MONOTONIC ns; 0 when
+// nothing is known): a consumer that orders events by time can apply
+// those below it at once, without waiting for other threads.
+//
+// Why it holds: producers read the clock inside the record, after the
+// CAS that marks their chunk WRITING (ms_rec_open in
+// preload/memscope_internal.h). PollChunks reads the clock (now), then,
+// behind a full barrier (the heartbeat's atomic store of now), snapshots
+// every chunk. A chunk seen without a record in progress, or not
+// claimed yet, will hold only records stamped >= now; a chunk reserved
+// after the snapshot read reserve_head likewise. A record in progress
+// was stamped after the chunk was last seen quiet (quietAt), or after the
+// snapshot before the one that first saw its chunk. Sealed chunks were
+// delivered to their end. So the least quietAt of the chunks seen
+// WRITING, or now, bounds every record still to come.
+func (rd *Reader) Watermark() uint64 { return rd.watermark }
+
+// setWatermark computes Watermark after a complete snapshot taken at now.
+func (rd *Reader) setWatermark(now uint64) {
+	w := now
+	nc := uint64(rd.r.chunkCount)
+	for j := rd.base; j < rd.head; j++ {
+		if e := &rd.entries[j%nc]; !e.sealed && e.quietAt < w {
+			w = e.quietAt
+		}
+	}
+	rd.watermark, rd.snapNow = w, now
 }
 
 // observe snapshots the chunk with sequence j into its entry, sealing or
@@ -235,6 +273,12 @@ func (rd *Reader) observe(j uint64, now uint64) error {
 			return rd.chunkErr(j, chOffConsumed, "consumed offset %d is not a multiple of 8 within the chunk's %d data bytes", consumed, r.dataCap())
 		}
 		*e = chunkEntry{seq: j, valid: true, readOff: uint32(consumed), commitOff: uint32(consumed), changedAt: now}
+		if j >= rd.head {
+			// Reserved after the previous snapshot read reserve_head,
+			// so after that snapshot's clock: whatever it holds was
+			// stamped later.
+			e.quietAt = rd.snapNow
+		}
 		e.lastSeq, e.lastState = math.MaxUint64, math.MaxUint64
 	}
 	if e.sealed {
@@ -261,7 +305,7 @@ func (rd *Reader) observe(j uint64, now uint64) error {
 			if e.readOff != 0 {
 				return rd.chunkErr(j, chOffConsumed, "consumed offset %d in a chunk not claimed yet", e.readOff)
 			}
-			e.kind, e.snapLen = chunkUnclaimed, 0
+			e.kind, e.snapLen, e.quietAt = chunkUnclaimed, 0, now
 			if !rd.idle(e, seqWord, 0, now) {
 				return nil
 			}
@@ -299,7 +343,7 @@ func (rd *Reader) observeClaimed(e *chunkEntry, c chunkHeader, st uint64, now ui
 		if e.readOff != 0 {
 			return false, rd.chunkErr(j, chOffConsumed, "consumed offset %d in a chunk not initialised yet", e.readOff)
 		}
-		e.kind, e.snapLen = chunkUninit, 0
+		e.kind, e.snapLen, e.quietAt = chunkUninit, 0, now
 		if !rd.idle(e, seqClaimed(j), st, now) {
 			return false, nil
 		}
@@ -339,6 +383,9 @@ func (rd *Reader) observeClaimed(e *chunkEntry, c chunkHeader, st uint64, now ui
 		e.pid, e.tid = atomic.LoadUint32(c.pid()), atomic.LoadUint32(c.tid())
 	}
 	e.snapLen = ln
+	if st&stateWriting == 0 {
+		e.quietAt = now
+	}
 	if st&stateSealed != 0 {
 		e.sealed = true
 		return false, nil

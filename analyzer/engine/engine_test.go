@@ -574,3 +574,40 @@ func TestTimelineBounded(t *testing.T) {
 	assert.Equal(t, uint64(1e6+spikeAt+1), top)
 	assert.Equal(t, uint64(n), p.Timeline[len(p.Timeline)-1].HeapBytes)
 }
+
+func TestSettle(t *testing.T) {
+	// Window 100 ms: without Settle nothing within 100 ms of the newest
+	// event is applied. Settle(ts) applies every event stamped before ts,
+	// in time order across threads, and none at or after it.
+	const pid = 600
+	s := newStream(t)
+	s.malloc(pid, 600, 10*ms, 0x1000, 100, 1)
+	s.malloc(pid, 601, 11*ms, 0x2000, 10, 2)
+	s.free(pid, 600, 12*ms, 0x1000)
+	s.malloc(pid, 601, 13*ms, 0x1000, 1, 2) // reuses 0x1000 after the free
+	s.malloc(pid, 600, 20*ms, 0x3000, 1000, 1)
+	e := run(t, 100*time.Millisecond, s.recs)
+	for _, tc := range []struct {
+		settle       uint64
+		pending      int
+		allocs, live uint64
+		peak         uint64
+	}{
+		{0, 5, 0, 0, 0},             // nothing known
+		{10 * ms, 5, 0, 0, 0},       // an event at the bound waits
+		{10*ms + 1, 4, 1, 100, 100}, // the event just below it is applied
+		{13*ms + 1, 1, 3, 11, 110},
+		{5 * ms, 1, 3, 11, 110}, // a bound below what was applied changes nothing
+		{21 * ms, 0, 4, 1011, 1011},
+	} {
+		e.Settle(tc.settle)
+		p := e.Snapshot(pid)
+		assert.Equal(t, tc.pending, e.Pending(), "pending after Settle(%d)", tc.settle)
+		assert.Equal(t, tc.allocs, p.Totals.Allocations, "allocations after Settle(%d)", tc.settle)
+		assert.Equal(t, tc.live, p.Totals.LiveBytes, "live bytes after Settle(%d)", tc.settle)
+		assert.Equal(t, tc.peak, p.Totals.PeakBytes, "peak after Settle(%d)", tc.settle)
+	}
+	p := e.EndProcess(pid, ExitStatus{})
+	assert.Zero(t, p.Totals.LateEvents)
+	assert.Zero(t, p.Totals.UnknownFrees)
+}

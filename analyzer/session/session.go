@@ -355,6 +355,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
 		eng.Advance(nowNS())
+		writer.preloadModules(eng.TakeModuleFiles())
 		pub.tick(eng, ring.Info, false)
 
 		// Learn who has ended: the reaper (our children), then pidfds.
@@ -474,6 +475,7 @@ func pollOnce(rd *shm.Reader, eng *engine.Engine) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	eng.Settle(rd.Watermark())
 	if n > 0 {
 		if err := rd.Commit(); err != nil {
 			return n, fmt.Errorf("commit: %w", err)

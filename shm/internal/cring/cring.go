@@ -11,6 +11,7 @@ package cring
 #cgo CFLAGS: -std=gnu11 -O2 -Wall -Wextra -Werror -fno-strict-aliasing -D_GNU_SOURCE -I${SRCDIR}/../../../include
 #include "../../../preload/ring.c"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,6 +108,36 @@ static uint64_t cring_append_allocs(struct ms_ring *r, struct ms_writer *w, uint
 	*ns = ms_now_ns() - t0;
 	return ok;
 }
+
+// Appends n ALLOC records (ptr = first + i) stamped as the interposer
+// stamps them: the clock read after ms_ring_begin marked the chunk
+// WRITING (ms_rec_open). Every yield_every records (0: never) it yields
+// the CPU between the two, so that consumers see records in progress.
+static uint64_t cring_append_stamped(struct ms_ring *r, struct ms_writer *w, uint64_t first, uint64_t n,
+				     uint64_t yield_every)
+{
+	uint64_t ok = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		struct ms_alloc *a = ms_ring_begin(r, w, sizeof *a);
+		if (!a)
+			continue;
+		if (yield_every && i % yield_every == 0)
+			sched_yield();
+		a->h.type = MS_REC_ALLOC;
+		a->h.len = sizeof *a;
+		a->h.flags = 0;
+		a->h.ts = ms_now_ns();
+		a->ptr = first + i;
+		a->size = 8;
+		a->stack_id = 0;
+		a->kind = MS_KIND_MALLOC;
+		a->_pad = 0;
+		a->align = 0;
+		ms_ring_end(r, w);
+		ok++;
+	}
+	return ok;
+}
 */
 import "C"
 
@@ -192,6 +223,14 @@ func (w *Writer) AppendRaw(b []byte) bool {
 		return C.cring_append_raw(w.r.c, w.c, nil, 0) != 0
 	}
 	return C.cring_append_raw(w.r.c, w.c, unsafe.Pointer(&b[0]), C.uint32_t(len(b))) != 0
+}
+
+// AppendStamped writes n ALLOC records (ptr = first+i) stamped as the
+// interposer stamps records: the clock is read once the record is open
+// (ms_rec_open). Every yieldEvery records (0: never) the thread yields
+// with its record open. It returns how many were written.
+func (w *Writer) AppendStamped(first, n, yieldEvery uint64) uint64 {
+	return uint64(C.cring_append_stamped(w.r.c, w.c, C.uint64_t(first), C.uint64_t(n), C.uint64_t(yieldEvery)))
 }
 
 // AppendAllocs writes n ALLOC records (ptr = size = ts = first+i)
