@@ -71,9 +71,6 @@ type Engine struct {
 
 	exitChecks []ExitCheck // processes waiting at exit for a leak check (TakeExitChecks)
 
-	moduleFiles     []ModuleFile        // loaded for the first time since TakeModuleFiles
-	moduleFilesSeen map[string]struct{} // path NUL build ID of every ModuleFile taken or pending
-
 	maxSeen  uint64 // largest timestamp seen
 	released uint64 // events with key <= released have been applied
 	slack    uint64 // release in steps of at least this many key units
@@ -271,9 +268,6 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("more than %d modules loaded at once in one process: refusing the ring (corrupt, or written by something hostile)", maxModules))
 		}
 		p.addModule(rec.TS, m)
-		if m.Event == shm.ModuleLoad {
-			e.noteModuleFile(p, m)
-		}
 	case shm.RecThread:
 		t, err := rec.Thread()
 		if err != nil {
@@ -329,48 +323,6 @@ func heapRecordFault(rec shm.Record) error {
 		err = fmt.Errorf("%d bytes: not the layout ApplyChunk decodes", len(rec.Data))
 	}
 	return err
-}
-
-// ModuleFile is an object file some process loaded: what a symbolizer
-// opens.
-type ModuleFile struct {
-	Path    string
-	BuildID []byte
-}
-
-// maxModuleFiles bounds the distinct module files remembered (the ring is
-// untrusted; a real session loads hundreds).
-const maxModuleFiles = 1 << 16
-
-// noteModuleFile remembers m's file if no process loaded it before. The
-// main executable, reported without a path, is named by its process's
-// exe, when known by now.
-func (e *Engine) noteModuleFile(p *proc, m shm.Module) {
-	path := m.Path
-	if path == "" {
-		path = p.exe
-	}
-	if path == "" || len(e.moduleFilesSeen) >= maxModuleFiles {
-		return
-	}
-	if e.moduleFilesSeen == nil {
-		e.moduleFilesSeen = map[string]struct{}{}
-	}
-	key := path + "\x00" + string(m.BuildID)
-	if _, ok := e.moduleFilesSeen[key]; ok {
-		return
-	}
-	e.moduleFilesSeen[key] = struct{}{}
-	e.moduleFiles = append(e.moduleFiles, ModuleFile{Path: path, BuildID: m.BuildID})
-}
-
-// TakeModuleFiles returns the module files loaded for the first time
-// since the last call, so that they can be opened for symbolizing while
-// the program runs rather than when its reports are due.
-func (e *Engine) TakeModuleFiles() []ModuleFile {
-	m := e.moduleFiles
-	e.moduleFiles = nil
-	return m
 }
 
 // pendingProc is a PROCESS record waiting in the window, with its key.

@@ -75,15 +75,6 @@ func NewSymbols(sym Symbolizer) *Symbols {
 	return &Symbols{sym: sym, cache: map[symKey][]symbolize.Frame{}, warned: map[string]bool{}}
 }
 
-// Preload opens the object file path (with build ID buildID) ahead of the
-// lookups in it, when the Symbolizer can (*symbolize.Symbolizer.Preload).
-func (s *Symbols) Preload(path string, buildID []byte) {
-	type preloader interface{ Preload(symbolize.Module) }
-	if pl, ok := s.sym.(preloader); ok && !isSelf(path) {
-		pl.Preload(symbolize.Module{Path: path, BuildID: buildID})
-	}
-}
-
 // isSelf reports a module of memscope's own interposer, whose frames never
 // appear in reports.
 func isSelf(path string) bool {

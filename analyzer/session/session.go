@@ -355,7 +355,6 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
 		eng.Advance(nowNS())
-		writer.preloadModules(eng.TakeModuleFiles())
 		pub.tick(eng, ring.Info, false)
 
 		// Learn who has ended: the reaper (our children), then pidfds.

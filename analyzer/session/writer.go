@@ -15,7 +15,6 @@ import (
 type reportWriter struct {
 	out     *outputs
 	jobs    chan reportJob
-	preload chan engine.ModuleFile
 	done    chan struct{}
 	results []ProcessResult
 }
@@ -27,51 +26,20 @@ type reportJob struct {
 }
 
 func newReportWriter(out *outputs) *reportWriter {
-	w := &reportWriter{out: out, jobs: make(chan reportJob, 1024), preload: make(chan engine.ModuleFile, 1024), done: make(chan struct{})}
+	w := &reportWriter{out: out, jobs: make(chan reportJob, 1024), done: make(chan struct{})}
 	go w.loop()
 	return w
 }
 
-// loop writes reports as they come; between them it opens the module
-// files the session announced (preloadModules), reports first.
 func (w *reportWriter) loop() {
 	defer close(w.done)
-	for {
-		var j reportJob
-		var ok bool
-		select {
-		case j, ok = <-w.jobs:
-		default:
-			select {
-			case j, ok = <-w.jobs:
-			case m := <-w.preload:
-				w.out.syms.Preload(m.Path, m.BuildID)
-				continue
-			}
-		}
-		if !ok {
-			return
-		}
+	for j := range w.jobs {
 		if w.out.root == 0 {
 			w.out.root = j.root
 		}
 		w.results = append(w.results, w.out.write(j.p))
 		if j.written != nil {
 			close(j.written)
-		}
-	}
-}
-
-// preloadModules asks the writer to open module files for symbolizing
-// while the program runs, when it has no report to write (it competes for
-// CPU only with what is idle: the goroutine runs when the loop waits).
-// Best effort: a file not preloaded is opened when a report needs it.
-func (w *reportWriter) preloadModules(files []engine.ModuleFile) {
-	for _, m := range files {
-		select {
-		case w.preload <- m:
-		default:
-			return
 		}
 	}
 }

@@ -116,19 +116,6 @@ func (s *Symbolizer) Symbolize(m Module, fileAddr uint64) ([]Frame, error) {
 	return frames, err
 }
 
-// Preload opens m (maps it, finds its debug file, reads its DWARF unit
-// index) if it is not open yet, so that a later Symbolize does not pay for
-// it. Opening glibc's separate debug file costs about 0.15 s (decompressing
-// and parsing its DWARF), paid at the first address looked up in it.
-func (s *Symbolizer) Preload(m Module) {
-	if s.modules == nil {
-		*s = *New(s.opts)
-	}
-	if s.modules[m.Path][string(m.BuildID)] == nil {
-		s.open(m)
-	}
-}
-
 func (s *Symbolizer) open(m Module) *module {
 	var mod *module
 	_, err := guarded(m.Path, func() ([]Frame, error) {
