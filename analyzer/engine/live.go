@@ -249,6 +249,9 @@ func (t *liveTable) grow() {
 	}
 	old := t.groups
 	t.groups = make([]liveGroup, n)
+	if size := uintptr(n) * unsafe.Sizeof(liveGroup{}); size >= 2*hugePageSize {
+		adviseHugePages(unsafe.Pointer(&t.groups[0]), size)
+	}
 	t.used = 0
 	for g := range old {
 		for k := range old[g].slots {
