@@ -203,6 +203,7 @@ enum ms_record_type {
 #define MS_RECF_EXIT_CHECK 0x2u /* PROCESS exit: the process waits for a leak check (X1) */
 #define MS_RECF_THREAD_EXIT 0x4u /* THREAD: written as the thread ends; stack_sp is set */
 #define MS_RECF_EXIT_REPORTS 0x8u /* PROCESS exit: with EXIT_CHECK, also wait for the reports (bare mode's first process) */
+#define MS_RECF_UNRECORDED 0x10u /* LOST: count is allocator calls a signal handler made inside a hook, passed through unrecorded */
 
 struct ms_record_header {
 	uint16_t type; /* enum ms_record_type */

@@ -46,8 +46,16 @@ static inline struct ms_tls *enter(void)
 {
 	struct ms_tls *t = ms_tls();
 	int s;
-	if (__builtin_expect(t->busy, 0))
+	if (__builtin_expect(t->busy, 0)) {
+		/*
+		 * A signal handler that interrupted one of our hooks (or
+		 * callbacks) calls the allocator: recording it would corrupt
+		 * the record in progress, so it passes through, counted.
+		 */
+		if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE)
+			__atomic_fetch_add(&t->unrecorded, 1, __ATOMIC_RELAXED);
 		return NULL;
+	}
 	s = __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(s != MS_ACTIVE, 0)) {
 		if (s != MS_UNINIT)
@@ -68,6 +76,8 @@ static inline struct ms_tls *enter(void)
 
 static inline void leave(struct ms_tls *t)
 {
+	if (__builtin_expect(t->unrecorded != 0, 0))
+		ms_flush_unrecorded(t);
 	t->busy = 0;
 }
 

@@ -74,6 +74,13 @@ struct ms_tls {
 	uint32_t busy;      /* reentrancy: set while we record or initialise */
 	uint32_t announced; /* THREAD record written, destructor armed */
 	uint32_t unwinds;   /* stacks libunwind walked, up to MS_WARM_UNWINDS (unwind.c) */
+	/*
+	 * Allocator calls made while busy, by a signal handler that
+	 * interrupted us: they pass through unrecorded, and are counted
+	 * (atomic add: a handler can interrupt another) until
+	 * ms_flush_unrecorded writes them as a LOST record.
+	 */
+	uint32_t unrecorded;
 };
 
 extern __thread struct ms_tls ms_thread MS_HIDDEN __attribute__((tls_model("initial-exec")));
@@ -182,8 +189,16 @@ static inline struct ms_tls *ms_callback_enter(int *err)
 	return t;
 }
 
+/*
+ * Writes the allocator calls counted in t->unrecorded as a LOST record
+ * with MS_RECF_UNRECORDED (t->busy set). Out of line: rare.
+ */
+MS_HIDDEN void ms_flush_unrecorded(struct ms_tls *t);
+
 static inline void ms_callback_leave(struct ms_tls *t, int err)
 {
+	if (__builtin_expect(t->unrecorded != 0, 0))
+		ms_flush_unrecorded(t);
 	t->busy = 0;
 	errno = err;
 }

@@ -76,6 +76,7 @@ static void thread_exit(void *unused)
 	(void)unused;
 	if (!t)
 		return;
+	ms_flush_unrecorded(t); /* before the thread's end */
 	write_thread(t, 1);
 	ms_ring_seal(&ms_g.ring, &t->w);
 	ms_callback_leave(t, e);
@@ -156,6 +157,7 @@ static void child_after_fork(void)
 /* PROCESS exit with what the parent's wait will see, then seal the chunk. */
 static void write_exit(struct ms_tls *t, int status)
 {
+	ms_flush_unrecorded(t);
 	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, 0);
 	ms_ring_seal(&ms_g.ring, &t->w);
 }
@@ -176,6 +178,7 @@ static void at_exit(int status, void *unused)
 	(void)unused;
 	if (!t)
 		return;
+	ms_flush_unrecorded(t); /* before the exit record */
 	ms_exit_check(t, status);
 	ms_callback_leave(t, e);
 }

@@ -30,6 +30,21 @@ void ms_rec_end(struct ms_tls *t)
 	ms_ring_end(&ms_g.ring, &t->w);
 }
 
+void ms_flush_unrecorded(struct ms_tls *t)
+{
+	uint32_t n = __atomic_exchange_n(&t->unrecorded, 0, __ATOMIC_RELAXED);
+	if (!n)
+		return;
+	struct ms_lost *r = ms_rec_open(t, MS_REC_LOST, sizeof *r, MS_RECF_UNRECORDED);
+	if (!r) {
+		/* The ring dropped it: the calls stay counted for the next try. */
+		__atomic_fetch_add(&t->unrecorded, n, __ATOMIC_RELAXED);
+		return;
+	}
+	r->count = n;
+	ms_rec_end(t);
+}
+
 static void set_state(int s)
 {
 	__atomic_store_n(&ms_g.state, s, __ATOMIC_RELEASE);

@@ -116,6 +116,10 @@ const (
 	// FlagExitReports is MS_RECF_EXIT_REPORTS: with FlagExitCheck, the
 	// process (bare mode's first) also waits until its reports are written.
 	FlagExitReports = 0x8
+	// FlagUnrecorded is MS_RECF_UNRECORDED: a LOST record counting
+	// allocator calls that a signal handler made while its thread was
+	// inside memscope (recording another call), passed through unrecorded.
+	FlagUnrecorded = 0x10
 )
 
 // Sizes and limits of the record layouts (mirrors of memscope.h).

@@ -42,6 +42,7 @@ type leaksJSON struct {
 		PeakBytes            uint64 `json:"peak_bytes"`
 		TemporaryAllocations uint64 `json:"temporary_allocations"`
 		DroppedEvents        uint64 `json:"dropped_events"`
+		UnrecordedCalls      uint64 `json:"unrecorded_calls"`
 	} `json:"totals"`
 	LeakedBytes      uint64 `json:"leaked_bytes"`
 	LeakedObjects    uint64 `json:"leaked_objects"`

@@ -76,3 +76,34 @@ func TestUnwindTraps(t *testing.T) {
 		}
 	}
 }
+
+// TestSignalHandlerInsideHook runs testdata/sighook.c, whose SIGALRM
+// handler allocates when it interrupts libmemscope.so's own code. A call
+// made while the thread is inside a hook cannot be recorded (the record
+// in progress is the thread's); it passes through to glibc and is
+// counted: recorded handler allocations plus unrecorded calls account
+// for every call the handler made, and the report says it is incomplete
+// and why.
+func TestSignalHandlerInsideHook(t *testing.T) {
+	const pairs = 2000000
+	a := analyze(t, nil, program(t, "sighook"), fmt.Sprint(pairs))
+	require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
+	var made uint64
+	_, err := fmt.Sscanf(a.stdout, "handler %d", &made)
+	require.NoError(t, err, "stdout %q", a.stdout)
+	m := a.main(t)
+
+	allocs := map[string]int64{} // by the allocating function
+	exit := parseProfile(t, filepath.Join(a.dir, fmt.Sprintf("memscope.sighook.%d.pb.gz", m.Pid)))
+	for _, s := range exit.Sample {
+		allocs[s.Location[0].Line[0].Function.Name] += s.Value[0]
+	}
+	unrecorded := m.Totals.UnrecordedCalls
+	t.Logf("handler made %d malloc/free pairs: %d allocations recorded, %d calls unrecorded", made, allocs["on_alarm"], unrecorded)
+	assert.Equal(t, int64(pairs), allocs["main"], "the main loop's allocations")
+	assert.Equal(t, 2*made, 2*uint64(allocs["on_alarm"])+unrecorded, "recorded + unrecorded handler calls")
+	require.Positive(t, unrecorded, "no signal landed inside a hook: the test did not exercise the case")
+	assert.False(t, m.Complete)
+	assert.Equal(t, []string{fmt.Sprintf("%d allocator call(s) made by signal handlers while memscope was recording another call of the same thread were not recorded", unrecorded)}, m.Incomplete)
+	assert.Zero(t, m.Totals.DroppedEvents)
+}

@@ -296,7 +296,11 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		if err != nil {
 			return recErr(rec, err)
 		}
-		e.proc(rec.Pid).t.DroppedEvents += l.Count
+		if rec.Flags&shm.FlagUnrecorded != 0 {
+			e.proc(rec.Pid).t.UnrecordedCalls += l.Count
+		} else {
+			e.proc(rec.Pid).t.DroppedEvents += l.Count
+		}
 	default:
 		return fmt.Errorf("pid %d tid %d: unknown record type %d", rec.Pid, rec.Tid, uint16(rec.Type))
 	}

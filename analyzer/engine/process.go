@@ -92,8 +92,12 @@ type Totals struct {
 	// (a free, or the release half of a realloc), with nothing between.
 	TemporaryAllocations uint64
 	DroppedEvents        uint64 // from LOST records: the report is incomplete if > 0
-	UnknownFrees         uint64 // frees of addresses never seen allocated (counted, otherwise ignored)
-	LateEvents           uint64 // events that arrived after later events of the process were applied
+	// UnrecordedCalls counts allocator calls a signal handler made while
+	// its thread was inside memscope, passed through unrecorded (LOST
+	// records with FlagUnrecorded): the report is incomplete if > 0.
+	UnrecordedCalls uint64
+	UnknownFrees    uint64 // frees of addresses never seen allocated (counted, otherwise ignored)
+	LateEvents      uint64 // events that arrived after later events of the process were applied
 }
 
 // Sample is one point of the timeline.
@@ -228,7 +232,7 @@ func (p *proc) resetImage(ts uint64) {
 	p.live = liveTable{}
 	p.sites, p.siteKeys = nil, nil
 	p.siteIndex = siteTable{}
-	p.t = Totals{DroppedEvents: p.t.DroppedEvents}
+	p.t = Totals{DroppedEvents: p.t.DroppedEvents, UnrecordedCalls: p.t.UnrecordedCalls}
 	p.peakEpoch = 0
 	p.pending, p.pendingCount = nil, 0
 	p.timeline = nil
@@ -251,9 +255,9 @@ func (p *proc) copyFrom(parent *proc, ts uint64) {
 	p.sites = append([]site(nil), parent.sites...)
 	p.siteKeys = append([]siteKey(nil), parent.siteKeys...)
 	p.siteIndex = parent.siteIndex.clone()
-	dropped := p.t.DroppedEvents
+	dropped, unrecorded := p.t.DroppedEvents, p.t.UnrecordedCalls
 	p.t = parent.t
-	p.t.DroppedEvents = dropped
+	p.t.DroppedEvents, p.t.UnrecordedCalls = dropped, unrecorded
 	p.t.UnknownFrees, p.t.LateEvents = 0, 0
 	// The child's peak starts at its heap at the fork; every site's
 	// snapshot is taken lazily at that epoch.

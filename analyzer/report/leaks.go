@@ -86,6 +86,9 @@ func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
 		Pid: p.Pid, Ppid: p.Ppid, Program: p.Exe, Exit: p.Exit,
 		Complete: p.Totals.DroppedEvents == 0, Totals: p.Totals, Reach: p.Reach,
 	}
+	if n := p.Totals.UnrecordedCalls; n > 0 {
+		r.MarkIncomplete(fmt.Sprintf("%d allocator call(s) made by signal handlers while memscope was recording another call of the same thread were not recorded", n))
+	}
 	type key struct {
 		stack uint64
 		kind  reach.Kind
@@ -310,6 +313,7 @@ type jsonTotals struct {
 	PeakBytes            uint64 `json:"peak_bytes"`
 	TemporaryAllocations uint64 `json:"temporary_allocations"`
 	DroppedEvents        uint64 `json:"dropped_events"`
+	UnrecordedCalls      uint64 `json:"unrecorded_calls"`
 }
 
 type jsonLeak struct {
@@ -338,6 +342,7 @@ func (r *LeakReport) WriteJSON(w io.Writer) error {
 		Totals: jsonTotals{
 			Allocations: r.Totals.Allocations, Frees: r.Totals.Frees, BytesAllocated: r.Totals.BytesAllocated,
 			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,
+			UnrecordedCalls: r.Totals.UnrecordedCalls,
 		},
 		LeakedBytes: r.LeakedBytes, LeakedObjects: r.LeakedObjects,
 		Reachability: "checked",
