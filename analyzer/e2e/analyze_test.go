@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,12 +89,18 @@ type analyzed struct {
 // analyze runs argv under `memscope-analyze run` with extra flags.
 func analyze(t *testing.T, flags []string, argv ...string) *analyzed {
 	t.Helper()
+	return analyzeEnv(t, nil, flags, argv...)
+}
+
+// analyzeEnv is analyze with env added to (and overriding) cleanEnv's.
+func analyzeEnv(t *testing.T, env, flags []string, argv ...string) *analyzed {
+	t.Helper()
 	out := t.TempDir()
 	// Every process's reports: the tests read the fork children's.
 	args := append([]string{"run", "--out", out, "--reports", "all"}, flags...)
 	args = append(append(args, "--"), argv...)
 	cmd := exec.Command(analyzer(t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -629,5 +637,52 @@ func TestForkWhileLoaderLocked(t *testing.T) {
 	}
 	for _, w := range want {
 		assert.Contains(t, got, w)
+	}
+}
+
+// TestSymbolCache: with MEMSCOPE_SYMBOL_CACHE set, the analyzer keeps the
+// frames it resolved with DWARF, per build ID, across runs; runs that
+// read them write the same leak reports and profiles as a run without.
+func TestSymbolCache(t *testing.T) {
+	prog := program(t, "leaks")
+	f, err := elf.Open(prog)
+	require.NoError(t, err)
+	id := hex.EncodeToString(buildID(t, f))
+	f.Close()
+	cache := t.TempDir()
+	env := []string{"MEMSCOPE_SYMBOL_CACHE=" + cache}
+
+	plain := analyze(t, nil, prog)
+	first := analyzeEnv(t, env, nil, prog)
+	require.FileExists(t, filepath.Join(cache, id+".gob"), "the program's frames are kept")
+	second := analyzeEnv(t, env, nil, prog)
+
+	profileLines := func(a *analyzed) []string {
+		p := parseProfile(t, filepath.Join(a.dir, fmt.Sprintf("memscope.leaks.%d.pb.gz", a.main(t).Pid)))
+		var lines []string
+		for _, l := range p.Location {
+			for _, ln := range l.Line {
+				lines = append(lines, fmt.Sprintf("%s %s:%d", ln.Function.Name, ln.Function.Filename, ln.Line))
+			}
+		}
+		sort.Strings(lines)
+		return lines
+	}
+	// The leak groups and their frames, addresses aside (ASLR).
+	leakLines := func(a *analyzed) []string {
+		var lines []string
+		for _, l := range a.main(t).Leaks {
+			lines = append(lines, fmt.Sprintf("%s %d bytes in %d", l.Kind, l.Bytes, l.Objects))
+			for _, f := range l.Frames {
+				lines = append(lines, fmt.Sprintf("  %s %s:%d %s", f.Function, f.File, f.Line, f.Module))
+			}
+		}
+		return lines
+	}
+	want, wantLines := leakLines(plain), profileLines(plain)
+	require.NotEmpty(t, want)
+	for i, a := range []*analyzed{first, second} {
+		assert.Equal(t, want, leakLines(a), "run %d: leak groups and frames", i+1)
+		assert.Equal(t, wantLines, profileLines(a), "run %d: profile locations", i+1)
 	}
 }

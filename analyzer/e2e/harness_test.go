@@ -307,9 +307,11 @@ func exitCode(t testing.TB, err error, sig *syscall.Signal) int {
 //
 // Every traced program runs with MEMSCOPE_UNWIND_CHECK=1: the library
 // compares each stack it records with libunwind's and aborts on the first
-// difference, so every e2e test also checks the unwinder.
+// difference, so every e2e test also checks the unwinder. The analyzer
+// keeps no symbol cache (TestSymbolCache tests it): every test resolves
+// its frames from the object files.
 func cleanEnv() []string {
-	env := []string{"MEMSCOPE_UNWIND_CHECK=1"}
+	env := []string{"MEMSCOPE_UNWIND_CHECK=1", "MEMSCOPE_SYMBOL_CACHE=off"}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "LD_PRELOAD=") || strings.HasPrefix(kv, "MEMSCOPE_") {
 			continue

@@ -75,6 +75,15 @@ func NewSymbols(sym Symbolizer) *Symbols {
 	return &Symbols{sym: sym, cache: map[symKey][]symbolize.Frame{}, warned: map[string]bool{}}
 }
 
+// SaveCache writes what the Symbolizer keeps across runs, when it does
+// (*symbolize.Symbolizer.SaveCache).
+func (s *Symbols) SaveCache() error {
+	if c, ok := s.sym.(interface{ SaveCache() error }); ok {
+		return c.SaveCache()
+	}
+	return nil
+}
+
 // isSelf reports a module of memscope's own interposer, whose frames never
 // appear in reports.
 func isSelf(path string) bool {

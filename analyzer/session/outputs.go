@@ -9,6 +9,7 @@ import (
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/report"
+	"memscope/analyzer/symbolize"
 )
 
 // outputs writes the files of DESIGN.md §1 for each process that ends,
@@ -32,7 +33,7 @@ type outputs struct {
 }
 
 func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
-	o := &outputs{cfg: cfg, syms: report.NewSymbols(nil), dropped: dropped, bases: map[uint32]string{}}
+	o := &outputs{cfg: cfg, syms: report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache})), dropped: dropped, bases: map[uint32]string{}}
 	if cfg.Suppressions != "" {
 		s, err := report.ParseSuppressions(strings.NewReader(cfg.Suppressions), cfg.SuppressionsName)
 		if err != nil {

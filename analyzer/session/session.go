@@ -18,6 +18,7 @@ import (
 	"memscope/analyzer/engine"
 	"memscope/analyzer/live"
 	"memscope/analyzer/report"
+	"memscope/analyzer/symbolize"
 	"memscope/shm"
 )
 
@@ -28,7 +29,10 @@ type Config struct {
 	Suppressions     string // LSan-format suppressions text
 	SuppressionsName string // its file name, for messages
 	KeepRing         bool
-	Stderr           io.Writer
+	// SymbolCache keeps the symbols resolved with DWARF across runs
+	// (symbolize.Options.CacheDir); "": none.
+	SymbolCache string
+	Stderr      io.Writer
 	// NoLeakCheck turns the reachability check at exit off: every block
 	// still allocated is then a leak of unknown kind.
 	NoLeakCheck bool
@@ -258,7 +262,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	eng := engine.New(engine.Options{})
 	// The loop's own symbol cache, for the leak checker's suppressions and
 	// the live publisher; the report writer has the other (writer.go).
-	loopSyms := report.NewSymbols(nil)
+	loopSyms := report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache}))
 	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, syms: loopSyms, timing: cfg.CheckTiming}
 	defer checker.close()
 	if !cfg.NoLeakCheck {
@@ -446,6 +450,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	closeWriter()
 	out.writeWarnings()
+	// Best effort: a cache that cannot be written costs the next run time.
+	_ = loopSyms.SaveCache()
+	_ = out.syms.SaveCache()
 	if len(res.Processes) > 1 {
 		path, err := out.writeIndex(out.root, cfg.Command)
 		if err != nil {

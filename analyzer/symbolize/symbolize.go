@@ -64,6 +64,9 @@ type Options struct {
 	// (DIR/.build-id/xx/rest.debug, and .gnu_debuglink names beside the
 	// object, in DIR/.debug/ and DIR/<object dir>/). Default: /usr/lib/debug.
 	DebugDirs []string
+	// CacheDir, if set, keeps the frames of addresses resolved with DWARF
+	// across runs, per build ID (diskcache.go); SaveCache writes them.
+	CacheDir string
 }
 
 // Symbolizer resolves addresses. It is safe for use by one goroutine at a time.
@@ -74,6 +77,7 @@ type Symbolizer struct {
 	modules map[string]map[string]*module
 	last    *module // the module of the previous call, checked first
 	lastID  string
+	cache   *diskCache // nil without Options.CacheDir
 }
 
 // New returns a Symbolizer with empty caches.
@@ -81,7 +85,20 @@ func New(opts Options) *Symbolizer {
 	if len(opts.DebugDirs) == 0 {
 		opts.DebugDirs = []string{"/usr/lib/debug"}
 	}
-	return &Symbolizer{opts: opts, modules: map[string]map[string]*module{}}
+	s := &Symbolizer{opts: opts, modules: map[string]map[string]*module{}}
+	if opts.CacheDir != "" {
+		s.cache = newDiskCache(opts.CacheDir)
+	}
+	return s
+}
+
+// SaveCache writes the frames resolved with DWARF in this run to the cache
+// directory (Options.CacheDir; nothing without one).
+func (s *Symbolizer) SaveCache() error {
+	if s.cache == nil {
+		return nil
+	}
+	return s.cache.save()
 }
 
 // Symbolize returns the frames at fileAddr, an address in m's ELF virtual
@@ -104,6 +121,13 @@ func (s *Symbolizer) Symbolize(m Module, fileAddr uint64) ([]Frame, error) {
 	if mod == nil || mod.path != m.Path || s.lastID != string(m.BuildID) {
 		mod = s.modules[m.Path][string(m.BuildID)]
 		if mod == nil {
+			// A run that meets only addresses cached by earlier runs
+			// never opens the module.
+			if s.cache != nil && len(m.BuildID) > 0 {
+				if fr, ok := s.cache.lookup(m.BuildID, fileAddr); ok {
+					return fr, nil
+				}
+			}
 			mod = s.open(m)
 		}
 		s.last, s.lastID = mod, string(m.BuildID)
@@ -111,8 +135,18 @@ func (s *Symbolizer) Symbolize(m Module, fileAddr uint64) ([]Frame, error) {
 	if r, ok := mod.results[fileAddr]; ok {
 		return r.frames, r.err
 	}
+	cacheable := s.cache != nil && len(m.BuildID) > 0 && mod.dwarf != nil && mod.err == nil
+	if cacheable {
+		if fr, ok := s.cache.lookup(m.BuildID, fileAddr); ok {
+			mod.results[fileAddr] = result{fr, nil}
+			return fr, nil
+		}
+	}
 	frames, err := guarded(mod.path, func() ([]Frame, error) { return mod.symbolize(fileAddr) })
 	mod.results[fileAddr] = result{frames, err}
+	if cacheable && err == nil {
+		s.cache.add(m.BuildID, fileAddr, frames)
+	}
 	return frames, err
 }
 

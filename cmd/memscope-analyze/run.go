@@ -48,12 +48,33 @@ func (o *outputFlags) register(c *cobra.Command) {
 		"which processes get report files: all, leaking (those that leaked, and the first), root; the index lists every process (env MEMSCOPE_REPORTS)")
 }
 
+// symbolCacheDir is where symbols resolved with DWARF are kept across
+// runs (symbolize.Options.CacheDir): MEMSCOPE_SYMBOL_CACHE, or
+// memscope/symbols in the user's cache directory ($XDG_CACHE_HOME, else
+// ~/.cache); "" (no cache) when MEMSCOPE_SYMBOL_CACHE is "off" or there
+// is no cache directory.
+func symbolCacheDir() string {
+	switch dir := os.Getenv("MEMSCOPE_SYMBOL_CACHE"); dir {
+	case "off", "0":
+		return ""
+	case "":
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(base, "memscope", "symbols")
+	default:
+		return dir
+	}
+}
+
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
 		NoLeakCheck: o.noLeakCheck, ShowReachable: o.showReachable,
 		CheckTiming: os.Getenv("MEMSCOPE_CHECK_TIMING") == "1",
-		Serve:       true, SnapshotEvery: o.snapshotEvery}
+		Serve:       true, SnapshotEvery: o.snapshotEvery,
+		SymbolCache: symbolCacheDir()}
 	switch o.reports {
 	case session.ReportsAll, session.ReportsLeaking, session.ReportsRoot:
 		cfg.Reports = o.reports
