@@ -149,13 +149,20 @@ func TestReadLeakReports(t *testing.T) {
 }
 
 func TestRunOnce(t *testing.T) {
-	s, err := runOnce([]string{"/bin/sh", "-c", "exit 0"}, nil, true)
+	s, err := runOnce([]string{"/bin/sh", "-c", "exit 0"}, nil, true, 0)
 	require.NoError(t, err)
 	assert.Greater(t, s.Seconds, 0.0)
 	assert.Greater(t, s.WaitMaxRSS, uint64(0))
 
-	_, err = runOnce([]string{"/bin/sh", "-c", "echo broken >&2; exit 3"}, nil, false)
+	_, err = runOnce([]string{"/bin/sh", "-c", "echo broken >&2; exit 3"}, nil, false, 0)
 	require.EqualError(t, err, "/bin/sh -c echo broken >&2; exit 3: exit status 3; stderr ends with:\nbroken\n")
+
+	// A run over its limit is killed with its whole process group (a
+	// hung child, as heaptrack's deadlocked fork children, included).
+	start := time.Now()
+	_, err = runOnce([]string{"/bin/sh", "-c", "sleep 30 & wait"}, nil, false, 300*time.Millisecond)
+	require.EqualError(t, err, "/bin/sh -c sleep 30 & wait: killed after 300ms (hung); stderr ends with:\n")
+	assert.Less(t, time.Since(start), 10*time.Second)
 }
 
 func TestScalingRows(t *testing.T) {

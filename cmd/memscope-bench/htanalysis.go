@@ -46,7 +46,7 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 		for _, old := range []string{raw, raw + ".zst", raw + ".gz"} {
 			os.Remove(old)
 		}
-		if _, err := runOnce(append([]string{heaptrack, "--raw", "-o", prefix}, argv...), os.Environ(), false); err != nil {
+		if _, err := runOnce(append([]string{heaptrack, "--raw", "-o", prefix}, argv...), os.Environ(), false, heaptrackRunLimit); err != nil {
 			return 0, 0, err
 		}
 		if calls, err = unpackRawTrace(raw); err != nil {
@@ -55,11 +55,11 @@ func heaptrackAnalysis(heaptrack, dir string, argv []string, runs int) (callsPer
 		if calls == 0 {
 			return 0, 0, fmt.Errorf("heaptrack trace %s: no allocation or free", raw)
 		}
-		in, err := runOnce(interpretArgv, os.Environ(), false)
+		in, err := runOnce(interpretArgv, os.Environ(), false, 0)
 		if err != nil {
 			return 0, 0, err
 		}
-		pr, err := runOnce(printArgv, os.Environ(), false)
+		pr, err := runOnce(printArgv, os.Environ(), false, 0)
 		if err != nil {
 			return 0, 0, err
 		}

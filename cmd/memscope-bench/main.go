@@ -151,7 +151,7 @@ func run() error {
 		}
 	}
 	for _, w := range ws {
-		if _, err := runOnce(append([]string{w.prog}, w.args...), w.env, false); err != nil {
+		if _, err := runOnce(append([]string{w.prog}, w.args...), w.env, false, 0); err != nil {
 			w.err[bare] = err
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", w.name, err))
 		}

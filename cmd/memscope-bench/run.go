@@ -108,7 +108,11 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 			// heaptrack appends the compression suffix (.zst or .gz).
 			argv = append([]string{r.heaptrack, "-o", filepath.Join(out, fmt.Sprintf("heaptrack.%d", i)), w.prog}, w.args...)
 		}
-		s, err := runOnce(argv, env, t == memscope && !w.preloadOnly)
+		limit := time.Duration(0)
+		if t == heaptrack {
+			limit = heaptrackRunLimit
+		}
+		s, err := runOnce(argv, env, t == memscope && !w.preloadOnly, limit)
 		if err != nil {
 			return total, fmt.Errorf("%s under %s: %w", w.name, t, err)
 		}
@@ -147,6 +151,13 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 	return total, nil
 }
 
+// heaptrackRunLimit bounds one heaptrack run. heaptrack 1.4 can deadlock
+// in a forked child at exit (heaptrack_stop waits for a mutex its
+// parent's writer thread held at the fork; seen in the shell row, where
+// bash forks subshells): the row's heaptrack column is then left out
+// instead of the benchmark hanging.
+const heaptrackRunLimit = 2 * time.Minute
+
 // waitForReports waits until dir holds n leaks.json and n trace.json
 // files (the analyzer writes the timeline last), or timeout.
 func waitForReports(dir string, n int, timeout time.Duration) {
@@ -169,7 +180,9 @@ func waitForReports(dir string, n int, timeout time.Duration) {
 // stderr is a file, not a pipe: with a pipe, Wait would also wait for
 // every process that inherited it to close it, such as the detached
 // analyzer a bare LD_PRELOAD starts, and time that too.
-func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
+//
+// A limit > 0 kills the run's process group when it takes longer.
+func runOnce(argv, env []string, pollAnalyzer bool, limit time.Duration) (sample, error) {
 	stderr, err := os.CreateTemp("", "memscope-bench-stderr-")
 	if err != nil {
 		return sample{}, err
@@ -179,10 +192,18 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stderr = stderr // stdin and stdout: /dev/null
+	if limit > 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return sample{}, err
+	}
+	if limit > 0 {
+		pgid := cmd.Process.Pid
+		timer := time.AfterFunc(limit, func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+		defer timer.Stop()
 	}
 	var hwm, anon uint64
 	var poll sync.WaitGroup
@@ -225,6 +246,9 @@ func runOnce(argv, env []string, pollAnalyzer bool) (sample, error) {
 		s.WaitMaxRSS = uint64(ru.Maxrss) * 1024
 	}
 	if err != nil {
+		if limit > 0 && elapsed >= limit {
+			err = fmt.Errorf("killed after %v (hung)", limit)
+		}
 		return s, fmt.Errorf("%s: %v; stderr ends with:\n%s", strings.Join(argv, " "), err, fileTail(stderr, 4096))
 	}
 	return s, nil
