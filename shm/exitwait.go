@@ -59,26 +59,3 @@ func (r *Ring) ReleaseExit(pid uint32) bool {
 	}
 	return false
 }
-
-// ProducerPids returns the distinct pids that own the chunks of the ring's
-// window (those not yet consumed): the processes still writing to it, or
-// that wrote what no consumer has read yet.
-func (r *Ring) ProducerPids() []uint32 {
-	if r.mem == nil {
-		return nil
-	}
-	seen := map[uint32]bool{}
-	var out []uint32
-	lrt := atomic.LoadUint64(r.u64(offLastReadTo))
-	head := atomic.LoadUint64(r.u64(offReserveHead))
-	if head < lrt || head-lrt > uint64(r.chunkCount) {
-		return nil
-	}
-	for seq := lrt; seq < head; seq++ {
-		if pid := atomic.LoadUint32(r.chunk(seq).pid()); pid != 0 && !seen[pid] {
-			seen[pid] = true
-			out = append(out, pid)
-		}
-	}
-	return out
-}

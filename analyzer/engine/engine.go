@@ -264,7 +264,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("unknown module event %d", m.Event))
 		}
 		p := e.proc(rec.Pid)
-		if m.Event == shm.ModuleLoad && len(p.modules) >= maxModules && p.loadedModules() >= maxModules {
+		if m.Event == shm.ModuleLoad && p.loadedModules() >= maxModules {
 			return recErr(rec, fmt.Errorf("more than %d modules loaded at once in one process: refusing the ring (corrupt, or written by something hostile)", maxModules))
 		}
 		p.addModule(rec.TS, m)

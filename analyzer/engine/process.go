@@ -198,6 +198,7 @@ type proc struct {
 
 	threadNames map[uint32]string
 	modules     []Module
+	loaded      int       // modules not unloaded (loadedModules)
 	threads     []*thread // queues of this pid in the engine
 
 	live      liveTable
@@ -247,6 +248,7 @@ func (p *proc) resetImage(ts uint64) {
 			m.UnloadTS = ts
 		}
 	}
+	p.countLoaded()
 }
 
 // copyFrom makes p the child of a fork of parent at ts.
@@ -281,6 +283,7 @@ func (p *proc) copyFrom(parent *proc, ts uint64) {
 		}
 	}
 	p.modules = append(mods, p.modules...)
+	p.countLoaded()
 	if p.exe == "" {
 		p.exe, p.argv0 = parent.exe, parent.argv0
 	}
@@ -460,15 +463,19 @@ func (p *proc) pairPending(ptr, ts uint64) bool {
 	return true
 }
 
-// loadedModules counts the modules not unloaded.
-func (p *proc) loadedModules() int {
-	n := 0
+// loadedModules is how many modules are not unloaded (kept by
+// addModule: a program that dlopens and dlcloses in a loop has many
+// modules, few at a time, and a load must not count them all).
+func (p *proc) loadedModules() int { return p.loaded }
+
+// countLoaded recounts loaded after the module list changed at once.
+func (p *proc) countLoaded() {
+	p.loaded = 0
 	for i := range p.modules {
 		if p.modules[i].UnloadTS == 0 {
-			n++
+			p.loaded++
 		}
 	}
-	return n
 }
 
 func (p *proc) addModule(ts uint64, m shm.Module) {
@@ -477,12 +484,14 @@ func (p *proc) addModule(ts uint64, m shm.Module) {
 			o := &p.modules[i]
 			if o.UnloadTS == 0 && o.Bias == m.Bias && o.Path == m.Path {
 				o.UnloadTS = ts
+				p.loaded--
 				return
 			}
 		}
 		return
 	}
 	p.modules = append(p.modules, Module{Path: m.Path, BuildID: m.BuildID, Bias: m.Bias, Segments: m.Segments, LoadTS: ts})
+	p.loaded++
 }
 
 // snapshot returns the state as a Process that shares nothing mutable.

@@ -89,7 +89,6 @@ type Result struct {
 	Index             string // the session's index, when it had several processes
 	Processes         []ProcessResult
 	UnsuppressedLeaks bool
-	DroppedEvents     uint64
 }
 
 // ProcessResult is the outcome for one traced process.
@@ -462,8 +461,6 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		}
 		out.finishSummary(path)
 	}
-	st := rd.Stats()
-	res.DroppedEvents = st.Dropped
 	if info := ring.Info(); info.FullWait >= time.Millisecond { // less is not worth a line
 		_ = report.WriteRingWait(cfg.Stderr, info.FullWaits, info.FullWait, uint64(info.ChunkCount)*uint64(info.ChunkSize))
 	}
