@@ -36,6 +36,7 @@ func run() error {
 	buildDir := flag.String("build", "build", "build directory: memscope-analyze, libmemscope.so, bench/ workloads")
 	srcDir := flag.String("src", "testdata/bench", "directory of the workload sources (dicts.py)")
 	runs := flag.Int("runs", 5, "timed runs per tool and workload (the median is reported); at least 5 for published figures")
+	steady := flag.Duration("steady", 0, "also run the steady-state row for this long (issue 18: 10m): the analyzer's RssAnon growth from a quarter of the run to its end")
 	only := flag.String("only", "", "measure only workloads whose id matches this regexp (micro0 micro10 micro40 micro10-check threads1 threads2 threads4 threads-short sizes python build shell startup startup-preload startup-join live leakcheck analyzer)")
 	noHeaptrack := flag.Bool("no-heaptrack", false, "do not run heaptrack")
 	quick := flag.Bool("quick", false, "the rows to iterate on, in under 2 minutes: micro depth 10, threads 2 and python, 3 runs each (-only and -runs override)")
@@ -189,6 +190,10 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "memscope-bench: live view\n")
 		rep.Rows = append(rep.Rows, liveViewersRow(analyzer, filepath.Join(*buildDir, "bench"), tmp, *runs, sz.microPairs/4))
 		rep.Rows = append(rep.Rows, liveSnapshotRows(analyzer, filepath.Join(*buildDir, "bench"), tmp, *runs)...)
+	}
+	if *steady > 0 {
+		fmt.Fprintf(os.Stderr, "memscope-bench: steady state for %v\n", *steady)
+		rep.Rows = append(rep.Rows, steadyRow(analyzer, filepath.Join(*buildDir, "bench"), tmp, *steady))
 	}
 	if selected("leakcheck") {
 		rep.Rows = append(rep.Rows, leakCheckRows(analyzer, tmp, leakCheckWorkloads(filepath.Join(*buildDir, "bench"), python), *runs)...)
