@@ -155,6 +155,7 @@ func TestLiveSession(t *testing.T) {
 	assert.Contains(t, body, fmt.Sprintf(`memscope_heap_bytes{pid="%d",program="phases"} 30000`, p.Pid))
 	assert.Contains(t, body, fmt.Sprintf(`memscope_heap_objects{pid="%d",program="phases"} 15`, p.Pid))
 	assert.Contains(t, body, fmt.Sprintf(`memscope_allocations_total{pid="%d",program="phases"} 15`, p.Pid))
+	assert.Contains(t, body, fmt.Sprintf(`memscope_unrecorded_calls_total{pid="%d",program="phases"} 0`, p.Pid))
 	assert.Contains(t, body, "memscope_ring_capacity_bytes 6.7108864e+07")
 
 	r.step(3)

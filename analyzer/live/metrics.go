@@ -34,6 +34,7 @@ var (
 	frees       = prometheus.NewDesc("memscope_frees_total", "Frees of known blocks.", procLabels, nil)
 	allocBytes  = prometheus.NewDesc("memscope_allocated_bytes_total", "Bytes requested by allocating calls.", procLabels, nil)
 	dropped     = prometheus.NewDesc("memscope_dropped_events_total", "Events the ring could not take (lossy mode); the reports are incomplete if not 0.", procLabels, nil)
+	unrecorded  = prometheus.NewDesc("memscope_unrecorded_calls_total", "Allocator calls signal handlers made inside memscope's hooks, passed through unrecorded; the reports are incomplete if not 0.", procLabels, nil)
 	late        = prometheus.NewDesc("memscope_late_events_total", "Events that arrived after the reorder window.", procLabels, nil)
 	lag         = prometheus.NewDesc("memscope_analyzer_lag_seconds", "Seconds between the newest event of the process the analyzer applied and now.", procLabels, nil)
 
@@ -46,7 +47,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{heapBytes, heapObjects, peakBytes, allocs, frees, allocBytes, dropped, late, lag,
+	for _, d := range []*prometheus.Desc{heapBytes, heapObjects, peakBytes, allocs, frees, allocBytes, dropped, unrecorded, late, lag,
 		ringCapacity, ringUsed, ringDropped, applied, processes} {
 		ch <- d
 	}
@@ -85,6 +86,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(frees, float64(t.Frees))
 		counter(allocBytes, float64(t.BytesAllocated))
 		counter(dropped, float64(t.DroppedEvents))
+		counter(unrecorded, float64(t.UnrecordedCalls))
 		counter(late, float64(t.LateEvents))
 		var lagS float64
 		if p.Running && p.SeenNS != 0 && st.NowNS > p.SeenNS {
