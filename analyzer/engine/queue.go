@@ -60,11 +60,17 @@ type eventBlock struct {
 }
 
 // blockPool recycles eventBlocks; it keeps at most maxPooledBlocks.
-type blockPool struct{ free []*eventBlock }
+// inUse counts the blocks handed out and not given back: the memory of
+// the events waiting (the engine shortens its window when it is large).
+type blockPool struct {
+	free  []*eventBlock
+	inUse int
+}
 
 const maxPooledBlocks = 2048 // 64 MiB
 
 func (p *blockPool) get() *eventBlock {
+	p.inUse++
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
 		p.free = p.free[:n-1]
@@ -74,6 +80,7 @@ func (p *blockPool) get() *eventBlock {
 }
 
 func (p *blockPool) put(b *eventBlock) {
+	p.inUse--
 	b.next = nil
 	if len(p.free) < maxPooledBlocks {
 		p.free = append(p.free, b)
