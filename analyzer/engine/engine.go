@@ -76,6 +76,8 @@ type Engine struct {
 	// batchLimit is the capacity of batches (0: batchCap); tests make
 	// it small to fill batches up.
 	batchLimit int
+	// windowBlocks is maxWindowBlocks; tests make it small.
+	windowBlocks int
 
 	stacks    map[uint64][]uint64
 	maxStacks int // bound of len(stacks) (Options.MaxStacks)
@@ -112,7 +114,8 @@ func New(opts Options) *Engine {
 		procRecs: map[uint64]pendingProc{},
 		slack:    uint64(w) / 16 << kindBit,
 
-		maxStacks: opts.MaxStacks,
+		maxStacks:    opts.MaxStacks,
+		windowBlocks: maxWindowBlocks,
 	}
 	if e.maxStacks <= 0 {
 		e.maxStacks = 16 << 20
@@ -409,7 +412,7 @@ func (e *Engine) publish(run *runAppender) {
 	if ts := last >> kindBit; ts > e.maxSeen {
 		e.maxSeen = ts
 		w := e.window
-		if e.pool.inUse > maxWindowBlocks && w > uint64(pressureWindow) {
+		if e.pool.inUse > e.windowBlocks && w > uint64(pressureWindow) {
 			w = uint64(pressureWindow)
 		}
 		if ts >= w {

@@ -611,3 +611,33 @@ func TestSettle(t *testing.T) {
 	assert.Zero(t, p.Totals.LateEvents)
 	assert.Zero(t, p.Totals.UnknownFrees)
 }
+
+func TestWindowShrinksUnderPressure(t *testing.T) {
+	// Window 1 s: with no watermark, thread 701's 500 ms of events wait.
+	// Past windowBlocks event blocks in use, the window is 100 ms, so the
+	// events waiting stay within a few blocks of the bound (the rest are
+	// applied), and an event of a thread that stalled longer is late.
+	const pid = 700
+	for _, tc := range []struct {
+		blocks      int
+		maxPending  int
+		late        uint64
+		someApplied bool
+	}{
+		{1 << 20, 5000, 0, false}, // no pressure: everything waits
+		{2, (2 + 2) * blockEvents, 1, true},
+	} {
+		e := New(Options{ReorderWindow: time.Second})
+		e.windowBlocks = tc.blocks
+		for i := uint64(0); i < 5000; i++ {
+			ts := ms + i*ms/10 // 1 ms .. 500.9 ms
+			require.NoError(t, e.Apply(recOf(t, pid, 701, shm.AppendAlloc(nil, ts, shm.Alloc{Ptr: 0x10000 + 16*i, Size: 1, StackID: 1, Kind: shm.KindMalloc}))))
+		}
+		assert.LessOrEqual(t, e.Pending(), tc.maxPending, "blocks %d: pending", tc.blocks)
+		assert.Equal(t, tc.someApplied, e.Snapshot(pid).Totals.Allocations > 0, "blocks %d: applied", tc.blocks)
+		require.NoError(t, e.Apply(recOf(t, pid, 702, shm.AppendAlloc(nil, ms/2, shm.Alloc{Ptr: 0x8000, Size: 1, StackID: 1, Kind: shm.KindMalloc}))))
+		p := e.EndProcess(pid, ExitStatus{})
+		assert.Equal(t, uint64(5001), p.Totals.Allocations)
+		assert.Equal(t, tc.late, p.Totals.LateEvents, "blocks %d: late", tc.blocks)
+	}
+}
