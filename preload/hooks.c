@@ -81,11 +81,6 @@ static inline void leave(struct ms_tls *t)
 	t->busy = 0;
 }
 
-static inline int recording(void)
-{
-	return !ms_tls()->busy && __atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE;
-}
-
 static void record_alloc(void *p, size_t size, int kind, size_t align, const struct ms_caller *c)
 {
 	struct ms_tls *t = enter(); /* may initialise, writing PROCESS start */

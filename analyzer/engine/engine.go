@@ -577,7 +577,7 @@ func (e *Engine) Advance(now uint64) {
 // no record still to come can be stamped before (shm.Reader.Watermark):
 // the reorder window only has to hold events the watermark has not
 // passed. With every thread writing, that is the last few polls' events,
-// which stay in the CPU's caches, instead of the window's 100 ms of them.
+// which stay in the CPU's caches, instead of a whole window of them.
 func (e *Engine) Settle(ts uint64) {
 	if ts == 0 {
 		return

@@ -145,10 +145,11 @@ type pprofBuilder struct {
 	locations map[locKey]*profile.Location
 	noStack   *profile.Location
 	// byPC is each PC's location (nil: one of memscope's own frames),
-	// when no module of the process was unloaded, so that a PC means
-	// the same whatever the stack's time: deep stacks repeat their
-	// outer frames, and resolving each occurrence again (the module
-	// search, the symbol cache's key) was most of the time of a
+	// kept when no module of the process was unloaded, so that a PC
+	// means the same whatever the stack's time (otherwise byPC is nil
+	// and every PC is resolved at its stack's time). Deep stacks repeat
+	// their outer frames, and resolving each occurrence again (the
+	// module search, the symbol cache's key) was most of the time of a
 	// profile whose symbols were known (python dicts: 0.2 s).
 	byPC map[uint64]*profile.Location
 }
@@ -165,32 +166,20 @@ func newPprofBuilder(prof *profile.Profile, syms *Symbols, p *engine.Process) *p
 	return b
 }
 
+// stack returns the locations of a stack's PCs, innermost first, without
+// memscope's own frames.
 func (b *pprofBuilder) stack(stackID, ts uint64) []*profile.Location {
-	if b.byPC != nil {
-		return b.stackByPC(stackID, ts)
-	}
-	infos := b.syms.stackPCs(b.p, stackID, ts)
-	if len(infos) == 0 {
-		return []*profile.Location{b.noStackLocation()}
-	}
-	locs := make([]*profile.Location, 0, len(infos))
-	for _, info := range infos {
-		locs = append(locs, b.location(info))
-	}
-	return locs
-}
-
-// stackByPC is stack through byPC.
-func (b *pprofBuilder) stackByPC(stackID, ts uint64) []*profile.Location {
 	pcs := b.p.Stacks[stackID]
 	locs := make([]*profile.Location, 0, len(pcs))
 	for _, pc := range pcs {
-		l, ok := b.byPC[pc]
-		if !ok {
+		l, known := b.byPC[pc]
+		if !known {
 			if info := b.syms.resolve(b.p, pc, ts); info.module == nil || !isSelf(info.path) {
 				l = b.location(info)
 			}
-			b.byPC[pc] = l
+			if b.byPC != nil {
+				b.byPC[pc] = l
+			}
 		}
 		if l != nil {
 			locs = append(locs, l)

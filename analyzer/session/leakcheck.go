@@ -2,7 +2,6 @@ package session
 
 import (
 	"fmt"
-	"memscope/analyzer/report"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -10,6 +9,7 @@ import (
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/reach"
+	"memscope/analyzer/report"
 	"memscope/shm"
 )
 

@@ -57,12 +57,9 @@ static int cring_append_raw(struct ms_ring *r, struct ms_writer *w, const void *
 	return 1;
 }
 
-static inline int append_alloc(struct ms_ring *r, struct ms_writer *w, uint64_t ts, uint64_t ptr,
-			       uint64_t size, uint64_t stack_id, uint16_t kind, uint32_t align)
+static inline void fill_alloc(struct ms_alloc *a, uint64_t ts, uint64_t ptr, uint64_t size,
+			      uint64_t stack_id, uint16_t kind, uint32_t align)
 {
-	struct ms_alloc *a = ms_ring_begin(r, w, sizeof *a);
-	if (!a)
-		return 0;
 	a->h.type = MS_REC_ALLOC;
 	a->h.len = sizeof *a;
 	a->h.flags = 0;
@@ -73,6 +70,15 @@ static inline int append_alloc(struct ms_ring *r, struct ms_writer *w, uint64_t 
 	a->kind = kind;
 	a->_pad = 0;
 	a->align = align;
+}
+
+static inline int append_alloc(struct ms_ring *r, struct ms_writer *w, uint64_t ts, uint64_t ptr,
+			       uint64_t size, uint64_t stack_id, uint16_t kind, uint32_t align)
+{
+	struct ms_alloc *a = ms_ring_begin(r, w, sizeof *a);
+	if (!a)
+		return 0;
+	fill_alloc(a, ts, ptr, size, stack_id, kind, align);
 	ms_ring_end(r, w);
 	return 1;
 }
@@ -123,16 +129,7 @@ static uint64_t cring_append_stamped(struct ms_ring *r, struct ms_writer *w, uin
 			continue;
 		if (yield_every && i % yield_every == 0)
 			sched_yield();
-		a->h.type = MS_REC_ALLOC;
-		a->h.len = sizeof *a;
-		a->h.flags = 0;
-		a->h.ts = ms_now_ns();
-		a->ptr = first + i;
-		a->size = 8;
-		a->stack_id = 0;
-		a->kind = MS_KIND_MALLOC;
-		a->_pad = 0;
-		a->align = 0;
+		fill_alloc(a, ms_now_ns(), first + i, 8, 0, MS_KIND_MALLOC, 0);
 		ms_ring_end(r, w);
 		ok++;
 	}
