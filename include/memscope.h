@@ -71,7 +71,7 @@
 #include <stdint.h>
 
 #define MS_MAGIC 0x45504f43534d454dULL /* bytes "MEMSCOPE" little-endian */
-#define MS_VERSION 2
+#define MS_VERSION 3
 
 #define MS_HEADER_SIZE 4096u
 #define MS_CHUNK_HEADER_SIZE 64u
@@ -85,6 +85,14 @@
 
 /* ms_ring_header.flags */
 #define MS_RING_LOSSY 0x1u /* producers drop instead of waiting when full */
+/*
+ * Record timestamps (ms_record_header.ts) are the CPU's time-stamp counter,
+ * read as "lfence; rdtsc", not CLOCK_MONOTONIC ns: set by the ring's
+ * creator where the TSC is invariant (CPUID 0x80000007 EDX bit 8). The
+ * consumer converts ticks to ns with its own calibration against
+ * CLOCK_MONOTONIC. Every other time in the ring stays CLOCK_MONOTONIC ns.
+ */
+#define MS_RING_TSC 0x2u
 
 /* ms_ring_header.consumer_caps */
 #define MS_CAP_LEAK_CHECK 0x1u /* the consumer checks reachability at exit (X1-X4) */
@@ -209,7 +217,7 @@ struct ms_record_header {
 	uint16_t type; /* enum ms_record_type */
 	uint16_t len;  /* whole record incl. this header, multiple of 8 (I7) */
 	uint32_t flags;
-	uint64_t ts;   /* CLOCK_MONOTONIC ns; causal per DESIGN §5.3 */
+	uint64_t ts;   /* CLOCK_MONOTONIC ns, or TSC ticks (MS_RING_TSC); causal per DESIGN §5.3 */
 };
 
 /* Allocation kinds (ms_alloc.kind, ms_realloc.kind). */

@@ -9,6 +9,8 @@
  *   MEMSCOPE_RING_SIZE    bare mode ring capacity: bytes, or with K/M/G
  *   MEMSCOPE_DEPTH        stack depth 0..256 (0: no stacks), default 64
  *   MEMSCOPE_MODE         lossless (default) | lossy
+ *   MEMSCOPE_CLOCK        tsc (default where invariant) | monotonic: the
+ *                         clock of bare mode's ring (run/record choose theirs)
  *   MEMSCOPE_FOLLOW_FORK  1 (default) | 0: stop tracing in fork children
  *   MEMSCOPE_LEAK_CHECK_TIMEOUT  longest wait at exit for the leak check:
  *                         seconds, or with an ms suffix; 0: no check (5)
@@ -170,6 +172,7 @@ void ms_config_load(struct ms_config *c)
 	c->ring_size = MS_DEFAULT_RING_SIZE;
 	c->depth = 64;
 	c->lossy = 0;
+	c->clock_monotonic = 0;
 	c->follow_fork = 1;
 	c->marker_pid = -1;
 	c->leak_check_timeout_ns = 5000000000ull;
@@ -206,6 +209,13 @@ void ms_config_load(struct ms_config *c)
 			c->lossy = 1;
 		else if (strcmp(v, "lossless") != 0)
 			bad("MEMSCOPE_MODE", v, "want lossless or lossy; using lossless");
+	}
+	v = ms_getenv("MEMSCOPE_CLOCK");
+	if (v) {
+		if (strcmp(v, "monotonic") == 0)
+			c->clock_monotonic = 1;
+		else if (strcmp(v, "tsc") != 0)
+			bad("MEMSCOPE_CLOCK", v, "want tsc or monotonic; using tsc");
 	}
 	v = ms_getenv("MEMSCOPE_FOLLOW_FORK");
 	if (v) {

@@ -39,6 +39,7 @@ struct ms_config {
 	uint64_t ring_size;       /* MEMSCOPE_RING_SIZE (bare mode) */
 	unsigned depth;           /* MEMSCOPE_DEPTH, 0..MS_MAX_DEPTH; 0: no stacks */
 	int lossy;                /* MEMSCOPE_MODE=lossy */
+	int clock_monotonic;      /* MEMSCOPE_CLOCK=monotonic: bare mode's ring is not MS_RING_TSC */
 	int follow_fork;          /* MEMSCOPE_FOLLOW_FORK */
 	long marker_pid;          /* MEMSCOPE_PID (our own marker), -1 if absent */
 	uint64_t leak_check_timeout_ns; /* MEMSCOPE_LEAK_CHECK_TIMEOUT; 0: no check at exit */
@@ -156,7 +157,7 @@ static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, 
 		h->type = type;
 		h->len = (uint16_t)size;
 		h->flags = flags;
-		h->ts = ms_now_ns();
+		h->ts = ms_stamp(&ms_g.ring);
 	}
 	return h;
 }

@@ -44,6 +44,20 @@ uint64_t ms_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+int ms_tsc_invariant(void)
+{
+#if defined(__x86_64__)
+	uint32_t a, b, c, d;
+	__asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u), "c"(0));
+	if (a < 0x80000007u)
+		return 0;
+	__asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000007u), "c"(0));
+	return (d >> 8) & 1;
+#else
+	return 0;
+#endif
+}
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -125,6 +139,15 @@ int ms_ring_attach(struct ms_ring *r, const char *path, int lossy)
 	r->chunk_count = probe.chunk_count;
 	r->data_cap = probe.chunk_size - MS_CHUNK_HEADER_SIZE;
 	r->lossy = lossy || (probe.flags & MS_RING_LOSSY) != 0;
+#if defined(__x86_64__)
+	r->tsc = (probe.flags & MS_RING_TSC) != 0;
+#else
+	if (probe.flags & MS_RING_TSC) {
+		munmap(map, (size_t)st.st_size);
+		return MS_ATTACH_VERSION; /* no TSC here: stamped with another clock */
+	}
+	r->tsc = 0;
+#endif
 	r->consumer_timeout_ns = probe.consumer_timeout_ns;
 	return MS_ATTACH_OK;
 }
@@ -312,7 +335,7 @@ static void write_lost_record(struct ms_ring *r, struct ms_writer *w)
 	rec->h.type = MS_REC_LOST;
 	rec->h.len = sizeof *rec;
 	rec->h.flags = 0;
-	rec->h.ts = ms_now_ns();
+	rec->h.ts = ms_stamp(r);
 	rec->count = w->lost;
 	w->lost = 0;
 	ms_ring_end(r, w);

@@ -127,6 +127,8 @@ static int create_ring(void)
 	h->seal_after_ns = MS_DEFAULT_SEAL_AFTER_NS;
 	h->consumer_timeout_ns = MS_DEFAULT_CONSUMER_TIMEOUT_NS;
 	h->flags = ms_g.cfg.lossy ? MS_RING_LOSSY : 0;
+	if (!ms_g.cfg.clock_monotonic && ms_tsc_invariant())
+		h->flags |= MS_RING_TSC;
 	h->creator_uid = (uint32_t)geteuid();
 	h->created_ns = now;
 	/* The analyzer gets consumer_timeout to start before producers give up. */

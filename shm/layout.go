@@ -7,7 +7,7 @@ package shm
 // Ring file constants.
 const (
 	Magic                 = 0x45504f43534d454d // MS_MAGIC, bytes "MEMSCOPE"
-	Version               = 2                  // MS_VERSION
+	Version               = 3                  // MS_VERSION
 	HeaderSize            = 4096               // MS_HEADER_SIZE
 	ChunkHeaderSize       = 64                 // MS_CHUNK_HEADER_SIZE
 	MinChunkSize          = 4096               // MS_MIN_CHUNK_SIZE
@@ -20,6 +20,7 @@ const (
 	DefaultConsumerTimeNS = 10000000000        // MS_DEFAULT_CONSUMER_TIMEOUT_NS
 
 	RingLossy = 0x1 // MS_RING_LOSSY
+	RingTSC   = 0x2 // MS_RING_TSC
 
 	CapLeakCheck = 0x1 // MS_CAP_LEAK_CHECK
 	ExitSlots    = 64  // MS_EXIT_SLOTS

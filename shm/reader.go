@@ -77,7 +77,9 @@ type Reader struct {
 	base         uint64 // committed: chunks < base are released (== last_read_to)
 	startedAt    uint64 // base when this Reader attached
 	head         uint64 // reserve_head of the last snapshot
-	snapNow      uint64 // the clock read before the last snapshot
+	clock        *Clock // of the records' timestamps (the watermark's)
+	stampNow     uint64 // clock.Now() read before the current snapshot
+	snapNow      uint64 // clock.Now() read before the last snapshot
 	watermark    uint64 // Watermark
 	entries      []chunkEntry
 	stats        ReaderStats
@@ -92,6 +94,7 @@ func (r *Ring) NewReader(opts ReaderOptions) (*Reader, error) {
 	}
 	rd := &Reader{
 		r:            r,
+		clock:        r.clock,
 		sealAfterNS:  uint64(r.sealAfter),
 		timeoutNS:    uint64(r.consumerTimeout),
 		processAlive: opts.ProcessAlive,
@@ -174,6 +177,9 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 		return 0, fmt.Errorf("ring %s: %w", r.path, errClosed)
 	}
 	defer r.catchFault(&err, debug.SetPanicOnFault(true))
+	// The records' clock first: the heartbeat's store orders it before
+	// every load of the snapshot (Watermark).
+	rd.stampNow = rd.clock.Now()
 	now := monotonicNS()
 	atomic.StoreUint64(r.u64(offHeartbeatNS), now)
 	atomic.StoreUint32(r.u32(offConsumerPid), rd.pid)
@@ -225,19 +231,19 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 			rd.stats.ChunksRead++
 		}
 	}
-	rd.setWatermark(now)
+	rd.setWatermark(rd.stampNow)
 	return n, nil
 }
 
 // Watermark is a time no record delivered after the last complete
-// PollChunks or Poll can be stamped before (CLOCK_MONOTONIC ns; 0 when
-// nothing is known): a consumer that orders events by time can apply
+// PollChunks or Poll can be stamped before (ns of the ring's Clock; 0
+// when nothing is known): a consumer that orders events by time can apply
 // those below it at once, without waiting for other threads.
 //
 // Why it holds: producers read the clock inside the record, after the
 // CAS that marks their chunk WRITING (ms_rec_open in
 // preload/memscope_internal.h). PollChunks reads the clock (now), then,
-// behind a full barrier (the heartbeat's atomic store of now), snapshots
+// behind a full barrier (the heartbeat's atomic store), snapshots
 // every chunk. A chunk seen without a record in progress, or not
 // claimed yet, will hold only records stamped >= now; a chunk reserved
 // after the snapshot read reserve_head likewise. A record in progress
@@ -305,7 +311,7 @@ func (rd *Reader) observe(j uint64, now uint64) error {
 			if e.readOff != 0 {
 				return rd.chunkErr(j, chOffConsumed, "consumed offset %d in a chunk not claimed yet", e.readOff)
 			}
-			e.kind, e.snapLen, e.quietAt = chunkUnclaimed, 0, now
+			e.kind, e.snapLen, e.quietAt = chunkUnclaimed, 0, rd.stampNow
 			if !rd.idle(e, seqWord, 0, now) {
 				return nil
 			}
@@ -343,7 +349,7 @@ func (rd *Reader) observeClaimed(e *chunkEntry, c chunkHeader, st uint64, now ui
 		if e.readOff != 0 {
 			return false, rd.chunkErr(j, chOffConsumed, "consumed offset %d in a chunk not initialised yet", e.readOff)
 		}
-		e.kind, e.snapLen, e.quietAt = chunkUninit, 0, now
+		e.kind, e.snapLen, e.quietAt = chunkUninit, 0, rd.stampNow
 		if !rd.idle(e, seqClaimed(j), st, now) {
 			return false, nil
 		}
@@ -384,7 +390,7 @@ func (rd *Reader) observeClaimed(e *chunkEntry, c chunkHeader, st uint64, now ui
 	}
 	e.snapLen = ln
 	if st&stateWriting == 0 {
-		e.quietAt = now
+		e.quietAt = rd.stampNow
 	}
 	if st&stateSealed != 0 {
 		e.sealed = true

@@ -21,6 +21,9 @@ type Options struct {
 	SealAfter       time.Duration // 0: 50ms
 	ConsumerTimeout time.Duration // 0: 10s
 	Lossy           bool          // sets MS_RING_LOSSY
+	// MonotonicClock stamps records with CLOCK_MONOTONIC even where the
+	// TSC is invariant (otherwise the ring is MS_RING_TSC: Clock).
+	MonotonicClock bool
 }
 
 // Ring is a mapped ring file. Its immutable geometry is copied out of the
@@ -35,6 +38,7 @@ type Ring struct {
 	flags           uint32
 	creatorUID      uint32
 	createdNS       uint64
+	clock           *Clock // of the records' timestamps
 }
 
 // Info is a snapshot of a ring's header.
@@ -60,7 +64,11 @@ type Info struct {
 	FullWait        time.Duration // producers' time spent waiting for a free chunk, all threads added
 }
 
-// monotonicNS is CLOCK_MONOTONIC in ns, the clock of every ring timestamp.
+// Clock is the clock of the ring's record timestamps.
+func (r *Ring) Clock() *Clock { return r.clock }
+
+// monotonicNS is CLOCK_MONOTONIC in ns, the clock of every ring time but
+// records' timestamps in an MS_RING_TSC ring (Clock).
 func monotonicNS() uint64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -112,6 +120,10 @@ func Create(path string, opts Options) (*Ring, error) {
 	if opts.Lossy {
 		r.flags |= RingLossy
 	}
+	if !opts.MonotonicClock && InvariantTSC() {
+		r.flags |= RingTSC
+	}
+	r.clock = newClock(r.flags&RingTSC != 0)
 	*r.u32(offVersion) = Version
 	*r.u32(offHeaderSize) = HeaderSize
 	*r.u32(offChunkSize) = cs
@@ -225,6 +237,10 @@ func (r *Ring) loadHeader(fileSize uint64) error {
 		return bad(offConsumerTimeoutNS, "consumer_timeout_ns %d is not positive", *r.u64(offConsumerTimeoutNS))
 	}
 	r.flags = *r.u32(offFlags)
+	if r.flags&RingTSC != 0 && !InvariantTSC() {
+		return bad(offFlags, "flags %#x: records stamped with the time-stamp counter, which this machine does not have invariant (a ring from another machine?)", r.flags)
+	}
+	r.clock = newClock(r.flags&RingTSC != 0)
 	r.creatorUID = *r.u32(offCreatorUID)
 	r.createdNS = *r.u64(offCreatedNS)
 	head, done := atomic.LoadUint64(r.u64(offReserveHead)), atomic.LoadUint64(r.u64(offLastReadTo))

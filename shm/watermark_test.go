@@ -16,15 +16,27 @@ import (
 // threads than cores and some yielding with a record open, and checks
 // Watermark's promise on every poll: no record delivered later carries a
 // timestamp below it. It also checks that the watermark moves with the
-// producers (it is useful, not just safe) and never goes back.
+// producers (it is useful, not just safe) and never goes back. Both
+// clocks: the time-stamp counter (where it is invariant) and
+// CLOCK_MONOTONIC.
 func TestWatermarkBoundsLaterRecords(t *testing.T) {
 	for _, tc := range []struct {
 		producers  int
 		yieldEvery uint64
-	}{{1, 0}, {4, 0}, {8, 97}} {
-		t.Run(fmt.Sprintf("producers=%d/yield=%d", tc.producers, tc.yieldEvery), func(t *testing.T) {
+		monotonic  bool
+	}{{1, 0, false}, {4, 0, false}, {8, 97, false}, {1, 0, true}, {8, 97, true}} {
+		clock := "tsc"
+		if tc.monotonic {
+			clock = "monotonic"
+		}
+		t.Run(fmt.Sprintf("producers=%d/yield=%d/%s", tc.producers, tc.yieldEvery, clock), func(t *testing.T) {
+			if !tc.monotonic && !InvariantTSC() {
+				t.Skip("no invariant TSC here")
+			}
 			const events = 200000
-			r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 64 * MinChunkSize})
+			r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 64 * MinChunkSize, MonotonicClock: tc.monotonic})
+			require.Equal(t, !tc.monotonic, r.Clock().TSC())
+			stamps := r.Clock().Conv()
 			c := attach(t, r, false)
 			rd, err := r.NewReader(ReaderOptions{})
 			require.NoError(t, err)
@@ -49,8 +61,8 @@ func TestWatermarkBoundsLaterRecords(t *testing.T) {
 			var bad error
 			check := func(rec Record) error {
 				received++
-				if bad == nil && rec.TS < mark {
-					bad = fmt.Errorf("record %d of tid %d stamped %d, below the watermark %d of an earlier poll", received, rec.Tid, rec.TS, mark)
+				if ts := stamps.NS(rec.TS); bad == nil && ts < mark {
+					bad = fmt.Errorf("record %d of tid %d stamped %d, below the watermark %d of an earlier poll", received, rec.Tid, ts, mark)
 				}
 				return nil
 			}

@@ -388,21 +388,24 @@ func TestAnalyzeBadInput(t *testing.T) {
 		name string
 		args []string
 		want string
+		env  []string
 	}{
-		{"missing program", []string{"run", "--", "/nonexistent/prog"}, "program /nonexistent/prog does not exist"},
-		{"not executable", []string{"run", "--", notExec}, "is not executable"},
-		{"not in PATH", []string{"run", "--", "no-such-program-xyz"}, `program "no-such-program-xyz" not found in PATH`},
-		{"bad out dir", []string{"run", "--out", "/etc/passwd/dir", "--", "/bin/true"}, "--out /etc/passwd/dir"},
-		{"bad flag", []string{"run", "--no-such-flag", "--", "/bin/true"}, "unknown flag: --no-such-flag"},
-		{"bad ring size", []string{"run", "--ring-size", "lots", "--", "/bin/true"}, `invalid size "lots"`},
-		{"missing ring", []string{"record", "--ring", "/nonexistent/ring"}, "/nonexistent/ring"},
-		{"no program", []string{"run"}, "run needs a program"},
-		{"foreign ring", []string{"record", "--ring", foreign}, "not a memscope ring"},
-		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"missing program", []string{"run", "--", "/nonexistent/prog"}, "program /nonexistent/prog does not exist", nil},
+		{"not executable", []string{"run", "--", notExec}, "is not executable", nil},
+		{"not in PATH", []string{"run", "--", "no-such-program-xyz"}, `program "no-such-program-xyz" not found in PATH`, nil},
+		{"bad out dir", []string{"run", "--out", "/etc/passwd/dir", "--", "/bin/true"}, "--out /etc/passwd/dir", nil},
+		{"bad flag", []string{"run", "--no-such-flag", "--", "/bin/true"}, "unknown flag: --no-such-flag", nil},
+		{"bad ring size", []string{"run", "--ring-size", "lots", "--", "/bin/true"}, `invalid size "lots"`, nil},
+		{"missing ring", []string{"record", "--ring", "/nonexistent/ring"}, "/nonexistent/ring", nil},
+		{"no program", []string{"run"}, "run needs a program", nil},
+		{"foreign ring", []string{"record", "--ring", foreign}, "not a memscope ring", nil},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, nil},
+		{"bad clock", []string{"run", "--", "/bin/true"}, `MEMSCOPE_CLOCK="hpet": want tsc or monotonic`, []string{"MEMSCOPE_CLOCK=hpet"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(analyzer(t), tc.args...)
+			cmd.Env = append(cleanEnv(), tc.env...)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee, "%s", out)

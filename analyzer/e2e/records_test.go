@@ -375,7 +375,7 @@ func TestStacksOncePerProcess(t *testing.T) {
 // TestInvalidEnv: a bad value gives one stderr line naming the variable,
 // and the default is used.
 func TestInvalidEnv(t *testing.T) {
-	for _, kv := range []string{"MEMSCOPE_DEPTH=lots", "MEMSCOPE_DEPTH=300", "MEMSCOPE_MODE=fast", "MEMSCOPE_FOLLOW_FORK=yes"} {
+	for _, kv := range []string{"MEMSCOPE_DEPTH=lots", "MEMSCOPE_DEPTH=300", "MEMSCOPE_MODE=fast", "MEMSCOPE_FOLLOW_FORK=yes", "MEMSCOPE_CLOCK=hpet"} {
 		t.Run(kv, func(t *testing.T) {
 			res := traced(t, []string{program(t, "leaks")}, runOpts{Env: []string{kv}})
 			require.Equal(t, 0, res.ExitCode)

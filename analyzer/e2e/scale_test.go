@@ -24,10 +24,18 @@ import (
 // TestThousandThreads runs testdata/crowd.c: 1000 threads allocating at
 // once on 2 cores, then 100000 short threads one after another (issue 18
 // §4). However late some events arrive, no event is dropped, every free
-// meets its block and every site's counts are the program's own.
+// meets its block and every site's counts are the program's own; with
+// records stamped by the time-stamp counter (the default where it is
+// invariant) and by CLOCK_MONOTONIC.
 func TestThousandThreads(t *testing.T) {
+	for _, clock := range []string{"tsc", "monotonic"} {
+		t.Run(clock, func(t *testing.T) { thousandThreads(t, clock) })
+	}
+}
+
+func thousandThreads(t *testing.T, clock string) {
 	const threads, rounds, shorts = 1000, 100, 100000
-	a := analyze(t, nil, program(t, "crowd"), fmt.Sprint(threads), fmt.Sprint(rounds), fmt.Sprint(shorts))
+	a := analyzeEnv(t, []string{"MEMSCOPE_CLOCK=" + clock}, nil, program(t, "crowd"), fmt.Sprint(threads), fmt.Sprint(rounds), fmt.Sprint(shorts))
 	require.Equal(t, 0, a.exitCode, "stderr:\n%s", a.stderr)
 	m := a.main(t)
 	assert.True(t, m.Complete, "complete")

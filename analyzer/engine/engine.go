@@ -40,6 +40,9 @@ type Options struct {
 	ReorderWindow time.Duration
 	// TimelineInterval is the spacing of timeline samples. Default 10 ms.
 	TimelineInterval time.Duration
+	// Stamps converts records' timestamps to ns (the ring's
+	// Clock().Conv()); the zero value takes them as ns already.
+	Stamps shm.StampConv
 	// MaxStacks bounds the distinct stacks the engine keeps (the ring is
 	// written by the traced program: a hostile one must not exhaust the
 	// analyzer's memory). Default 16 M (about 4 GiB of stacks at depth 32).
@@ -66,6 +69,7 @@ const maxModules = 1 << 16
 type Engine struct {
 	window   uint64 // ns
 	interval uint64 // ns
+	stamps   shm.StampConv
 
 	procs   map[uint32]*proc
 	threads map[uint64]*thread
@@ -108,6 +112,7 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		window:   uint64(w),
 		interval: uint64(iv),
+		stamps:   opts.Stamps,
 		procs:    map[uint32]*proc{},
 		threads:  map[uint64]*thread{},
 		stacks:   map[uint64][]uint64{},
@@ -177,6 +182,7 @@ func (e *Engine) Apply(rec shm.Record) error {
 // and applyRecord.
 func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, err error) {
 	le := binary.LittleEndian
+	stamps := e.stamps
 	// The chunk's heap events are appended to its thread's run as they
 	// are decoded, and published (counted, merged, windowed) at once.
 	var run runAppender
@@ -191,7 +197,7 @@ func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, er
 			// Little-endian header: type | len<<16 | flags<<32, ts.
 			w := le.Uint64(d)
 			t, n := shm.RecordType(w), int(uint16(w>>16))
-			ts := le.Uint64(d[8:])
+			ts := stamps.NS(le.Uint64(d[8:]))
 			if n <= len(d) && n%8 == 0 {
 				d = d[:n]
 				switch {
@@ -206,10 +212,10 @@ func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, er
 					run.push(event{key: eventKey(ts, evFree), ptr: le.Uint64(d[freePtrOff:])})
 					took, records = took+n, records+1
 					continue
-				case t == shm.RecRealloc && n >= reallocRecSize && le.Uint64(d[reallocTSBeforeOff:]) <= ts:
+				case t == shm.RecRealloc && n >= reallocRecSize && stamps.NS(le.Uint64(d[reallocTSBeforeOff:])) <= ts:
 					run.open(e, pid, tid)
 					if old := le.Uint64(d[reallocOldOff:]); old != 0 {
-						run.push(event{key: eventKey(le.Uint64(d[reallocTSBeforeOff:]), evFree), ptr: old})
+						run.push(event{key: eventKey(stamps.NS(le.Uint64(d[reallocTSBeforeOff:])), evFree), ptr: old})
 					}
 					if nw := le.Uint64(d[reallocNewOff:]); nw != 0 {
 						run.push(event{eventKey(ts, evAlloc), nw, le.Uint64(d[reallocSizeOff:]), le.Uint64(d[reallocStackOff:])})
@@ -224,6 +230,7 @@ func (e *Engine) ApplyChunk(pid, tid uint32, data []byte) (took, records int, er
 			return took, records, &shm.RecordError{Offset: took, Err: perr}
 		}
 		rec.Pid, rec.Tid = pid, tid
+		rec.TS = stamps.NS(rec.TS)
 		// The events appended so far come first (applyRecord can queue
 		// and release).
 		e.publish(&run)

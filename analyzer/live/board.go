@@ -19,7 +19,7 @@ import (
 type State struct {
 	Time    time.Time // when it was published
 	Started time.Time // when the session started
-	NowNS   uint64    // CLOCK_MONOTONIC at publication (the ring's clock)
+	NowNS   uint64    // the records' clock at publication (shm.Clock.Now)
 	Ring    shm.Info
 	// EventsApplied counts the allocation and free events the engine
 	// has applied since the session started.

@@ -115,7 +115,7 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 		c.ring.ReleaseExit(pid)
 		if c.timing {
 			fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, held %v (stop %v, ring %v, blocks %v, scan %v: %d B of roots, %d B in %d blocks)\n",
-				pid, waitedSince(waitingSince).Round(time.Microsecond), time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
+				pid, waitedSince(c.ring.Clock(), waitingSince).Round(time.Microsecond), time.Since(began).Round(time.Microsecond), stoppedIn.Round(time.Microsecond), drainedIn.Round(time.Microsecond),
 				blocksIn.Round(time.Microsecond), scan.Took.Round(time.Microsecond), scan.RootBytes, scan.HeapBytes, len(scan.Kinds))
 		}
 	}
@@ -175,7 +175,7 @@ func (c *leakChecker) nothingToScan(x engine.ExitCheck) (bool, error) {
 	}
 	c.ring.ReleaseExit(pid)
 	if c.timing {
-		fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, nothing to scan (no live block, one thread)\n", pid, waitedSince(x.TS).Round(time.Microsecond))
+		fmt.Fprintf(c.out.cfg.Stderr, "memscope: leak check of pid %d: waited %v, nothing to scan (no live block, one thread)\n", pid, waitedSince(c.ring.Clock(), x.TS).Round(time.Microsecond))
 	}
 	return true, nil
 }
@@ -197,9 +197,9 @@ func (c *leakChecker) drain(pid uint32) error {
 	return nil
 }
 
-// waitedSince is how long ago ts was (CLOCK_MONOTONIC ns), 0 if ahead.
-func waitedSince(ts uint64) time.Duration {
-	if now := nowNS(); now > ts {
+// waitedSince is how long ago ts (a record's time) was, 0 if ahead.
+func waitedSince(clock *shm.Clock, ts uint64) time.Duration {
+	if now := clock.Now(); now > ts {
 		return time.Duration(now - ts)
 	}
 	return 0

@@ -19,6 +19,7 @@ import (
 // readers never make it wait.
 type publisher struct {
 	cfg     Config
+	clock   *shm.Clock      // the records' (NowNS)
 	syms    *report.Symbols // the session loop's, shared with the leak checker (same goroutine)
 	board   *live.Board
 	started time.Time
@@ -41,7 +42,7 @@ const keptEnded = 64
 
 func newPublisher(cfg Config, board *live.Board, syms *report.Symbols) *publisher {
 	now := time.Now()
-	return &publisher{cfg: cfg, syms: syms, board: board, started: now, snapEvery: cfg.SnapshotEvery, lastSnap: now, snapNo: map[uint32]int{}}
+	return &publisher{cfg: cfg, clock: cfg.Ring.Clock(), syms: syms, board: board, started: now, snapEvery: cfg.SnapshotEvery, lastSnap: now, snapNo: map[uint32]int{}}
 }
 
 // ended keeps the final state of a process that ended.
@@ -68,7 +69,7 @@ func (pb *publisher) tick(eng *engine.Engine, ringInfo func() shm.Info, force bo
 		return
 	}
 	pb.last = now
-	st := &live.State{Time: now, Started: pb.started, NowNS: nowNS(), Ring: ringInfo(),
+	st := &live.State{Time: now, Started: pb.started, NowNS: pb.clock.Now(), Ring: ringInfo(),
 		Command: pb.cfg.Command, Output: pb.cfg.Output, EventsApplied: pb.endedEv}
 	for _, pid := range eng.Pids() {
 		p := eng.Snapshot(pid)

@@ -258,7 +258,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	if out.resumedAt > 0 {
 		fmt.Fprintf(cfg.Stderr, "memscope: warning: ring %s was already read up to chunk %d by an analyzer that is gone; the events in those chunks are missing and every report will say it is incomplete\n", ring.Path(), out.resumedAt)
 	}
-	eng := engine.New(engine.Options{})
+	clock := ring.Clock()
+	eng := engine.New(engine.Options{Stamps: clock.Conv()})
 	// The loop's own symbol cache, for the leak checker's suppressions and
 	// the live publisher; the report writer has the other (writer.go).
 	loopSyms := report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache}))
@@ -357,7 +358,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
-		eng.Advance(nowNS())
+		eng.Advance(clock.Now())
 		pub.tick(eng, ring.Info, false)
 
 		// Learn who has ended: the reaper (our children), then pidfds.
@@ -519,10 +520,4 @@ func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config, checker *lea
 			time.Sleep(cfg.PollInterval)
 		}
 	}
-}
-
-func nowNS() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
 }

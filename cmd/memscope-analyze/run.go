@@ -68,6 +68,20 @@ func symbolCacheDir() string {
 	}
 }
 
+// monotonicClock reports whether MEMSCOPE_CLOCK asks for records stamped
+// with CLOCK_MONOTONIC rather than the time-stamp counter (the library
+// reads the same variable in bare mode).
+func monotonicClock() (bool, error) {
+	switch v := os.Getenv("MEMSCOPE_CLOCK"); v {
+	case "", "tsc":
+		return false, nil
+	case "monotonic":
+		return true, nil
+	default:
+		return false, fmt.Errorf("MEMSCOPE_CLOCK=%q: want tsc or monotonic", v)
+	}
+}
+
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
@@ -228,13 +242,17 @@ func runProgramWith(ctx context.Context, rf *runFlags, args []string, hooks runH
 	if err != nil {
 		return err
 	}
+	monotonic, err := monotonicClock()
+	if err != nil {
+		return err
+	}
 	dir, err := shm.DefaultDir()
 	if err != nil {
 		return err
 	}
 	warnOrphans(dir)
 	ringPath := filepath.Join(dir, fmt.Sprintf("run.%d.%d.ring", os.Getpid(), time.Now().UnixNano()))
-	ring, err := shm.Create(ringPath, shm.Options{Size: rf.ringSize, Lossy: rf.lossy})
+	ring, err := shm.Create(ringPath, shm.Options{Size: rf.ringSize, Lossy: rf.lossy, MonotonicClock: monotonic})
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 // drainedRing.capture for the format), atomically. It fails if the
 // program fails or any event was dropped: a capture is complete or none.
 func captureRecords(library, path string, argv []string) (err error) {
-	d, err := newDrainedRing("capture")
+	d, err := newDrainedRing("capture", true)
 	if err != nil {
 		return fmt.Errorf("capture: ring: %w", err)
 	}

@@ -28,12 +28,15 @@ type drainedRing struct {
 	capture *bufio.Writer
 }
 
-func newDrainedRing(name string) (*drainedRing, error) {
+// newDrainedRing creates a ring this benchmark drains; monotonic stamps
+// its records with CLOCK_MONOTONIC ns rather than TSC ticks (a capture
+// is replayed without the ring's clock).
+func newDrainedRing(name string, monotonic bool) (*drainedRing, error) {
 	dir, err := shm.DefaultDir()
 	if err != nil {
 		return nil, err
 	}
-	ring, err := shm.Create(filepath.Join(dir, fmt.Sprintf("bench.%d.%s.ring", os.Getpid(), name)), shm.Options{})
+	ring, err := shm.Create(filepath.Join(dir, fmt.Sprintf("bench.%d.%s.ring", os.Getpid(), name)), shm.Options{MonotonicClock: monotonic})
 	if err != nil {
 		return nil, err
 	}

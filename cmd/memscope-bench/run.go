@@ -81,7 +81,7 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 	var total sample
 	var drained *drainedRing
 	if t == memscope && w.joinRing {
-		d, err := newDrainedRing(fmt.Sprint(r.seq)) // not timed
+		d, err := newDrainedRing(fmt.Sprint(r.seq), false) // not timed
 		if err != nil {
 			return total, fmt.Errorf("%s: ring: %w", w.name, err)
 		}

@@ -129,7 +129,7 @@ static uint64_t cring_append_stamped(struct ms_ring *r, struct ms_writer *w, uin
 			continue;
 		if (yield_every && i % yield_every == 0)
 			sched_yield();
-		fill_alloc(a, ms_now_ns(), first + i, 8, 0, MS_KIND_MALLOC, 0);
+		fill_alloc(a, ms_stamp(r), first + i, 8, 0, MS_KIND_MALLOC, 0);
 		ms_ring_end(r, w);
 		ok++;
 	}

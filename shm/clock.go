@@ -1,0 +1,132 @@
+package shm
+
+import (
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// Clock is the clock of a ring's record timestamps (ms_record_header.ts),
+// read and converted to ns. Where the ring's creator found an invariant
+// TSC, producers stamp records with the counter itself ("lfence; rdtsc",
+// about 8 ns, against 14-27 for clock_gettime: include/memscope.h
+// MS_RING_TSC) and the consumer converts: ns = ns0 + (ticks - tsc0) *
+// mult / 2^32, with (tsc0, ns0) read together when the ring was mapped
+// and mult measured against CLOCK_MONOTONIC over at least calibrateSpan.
+// The conversion is fixed once made, so it keeps the order of every two
+// stamps; the consumer's own clock (Now, the Reader's watermark) goes
+// through the same conversion, so it compares with records exactly.
+// Against CLOCK_MONOTONIC the converted time drifts by the calibration's
+// error, some 5e-5 (3 ms a minute): it is for order and display, and the
+// ring's other times (heartbeat, waits) stay CLOCK_MONOTONIC.
+//
+// A Clock is safe for concurrent use.
+type Clock struct {
+	tsc   bool
+	start tscPair // read when the ring was mapped
+	once  sync.Once
+	conv  StampConv // after calibrate
+}
+
+// StampConv converts record timestamps to ns: a plain value for a
+// consumer's inner loop (Clock.Conv).
+type StampConv struct {
+	tsc            bool
+	tsc0, ns0, mul uint64 // ns = ns0 + (t - tsc0) * mul >> 32
+}
+
+// calibrateSpan is the least time between the two readings mult is
+// measured from: each pair is read to within some 50 ns.
+const calibrateSpan = 2 * time.Millisecond
+
+// tscPair is the counter and CLOCK_MONOTONIC read at the same time.
+type tscPair struct{ tsc, ns uint64 }
+
+// readPair reads the counter around CLOCK_MONOTONIC a few times and keeps
+// the tightest reading.
+func readPair() tscPair {
+	best, width := tscPair{}, ^uint64(0)
+	for i := 0; i < 5; i++ {
+		a := rdtscOrdered()
+		ns := monotonicNS()
+		b := rdtscOrdered()
+		if b >= a && b-a < width {
+			best, width = tscPair{a + (b-a)/2, ns}, b-a
+		}
+	}
+	return best
+}
+
+func newClock(tsc bool) *Clock {
+	c := &Clock{tsc: tsc}
+	if tsc {
+		c.start = readPair()
+	}
+	return c
+}
+
+// TSC reports whether records are stamped with the time-stamp counter.
+func (c *Clock) TSC() bool { return c.tsc }
+
+// Conv returns the conversion of record timestamps to ns. With a TSC
+// clock, the first call waits until calibrateSpan has passed since the
+// ring was mapped (in a `run`, the program's start takes longer).
+func (c *Clock) Conv() StampConv {
+	c.once.Do(c.calibrate)
+	return c.conv
+}
+
+func (c *Clock) calibrate() {
+	if !c.tsc {
+		return
+	}
+	if d := time.Duration(monotonicNS() - c.start.ns); d < calibrateSpan {
+		time.Sleep(calibrateSpan - d)
+	}
+	end := readPair()
+	mul := uint64(1) << 32 // 1 GHz, if the counter did not move (cannot happen)
+	if end.tsc > c.start.tsc && end.ns > c.start.ns {
+		hi, lo := bits.Mul64(end.ns-c.start.ns, 1<<32)
+		if hi < end.tsc-c.start.tsc {
+			mul, _ = bits.Div64(hi, lo, end.tsc-c.start.tsc)
+		}
+	}
+	c.conv = StampConv{tsc: true, tsc0: c.start.tsc, ns0: c.start.ns, mul: mul}
+}
+
+// Now is the clock records are stamped with, read now, in ns: after
+// every earlier instruction and before any later one (the Reader's
+// watermark depends on it).
+func (c *Clock) Now() uint64 {
+	if !c.tsc {
+		return monotonicNS()
+	}
+	return c.Conv().NS(rdtscOrdered())
+}
+
+// NS converts a record's timestamp to ns.
+func (v StampConv) NS(t uint64) uint64 {
+	if !v.tsc {
+		return t
+	}
+	return v.ticksNS(t)
+}
+
+func (v StampConv) ticksNS(t uint64) uint64 {
+	if t >= v.tsc0 {
+		hi, lo := bits.Mul64(t-v.tsc0, v.mul)
+		return v.ns0 + (hi<<32 | lo>>32)
+	}
+	// Stamped before the ring was mapped here (a consumer resuming a
+	// ring): the same line, backwards, stopping at 0.
+	hi, lo := bits.Mul64(v.tsc0-t, v.mul)
+	if d := hi<<32 | lo>>32; hi < 1<<32 && d < v.ns0 {
+		return v.ns0 - d
+	}
+	return 0
+}
+
+// InvariantTSC reports whether the time-stamp counter runs at a constant
+// rate in every power state and is the same on every CPU (CPUID
+// 0x80000007 EDX bit 8): the condition for MS_RING_TSC.
+func InvariantTSC() bool { return invariantTSC() }

@@ -1,0 +1,49 @@
+package shm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestClock checks the conversion of time-stamp counter readings to ns:
+// it follows CLOCK_MONOTONIC (to within the calibration's error over the
+// test's 50 ms), keeps the order of readings, and runs backwards for
+// readings older than the ring.
+func TestClock(t *testing.T) {
+	mono := newClock(false)
+	require.False(t, mono.TSC())
+	require.Equal(t, uint64(12345), mono.Conv().NS(12345), "a CLOCK_MONOTONIC ring's stamps are ns already")
+	if !InvariantTSC() {
+		t.Skip("no invariant TSC here")
+	}
+	c := newClock(true)
+	conv := c.Conv()
+	// The conversion's rate: 2 ms of calibration, about 5e-5.
+	for i := 0; i < 5; i++ {
+		time.Sleep(10 * time.Millisecond)
+		now, m := c.Now(), monotonicNS()
+		diff := int64(now) - int64(m)
+		require.Less(t, abs(diff), int64(100*time.Microsecond), "converted TSC %d, CLOCK_MONOTONIC %d", now, m)
+	}
+	// Order: a reading never converts below an earlier one.
+	prev := conv.NS(rdtscOrdered())
+	for i := 0; i < 100000; i++ {
+		ns := conv.NS(rdtscOrdered())
+		require.GreaterOrEqual(t, ns, prev)
+		prev = ns
+	}
+	// Before the ring was mapped: backwards on the same line, never below 0.
+	back := conv.NS(conv.tsc0 - 2_000_000)
+	require.InDelta(t, float64(conv.ns0)-2e6*float64(conv.mul)/(1<<32), float64(back), 2)
+	require.Less(t, back, conv.ns0)
+	require.LessOrEqual(t, conv.NS(0), back)
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
