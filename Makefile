@@ -78,6 +78,7 @@ test-fuzz: $(DEPS_STAMP)
 	$(GO) test -run '^$$' -fuzz '^FuzzReports$$' -fuzztime $(FUZZTIME) ./analyzer/gate
 	$(GO) test -run '^$$' -fuzz '^FuzzBaseline$$' -fuzztime $(FUZZTIME) ./analyzer/gate
 	$(GO) test -run '^$$' -fuzz '^FuzzSuppressions$$' -fuzztime $(FUZZTIME) ./analyzer/report
+	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./analyzer/journal
 
 test: lint test-go test-fuzz
 

@@ -81,6 +81,8 @@ type Reader struct {
 	stampNow     uint64 // clock.Now() read before the current snapshot
 	snapNow      uint64 // clock.Now() read before the last snapshot
 	watermark    uint64 // Watermark
+	resumed      bool   // Resumed
+	journal      Journal
 	entries      []chunkEntry
 	stats        ReaderStats
 }
@@ -124,6 +126,11 @@ func (r *Ring) NewReader(opts ReaderOptions) (*Reader, error) {
 	}
 	rd.head = rd.base
 	rd.startedAt = rd.base
+	committed, err := rd.anyCommitted(head)
+	if err != nil {
+		return nil, err
+	}
+	rd.resumed = rd.base > 0 || committed
 	atomic.StoreUint64(r.u64(offHeartbeatNS), now)
 	atomic.StoreUint32(r.u32(offConsumerPid), rd.pid)
 	return rd, nil
@@ -208,10 +215,12 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 	for j := rd.base; j < head; j++ {
 		e := &rd.entries[j%nc]
 		if e.readOff < e.snapLen {
-			took, k, ferr := fn(e.pid, e.tid, r.data(j, e.readOff, e.snapLen))
+			data := r.data(j, e.readOff, e.snapLen)
+			took, k, ferr := fn(e.pid, e.tid, data)
 			if took < 0 || took > int(e.snapLen-e.readOff) {
 				return n, fmt.Errorf("ring %s: chunk %d: consumer says it took %d of %d bytes", r.path, j, took, e.snapLen-e.readOff)
 			}
+			rd.journalTaken(j, e.readOff, e.pid, e.tid, data[:took])
 			e.readOff += uint32(took)
 			n += k
 			if ferr != nil {
@@ -441,6 +450,10 @@ func (rd *Reader) Commit() (err error) {
 		return fmt.Errorf("ring %s: %w", r.path, errClosed)
 	}
 	defer r.catchFault(&err, debug.SetPanicOnFault(true))
+	// What is committed must be in the journal first (Journal).
+	if err := rd.journalFlush(); err != nil {
+		return err
+	}
 	nc := uint64(r.chunkCount)
 	for j := rd.base; j < rd.head; j++ {
 		e := &rd.entries[j%nc]
@@ -504,6 +517,11 @@ func (rd *Reader) Rollback() error {
 	for j := rd.base; j < rd.head; j++ {
 		if e := &rd.entries[j%nc]; e.valid && e.seq == j {
 			e.readOff = e.commitOff
+		}
+	}
+	if rd.journal != nil {
+		if err := rd.journal.Rollback(); err != nil {
+			return fmt.Errorf("ring %s: journal: %w", r.path, err)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"memscope/analyzer/journal"
 	"memscope/shm"
 )
 
@@ -47,13 +48,17 @@ func Rings(dir string) ([]RingFile, error) {
 	}
 	var out []RingFile
 	for _, e := range ents {
-		if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".sock") || strings.HasPrefix(e.Name(), ".") {
+		if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".sock") || strings.HasPrefix(e.Name(), ".") || journal.IsJournal(e.Name()) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
 		rf := RingFile{Path: path}
 		if info, err := e.Info(); err == nil {
 			rf.Size = info.Size()
+		}
+		// Its journal takes memory like it (analyzer/journal).
+		if info, err := os.Stat(journal.Path(path)); err == nil {
+			rf.Size += info.Size()
 		}
 		rf.State, rf.Err = ringState(path)
 		out = append(out, rf)

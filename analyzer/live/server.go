@@ -41,6 +41,12 @@ func Listen(path string, board *Board) (*Server, error) {
 	// Created 0600 from the start: no window where another user could connect.
 	old := unix.Umask(0o177)
 	ln, err := net.Listen("unix", path)
+	if errors.Is(err, unix.EADDRINUSE) && staleSocket(path) {
+		// Left by an analyzer that was killed (a session resuming its
+		// ring takes its place).
+		os.Remove(path)
+		ln, err = net.Listen("unix", path)
+	}
 	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("session socket %s: %w", path, err)
@@ -54,6 +60,17 @@ func Listen(path string, board *Board) (*Server, error) {
 		ErrorLog: nil}
 	go s.srv.Serve(s.ln)
 	return s, nil
+}
+
+// staleSocket reports whether nothing listens on the socket at path
+// (a connection is refused).
+func staleSocket(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, unix.ECONNREFUSED)
 }
 
 // Path is the socket's path.

@@ -27,9 +27,9 @@ type outputs struct {
 	supp       *report.Suppressions // read-only once parsed: the leak checker reads it too
 	dropped    func() uint64        // events dropped in the ring, attributed or not
 	reported   uint64               // dropped events attributed to the processes reported so far
-	// resumedAt is the chunk the session's reader started at: non-zero
-	// when it took over the ring of a dead analyzer (shm.Reader.StartedAt).
-	resumedAt uint64
+	// missing says what of the ring an analyzer that is gone read and
+	// this one could not replay (startJournal); "": nothing.
+	missing string
 }
 
 func newOutputs(cfg Config, dropped func() uint64) (*outputs, error) {
@@ -88,8 +88,8 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 		// before writing its LOST record) may have been this process's.
 		leaks.MarkIncomplete(fmt.Sprintf("%d dropped event(s) in the ring could not be attributed to a process and may have been this one's", total-o.reported))
 	}
-	if o.resumedAt > 0 {
-		leaks.MarkIncomplete(fmt.Sprintf("this analyzer took over a ring whose first %d chunk(s) an earlier analyzer had read and is gone: their events are missing", o.resumedAt))
+	if o.missing != "" {
+		leaks.MarkIncomplete(o.missing)
 	}
 	writeText := leaks.WriteText
 	if o.cfg.ShowReachable {

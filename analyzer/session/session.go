@@ -29,6 +29,11 @@ type Config struct {
 	Suppressions     string // LSan-format suppressions text
 	SuppressionsName string // its file name, for messages
 	KeepRing         bool
+	// JournalLimit bounds the journal of what the session consumed, which
+	// lets an analyzer resuming the ring after this one died write the
+	// same reports (analyzer/journal): bytes, 0 for the default (512
+	// MiB), negative for no journal.
+	JournalLimit int64
 	// SymbolCache keeps the symbols resolved with DWARF across runs
 	// (symbolize.Options.CacheDir); "": none.
 	SymbolCache string
@@ -252,14 +257,27 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	if err != nil {
 		return res, err
 	}
-	out.root = cfg.Root
-	root := cfg.Root // the loop's copy: out is the writer's from here on
-	out.resumedAt = rd.StartedAt()
-	if out.resumedAt > 0 {
-		fmt.Fprintf(cfg.Stderr, "memscope: warning: ring %s was already read up to chunk %d by an analyzer that is gone; the events in those chunks are missing and every report will say it is incomplete\n", ring.Path(), out.resumedAt)
-	}
 	clock := ring.Clock()
 	eng := engine.New(engine.Options{Stamps: clock.Conv()})
+	jr, jroot, missing := startJournal(cfg, ring, rd, eng)
+	if jr != nil {
+		defer func() {
+			if cfg.KeepRing {
+				jr.Close()
+			} else {
+				jr.Remove()
+			}
+		}()
+	}
+	if missing != "" {
+		fmt.Fprintf(cfg.Stderr, "memscope: warning: %s; every report will say it is incomplete\n", missing)
+	}
+	if cfg.Root == 0 {
+		cfg.Root = jroot
+	}
+	out.root = cfg.Root
+	out.missing = missing
+	root := cfg.Root // the loop's copy: out is the writer's from here on
 	// The loop's own symbol cache, for the leak checker's suppressions and
 	// the live publisher; the report writer has the other (writer.go).
 	loopSyms := report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache}))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"memscope/analyzer/journal"
 	"memscope/analyzer/live"
 	"memscope/analyzer/session"
 	"memscope/shm"
@@ -94,6 +95,7 @@ alone.`,
 				}
 				os.Remove(r.Path)
 				os.Remove(live.SocketPath(r.Path))
+				journal.Remove(r.Path)
 				fmt.Fprintf(os.Stderr, "memscope gc: removed %s (%d MiB)\n", r.Path, r.Size>>20)
 				removed++
 			}

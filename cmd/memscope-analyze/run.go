@@ -82,6 +82,23 @@ func monotonicClock() (bool, error) {
 	}
 }
 
+// journalLimit reads MEMSCOPE_JOURNAL: the largest journal a session
+// keeps (session.Config.JournalLimit), "off" for none.
+func journalLimit() (int64, error) {
+	switch v := os.Getenv("MEMSCOPE_JOURNAL"); v {
+	case "":
+		return 0, nil
+	case "off", "0":
+		return -1, nil
+	default:
+		n, err := parseSize(v)
+		if err != nil || n > 1<<62 {
+			return 0, fmt.Errorf("MEMSCOPE_JOURNAL=%q: want a size (e.g. 512M) or off", v)
+		}
+		return int64(n), nil
+	}
+}
+
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
@@ -95,6 +112,11 @@ func (o *outputFlags) sessionConfig() (session.Config, error) {
 	default:
 		return cfg, fmt.Errorf("--reports %q: want all, leaking or root", o.reports)
 	}
+	limit, err := journalLimit()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.JournalLimit = limit
 	if o.snapshotEvery < 0 {
 		return cfg, fmt.Errorf("--snapshot-every %v: want a positive interval", o.snapshotEvery)
 	}

@@ -80,6 +80,17 @@ func workloads(benchDir, srcDir string, sz sizes, python, project string) []*wor
 		env:         append(withoutEnv(env, "MEMSCOPE_UNWIND_CHECK"), "MEMSCOPE_UNWIND_CHECK=1"),
 		noHeaptrack: true,
 	})
+	// The journal that lets a restarted analyzer resume a ring
+	// (analyzer/journal) copies every record the analyzer reads: micro
+	// depth 10 without it is what it costs (issue 18: at most 10%).
+	ws = append(ws, &workload{
+		id:          "micro10-nojournal",
+		name:        "micro depth 10, no journal",
+		prog:        loop,
+		args:        []string{strconv.FormatInt(sz.microPairs, 10), "10", "1"},
+		env:         append(withoutEnv(env, "MEMSCOPE_JOURNAL"), "MEMSCOPE_JOURNAL=off"),
+		noHeaptrack: true,
+	})
 	for _, n := range []int{1, 2, 4} {
 		ws = append(ws, &workload{
 			id:   fmt.Sprintf("threads%d", n),

@@ -1,0 +1,120 @@
+// Package journal keeps a copy of every record an analyzer consumed from
+// a ring, so that an analyzer that crashes (SIGKILL, OOM) can be replaced
+// by one that produces the same reports: `memscope-analyze record --ring`
+// replays the dead analyzer's journal, then reads the ring from where it
+// stopped (DESIGN.md §10 "Resume").
+//
+// The ring forgets what a consumer committed; the journal does not. The
+// Reader flushes the journal before each Commit (shm.Journal), so every
+// committed byte is in it; bytes in it that were not committed (a crash
+// between the two) are still in the ring, and Replay leaves them to the
+// new Reader (shm.Reader.Committed tells them apart).
+//
+// File format (little-endian), next to the ring as RING.journal, 0600:
+//
+//	header  magic "MSJRNL01" | version u32 | header size u32 |
+//	        ring created_ns u64 | root pid u32 | flags u32        (32 B)
+//	frame   data len u32 | pid u32 | tid u32 | data offset u32 |
+//	        chunk seq u64 | data (len bytes: whole records)      (24 B + len)
+//
+// A frame holds the bytes of one chunk, from a data offset, that the
+// analyzer took in one go; a chunk's frames follow each other without a
+// gap from offset 0, which Replay checks.
+//
+// The journal costs a copy of every record (the bytes the ring carried)
+// and grows with the run: a writer that reaches its limit cuts the file
+// back to its header, flagged stopped (flagLimit), and one that cannot
+// write removes it; a resume then says its reports are incomplete, and
+// why.
+package journal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strings"
+)
+
+const (
+	magic      = "MSJRNL01"
+	version    = 1
+	headerSize = 32
+	frameSize  = 24
+	// maxFrame bounds a frame's data: a chunk's (shm.MaxChunkSize).
+	maxFrame = 1 << 24
+)
+
+// Header identifies the ring a journal belongs to and carries what the
+// session knew that the records do not say.
+type Header struct {
+	RingCreatedNS uint64 // the ring's created_ns: which ring
+	Root          uint32 // the session's first process (run: PROG), 0 if unknown
+	Flags         uint32 // flagLimit
+}
+
+// flagLimit: the writer reached its limit and stopped; no frame follows.
+const flagLimit = 0x1
+
+// Path is the journal of the ring at ringPath.
+func Path(ringPath string) string { return ringPath + ".journal" }
+
+// IsJournal reports whether a file name in the rings' directory is a
+// journal (or one being written), not a ring.
+func IsJournal(name string) bool {
+	return strings.HasSuffix(name, ".journal") || strings.HasSuffix(name, ".journal.tmp")
+}
+
+// Remove removes the journal of the ring at ringPath, if any.
+func Remove(ringPath string) {
+	os.Remove(Path(ringPath) + ".tmp")
+	os.Remove(Path(ringPath))
+}
+
+func (h Header) encode() []byte {
+	b := make([]byte, headerSize)
+	copy(b, magic)
+	le := binary.LittleEndian
+	le.PutUint32(b[8:], version)
+	le.PutUint32(b[12:], headerSize)
+	le.PutUint64(b[16:], h.RingCreatedNS)
+	le.PutUint32(b[24:], h.Root)
+	le.PutUint32(b[28:], h.Flags)
+	return b
+}
+
+func decodeHeader(b []byte) (Header, error) {
+	if len(b) < headerSize {
+		return Header{}, fmt.Errorf("%d bytes: shorter than a journal header", len(b))
+	}
+	if string(b[:8]) != magic {
+		return Header{}, fmt.Errorf("bad magic %q: not a memscope journal", b[:8])
+	}
+	le := binary.LittleEndian
+	if v := le.Uint32(b[8:]); v != version {
+		return Header{}, fmt.Errorf("version %d, this analyzer reads version %d", v, version)
+	}
+	if hs := le.Uint32(b[12:]); hs != headerSize {
+		return Header{}, fmt.Errorf("header size %d, want %d", hs, headerSize)
+	}
+	return Header{RingCreatedNS: le.Uint64(b[16:]), Root: le.Uint32(b[24:]), Flags: le.Uint32(b[28:])}, nil
+}
+
+// frame is one frame's header.
+type frame struct {
+	len, pid, tid, off uint32
+	seq                uint64
+}
+
+func (f frame) put(b []byte) {
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], f.len)
+	le.PutUint32(b[4:], f.pid)
+	le.PutUint32(b[8:], f.tid)
+	le.PutUint32(b[12:], f.off)
+	le.PutUint64(b[16:], f.seq)
+}
+
+func getFrame(b []byte) frame {
+	le := binary.LittleEndian
+	return frame{len: le.Uint32(b[0:]), pid: le.Uint32(b[4:]), tid: le.Uint32(b[8:]), off: le.Uint32(b[12:]), seq: le.Uint64(b[16:])}
+}

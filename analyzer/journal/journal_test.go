@@ -1,0 +1,131 @@
+package journal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// applied is one frame as Replay applied it.
+type applied struct {
+	pid, tid uint32
+	data     string
+}
+
+func rec(s string) []byte { // 8 bytes: a stand-in for whole records
+	b := make([]byte, 8)
+	copy(b, s)
+	return b
+}
+
+func writeJournal(t *testing.T, path string, frames func(w *Writer)) {
+	t.Helper()
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	require.NoError(t, err)
+	frames(w)
+	require.NoError(t, w.Publish())
+	require.NoError(t, w.Close())
+}
+
+func replayAll(t *testing.T, path string, committed func(seq uint64, end uint32) bool) ([]applied, Header, Stats, error) {
+	var got []applied
+	h, st, err := Replay(path, 77, committed, func(pid, tid uint32, data []byte) error {
+		got = append(got, applied{pid, tid, string(bytes.TrimRight(data, "\x00"))})
+		return nil
+	}, nil)
+	return got, h, st, err
+}
+
+func TestReplay(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ring.journal")
+	writeJournal(t, path, func(w *Writer) {
+		w.Taken(0, 0, 1, 10, rec("a"))
+		w.Taken(1, 0, 1, 11, rec("b"))
+		w.Taken(0, 8, 1, 10, append(rec("c"), rec("d")...))
+		w.Taken(1, 8, 1, 11, rec("e"))
+		require.NoError(t, w.Flush())
+	})
+	// The ring committed chunk 0 to 24 bytes and chunk 1 to 8.
+	committed := func(seq uint64, end uint32) bool { return end <= map[uint64]uint32{0: 24, 1: 8}[seq] }
+	got, h, st, err := replayAll(t, path, committed)
+	require.NoError(t, err)
+	require.Equal(t, Header{RingCreatedNS: 77, Root: 42}, h)
+	require.Equal(t, []applied{{1, 10, "a"}, {1, 11, "b"}, {1, 10, "c\x00\x00\x00\x00\x00\x00\x00d"}}, got)
+	require.Equal(t, Stats{Frames: 3, Bytes: 32, Skipped: 1}, st)
+
+	// Another ring's journal.
+	_, _, err = Replay(path, 78, committed, func(uint32, uint32, []byte) error { return nil }, nil)
+	require.ErrorContains(t, err, "written for a ring created at 77, this one was created at 78")
+
+	// Cut in its last frame (a crash in the middle of a write): that
+	// frame was not committed, the rest replays.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	cut := filepath.Join(t.TempDir(), "cut.journal")
+	require.NoError(t, os.WriteFile(cut, data[:len(data)-4], 0o600))
+	got, _, _, err = replayAll(t, cut, func(uint64, uint32) bool { return true })
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+
+	// A frame that does not follow its chunk's previous one.
+	gap := append([]byte(nil), data...)
+	off := headerSize + frameSize + 8 + frameSize + 8 // the third frame: chunk 0 from 8
+	binary.LittleEndian.PutUint32(gap[off+12:], 16)
+	require.NoError(t, os.WriteFile(cut, gap, 0o600))
+	_, _, _, err = replayAll(t, cut, func(uint64, uint32) bool { return true })
+	require.ErrorContains(t, err, "chunk 0's frame starts at data offset 16, its previous one ended at 8")
+
+	// Not a journal.
+	require.NoError(t, os.WriteFile(cut, []byte("hello, world, this is not a journal file"), 0o600))
+	_, _, _, err = replayAll(t, cut, func(uint64, uint32) bool { return true })
+	require.ErrorContains(t, err, "not a memscope journal")
+}
+
+// TestWriterDrops: a journal past its limit is dropped, file and all,
+// so that no resume takes it for whole; Rollback forgets what was not
+// flushed.
+func TestWriterDrops(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ring.journal")
+	var reasons []string
+	w, err := Create(path, Header{RingCreatedNS: 77}, headerSize+2*(frameSize+8), func(r string) { reasons = append(reasons, r) })
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	w.Taken(0, 0, 1, 1, rec("a"))
+	require.NoError(t, w.Flush())
+	w.Taken(0, 8, 1, 1, rec("b"))
+	require.NoError(t, w.Rollback())
+	w.Taken(0, 8, 1, 1, rec("c"))
+	require.NoError(t, w.Flush())
+	got, _, _, err := replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, []applied{{1, 1, "a"}, {1, 1, "c"}}, got, "b was rolled back")
+
+	// Past its limit: stopped, and a resume is told why.
+	w.Taken(0, 16, 1, 1, rec("d"))
+	require.NoError(t, w.Flush())
+	require.Empty(t, reasons, "not an error")
+	require.Equal(t, ErrLimit.Error(), w.Dropped())
+	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.ErrorIs(t, err, ErrLimit)
+	w.Taken(0, 24, 1, 1, rec("e"))
+	w.Remove()
+	left, _ := os.ReadDir(dir)
+	require.Empty(t, left)
+
+	// A write error drops it: the file goes, the callback is told once.
+	w, err = Create(path, Header{RingCreatedNS: 77}, 0, func(r string) { reasons = append(reasons, r) })
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	w.f.Close() // the next write fails
+	w.Taken(0, 0, 1, 1, rec("a"))
+	require.NoError(t, w.Flush())
+	require.Len(t, reasons, 1)
+	require.Contains(t, reasons[0], "file already closed")
+	_, err = os.Stat(path)
+	require.ErrorIs(t, err, os.ErrNotExist, "a journal with a hole is removed")
+}

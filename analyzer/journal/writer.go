@@ -1,0 +1,206 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Writer appends frames to a journal: an shm.Journal. It never fails a
+// Commit: when it cannot keep the journal it drops it (the file cut to a
+// header flagged stopped at its limit, or removed after a write error)
+// and tells the onDrop callback of a write error once.
+type Writer struct {
+	f       *os.File
+	path    string
+	hdr     Header
+	buf     []byte
+	written int64 // bytes in the file
+	flushed int64 // file size at the last Flush (Rollback returns to it)
+	limit   int64
+	dropped string // why the journal was dropped; "" while kept
+	public  bool   // renamed to path (Publish)
+	onDrop  func(reason string)
+}
+
+// writeAt is how much the Writer buffers before writing.
+const writeAt = 1 << 20
+
+// Create starts the journal at path (replacing any file there) for the
+// ring h names. limit bounds its size in bytes (0: none); onDrop, if set,
+// is told once why the journal was dropped.
+func Create(path string, h Header, limit int64, onDrop func(reason string)) (*Writer, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		// Left by an analyzer that died while it resumed: ours now.
+		if err = os.Remove(tmp); err == nil {
+			f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	w := &Writer{f: f, path: path, hdr: h, limit: limit, onDrop: onDrop, buf: make([]byte, 0, writeAt+64<<10)}
+	w.buf = append(w.buf, h.encode()...)
+	if err := w.write(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("journal %s: %w", tmp, err)
+	}
+	w.flushed = w.written
+	return w, nil
+}
+
+// Publish makes the journal the ring's (renames it over path): until
+// then a resume does not see it. Replay's frames are in it by then.
+func (w *Writer) Publish() error {
+	if w.dropped != "" {
+		return nil
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if w.dropped != "" {
+		return nil
+	}
+	if err := os.Rename(w.path+".tmp", w.path); err != nil {
+		w.drop(fmt.Sprintf("cannot publish it: %v", err))
+		return nil
+	}
+	w.public = true
+	return nil
+}
+
+// Taken appends a frame (shm.Journal).
+func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
+	if w.dropped != "" {
+		return
+	}
+	if w.limit > 0 && w.written+int64(len(w.buf))+frameSize+int64(len(data)) > w.limit {
+		w.stop()
+		return
+	}
+	n := len(w.buf)
+	w.buf = w.buf[:n+frameSize]
+	frame{len: uint32(len(data)), pid: pid, tid: tid, off: off, seq: seq}.put(w.buf[n:])
+	w.buf = append(w.buf, data...)
+	if len(w.buf) >= writeAt {
+		if err := w.write(); err != nil {
+			w.drop(err.Error())
+		}
+	}
+}
+
+// Flush writes what was Taken (shm.Journal). No fsync: the journal
+// outlives the analyzer's process, not the machine (nor does the ring,
+// in memory).
+func (w *Writer) Flush() error {
+	if w.dropped != "" {
+		return nil
+	}
+	if err := w.write(); err != nil {
+		w.drop(err.Error())
+		return nil
+	}
+	w.flushed = w.written
+	return nil
+}
+
+// Rollback forgets what was Taken since the last Flush (shm.Journal).
+func (w *Writer) Rollback() error {
+	if w.dropped != "" {
+		return nil
+	}
+	w.buf = w.buf[:0]
+	if w.written != w.flushed {
+		if err := w.f.Truncate(w.flushed); err != nil {
+			w.drop(err.Error())
+			return nil
+		}
+		if _, err := w.f.Seek(w.flushed, 0); err != nil {
+			w.drop(err.Error())
+			return nil
+		}
+		w.written = w.flushed
+	}
+	return nil
+}
+
+// Dropped says why the journal was dropped ("" while it is kept).
+func (w *Writer) Dropped() string { return w.dropped }
+
+// Size is the journal's size in bytes.
+func (w *Writer) Size() int64 { return w.written + int64(len(w.buf)) }
+
+// Close closes the journal, keeping the file (the ring is kept).
+func (w *Writer) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.Flush()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	return err
+}
+
+// Remove closes the journal and removes the file (the ring is gone).
+func (w *Writer) Remove() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	os.Remove(w.path + ".tmp")
+	os.Remove(w.path)
+}
+
+func (w *Writer) write() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	n, err := w.f.Write(w.buf)
+	w.written += int64(n)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// stop gives the journal up at its limit: the file keeps its header,
+// flagged, so that a resume says why it cannot replay it (or goes, if
+// that cannot be written).
+func (w *Writer) stop() {
+	w.dropped = ErrLimit.Error()
+	w.buf = nil
+	h := w.hdr
+	h.Flags |= flagLimit
+	err := w.f.Truncate(0)
+	if err == nil {
+		_, err = w.f.WriteAt(h.encode(), 0)
+	}
+	w.f.Close()
+	w.f = nil
+	if err == nil && !w.public {
+		// In place of the journal a resume would otherwise replay.
+		err = os.Rename(w.path+".tmp", w.path)
+	}
+	if err != nil {
+		os.Remove(w.path + ".tmp")
+		os.Remove(w.path)
+	}
+}
+
+// drop gives the journal up after a write error: the file goes, so that
+// no resume takes a journal with a hole for complete.
+func (w *Writer) drop(reason string) {
+	w.dropped = reason
+	w.buf = nil
+	w.f.Truncate(0)
+	w.f.Close()
+	w.f = nil
+	os.Remove(w.path + ".tmp")
+	os.Remove(w.path)
+	if w.onDrop != nil {
+		w.onDrop(reason)
+	}
+}

@@ -1,0 +1,80 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/journal"
+	"memscope/shm"
+)
+
+// defaultJournalLimit bounds a session's journal (Config.JournalLimit 0):
+// some 12 M events, in the ring's directory (memory, like the ring).
+const defaultJournalLimit = 512 << 20
+
+// startJournal starts the session's journal (analyzer/journal) and, if
+// the ring was consumed by an analyzer that is gone, replays that one's
+// journal into eng, so that the reports are the ones it would have
+// written. It returns the journal (nil when off or it could not be
+// made), the root process the journal names (0: none), and, when what
+// the dead analyzer consumed cannot be replayed, why (the reports then
+// say they are incomplete).
+func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine) (w *journal.Writer, root uint32, missing string) {
+	path := journal.Path(ring.Path())
+	created := ring.Info().CreatedNS
+	if cfg.JournalLimit >= 0 {
+		limit := cfg.JournalLimit
+		if limit == 0 {
+			limit = defaultJournalLimit
+		}
+		warned := false
+		onDrop := func(reason string) {
+			if !warned {
+				warned = true
+				fmt.Fprintf(cfg.Stderr, "memscope: warning: journal of ring %s dropped: %s; if this analyzer dies, the reports of one that resumes the ring will be incomplete\n", ring.Path(), reason)
+			}
+		}
+		var err error
+		w, err = journal.Create(path, journal.Header{RingCreatedNS: created, Root: cfg.Root}, limit, onDrop)
+		if err != nil {
+			onDrop(err.Error())
+		}
+	}
+	if rd.Resumed() {
+		apply := func(pid, tid uint32, data []byte) error {
+			took, _, err := eng.ApplyChunk(pid, tid, data)
+			if err == nil && took != len(data) {
+				err = fmt.Errorf("the engine took %d of %d bytes", took, len(data))
+			}
+			return err
+		}
+		h, st, err := journal.Replay(path, created, rd.Committed, apply, w)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = fmt.Sprintf("this analyzer took over ring %s from an earlier analyzer that is gone and left no journal (MEMSCOPE_JOURNAL=off, or it was dropped): the events it had read are missing", ring.Path())
+		case err != nil:
+			missing = fmt.Sprintf("this analyzer took over ring %s from an earlier analyzer that is gone, and could not replay its journal (%v): the events it had read are missing", ring.Path(), err)
+		default:
+			root = h.Root
+			fmt.Fprintf(cfg.Stderr, "memscope: resumed ring %s: replayed %d MiB of records the earlier analyzer had read (%d frames)\n", ring.Path(), st.Bytes>>20, st.Frames)
+		}
+		if missing != "" && w != nil {
+			// A journal with a hole must not pass for complete.
+			w.Remove()
+			w = nil
+		}
+	}
+	if w != nil {
+		if err := w.Publish(); err != nil {
+			fmt.Fprintf(cfg.Stderr, "memscope: warning: journal of ring %s: %v\n", ring.Path(), err)
+		}
+		if w.Dropped() != "" {
+			w = nil
+		} else {
+			rd.SetJournal(w)
+		}
+	}
+	return w, root, missing
+}
