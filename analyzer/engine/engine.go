@@ -5,15 +5,16 @@
 //
 // Records of one thread arrive in program order; records of different
 // threads and processes interleave and arrive out of time order by up to
-// the Reader's polling delay. Heap events wait in a reorder window and
-// are applied in timestamp order across all threads and processes, which
-// makes every result exact (TestEngineMatchesModel). An event that
-// arrives after later events of its process were applied (its thread
-// stalled longer than the window while writing it) is counted as late
-// and still applied: the heap curve and the peak see it at its arrival,
-// and if another thread reused its address meanwhile, a free can close
-// an older generation of the address than it does in time order, so a
-// block can end up live that was not. The summary counts late events.
+// the Reader's polling delay. Heap events wait until the reader's
+// watermark passes them (Settle), or at most a reorder window, and are
+// applied in timestamp order across all threads and processes, which
+// makes every result exact (TestEngineMatchesModel). When the window
+// runs out before the watermark (a thread stalled longer than it in the
+// middle of a record), allocations are applied and frees wait for the
+// watermark (deferred.go); an event that arrives after later events of
+// its process were applied is applied then. Both are counted as late:
+// pairing and the end state stay exact, the heap curve and the peak see
+// late events when they were applied.
 //
 // An Engine is not safe for concurrent use: one goroutine applies records
 // and reads state (Snapshot copies what a concurrent reader needs).
@@ -93,7 +94,13 @@ type Engine struct {
 
 	maxSeen  uint64 // largest timestamp seen
 	released uint64 // events with key <= released have been applied
-	slack    uint64 // release in steps of at least this many key units
+	// safe is the reader's watermark (Settle): every record stamped
+	// before it has arrived. Frees wait for it (deferred.go), once
+	// watermarked.
+	safe        uint64
+	watermarked bool
+	deferring   []*proc // processes with frees waiting for the watermark
+	slack       uint64  // release in steps of at least this many key units
 }
 
 // New returns an empty Engine.
@@ -516,7 +523,11 @@ func (e *Engine) applyEvent(th *thread, ev *event) {
 	case evAlloc:
 		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack)
 	case evFree:
-		p.free(th, ev.ts(), ev.ptr)
+		if e.watermarked && ev.ts() >= e.safe {
+			e.deferFree(th, ev.ts(), ev.ptr) // the window passed the watermark
+		} else {
+			p.free(th, ev.ts(), ev.ptr)
+		}
 	case evProc:
 		pr := e.procRecs[ev.ptr]
 		delete(e.procRecs, ev.ptr)
@@ -589,14 +600,26 @@ func (e *Engine) Settle(ts uint64) {
 	if ts == 0 {
 		return
 	}
+	if ts > e.safe {
+		e.safe = ts
+	}
+	e.watermarked = true
 	if limit := eventKey(ts-1, 1<<kindBit-1); limit > e.released {
 		e.release(limit)
+	}
+	if len(e.deferring) > 0 {
+		e.applyDeferred(e.safe)
 	}
 }
 
 // Flush applies every pending event of every process. Later records still
 // go through the window (only those older than what was flushed are late).
-func (e *Engine) Flush() { e.release(eventKey(e.maxSeen, 1<<kindBit-1)) }
+func (e *Engine) Flush() {
+	e.release(eventKey(e.maxSeen, 1<<kindBit-1))
+	if len(e.deferring) > 0 {
+		e.applyDeferred(^uint64(0))
+	}
+}
 
 // EndProcess applies everything pending up to the last event of pid (of
 // every process, so that a child's fork record older than the parent's end
@@ -639,6 +662,11 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 			e.applyEvent(th, &ev)
 		}
 	}
+	// The process is gone and its records read: nothing of its own
+	// is still to come, so its waiting frees are all due.
+	if len(p.deferred) > 0 {
+		p.applyDeferred(^uint64(0))
+	}
 	out := p.snapshot(e.stacks, exit)
 	for _, th := range p.threads {
 		th.release(&e.pool)
@@ -648,6 +676,12 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 		}
 	}
 	delete(e.procs, pid)
+	for i, q := range e.deferring {
+		if q == p {
+			e.deferring = append(e.deferring[:i], e.deferring[i+1:]...)
+			break
+		}
+	}
 	if b := e.batch; b != nil {
 		// The last batch's thread pointers would keep the process's
 		// state (its live table) from being collected.

@@ -97,7 +97,7 @@ type Totals struct {
 	// records with FlagUnrecorded): the report is incomplete if > 0.
 	UnrecordedCalls uint64
 	UnknownFrees    uint64 // frees of addresses never seen allocated (counted, otherwise ignored)
-	LateEvents      uint64 // events that arrived after later events of the process were applied
+	LateEvents      uint64 // events applied out of time order: arrived after later ones, or frees that waited for the watermark
 }
 
 // Sample is one point of the timeline.
@@ -212,6 +212,9 @@ type proc struct {
 	pending      map[uint64][]uint64 // unmatched frees: addr -> ts, for late allocations
 	pendingCount int
 
+	deferred       []deferredFree // frees waiting for the watermark (deferred.go)
+	deferredSorted bool           // deferred is in time order
+
 	timeline     []Sample
 	interval     uint64 // of the timeline now: baseInterval, doubled at each coarsen
 	baseInterval uint64
@@ -236,6 +239,7 @@ func (p *proc) resetImage(ts uint64) {
 	p.t = Totals{DroppedEvents: p.t.DroppedEvents, UnrecordedCalls: p.t.UnrecordedCalls}
 	p.peakEpoch = 0
 	p.pending, p.pendingCount = nil, 0
+	p.deferred = p.deferred[:0] // frees of the old image's blocks
 	p.timeline = nil
 	p.interval = p.baseInterval
 	p.nextSample = 0
@@ -266,6 +270,14 @@ func (p *proc) copyFrom(parent *proc, ts uint64) {
 	p.peakEpoch = parent.peakEpoch + 1
 	p.t.PeakBytes, p.t.PeakObjects, p.t.PeakTS = p.t.LiveBytes, p.t.LiveObjects, ts
 	p.pending, p.pendingCount = nil, 0
+	// Frees the parent made before the fork that wait for the watermark
+	// free the child's copies too.
+	for _, d := range parent.deferred {
+		if d.ts < ts {
+			p.deferred = append(p.deferred, d)
+		}
+	}
+	p.deferredSorted = false
 	p.timeline = nil
 	p.nextSample = 0
 	p.startTS = ts
@@ -413,8 +425,13 @@ func (p *proc) free(th *thread, ts, ptr uint64) {
 	p.applied(ts)
 	p.heapEvents = true
 	temp := th.lastAllocOK && th.lastAlloc == ptr
-	lastTS := th.lastAllocTS
 	th.lastAllocOK = false
+	p.closeBlock(ts, ptr, temp, th.lastAllocTS)
+}
+
+// closeBlock applies a free of ptr at ts; temp says its thread's
+// previous allocation, at lastTS, was of ptr (the temporary rule).
+func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64) {
 	b, ok := p.live.remove(ptr, ts)
 	if !ok {
 		p.t.UnknownFrees++

@@ -132,7 +132,9 @@ func (e *Engine) TakeExitChecks() []ExitCheck {
 }
 
 // FlushProcess applies every pending event of pid (and, to keep time
-// order, every older event of other processes).
+// order, every older event of other processes). Call it once pid's
+// records are all read (it is stopped): its frees waiting for the
+// watermark are applied too, as no allocation of its is still to come.
 func (e *Engine) FlushProcess(pid uint32) {
 	p := e.procs[pid]
 	if p == nil {
@@ -146,6 +148,9 @@ func (e *Engine) FlushProcess(pid uint32) {
 	}
 	if limit > 0 {
 		e.release(limit)
+	}
+	if len(p.deferred) > 0 {
+		p.applyDeferred(^uint64(0))
 	}
 }
 

@@ -35,7 +35,7 @@ var (
 	allocBytes  = prometheus.NewDesc("memscope_allocated_bytes_total", "Bytes requested by allocating calls.", procLabels, nil)
 	dropped     = prometheus.NewDesc("memscope_dropped_events_total", "Events the ring could not take (lossy mode); the reports are incomplete if not 0.", procLabels, nil)
 	unrecorded  = prometheus.NewDesc("memscope_unrecorded_calls_total", "Allocator calls signal handlers made inside memscope's hooks, passed through unrecorded; the reports are incomplete if not 0.", procLabels, nil)
-	late        = prometheus.NewDesc("memscope_late_events_total", "Events that arrived after the reorder window.", procLabels, nil)
+	late        = prometheus.NewDesc("memscope_late_events_total", "Events applied out of time order: a thread stalled longer than the reorder window (pairing stays exact; the heap curve may not).", procLabels, nil)
 	lag         = prometheus.NewDesc("memscope_analyzer_lag_seconds", "Seconds between the newest event of the process the analyzer applied and now.", procLabels, nil)
 
 	ringCapacity = prometheus.NewDesc("memscope_ring_capacity_bytes", "Capacity of the session's ring.", nil, nil)

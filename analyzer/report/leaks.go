@@ -221,7 +221,7 @@ func (r *LeakReport) writeText(w io.Writer, showReachable bool) error {
 		fmt.Fprintf(bw, "==%d==WARNING: memscope: this report is incomplete: %s.\n", r.Pid, why)
 	}
 	if r.Totals.LateEvents > 0 {
-		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) arrived after the reorder window; a block whose address another thread reused meanwhile may be listed wrongly.\n", r.Pid, r.Totals.LateEvents)
+		fmt.Fprintf(bw, "==%d==WARNING: memscope: %d event(s) were applied out of time order (a thread stalled longer than the reorder window); leaks and totals are exact, the peak may count blocks freed meanwhile.\n", r.Pid, r.Totals.LateEvents)
 	}
 	for _, l := range r.Leaks {
 		if l.Suppressed || (l.Kind == reach.Reachable && !showReachable) {
