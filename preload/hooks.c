@@ -166,7 +166,7 @@ static inline void *do_realloc(void *old, size_t n, int kind, const struct ms_ca
 		 */
 		int done = p || frees_only;
 		r->ts_before = r->h.ts;
-		r->h.ts = ms_stamp(&ms_g.ring);
+		r->h.ts = ms_stamp_alloc(&ms_g.ring);
 		r->old_ptr = done ? (uint64_t)(uintptr_t)old : 0;
 		r->new_ptr = (uint64_t)(uintptr_t)p;
 		r->size = p ? n : 0;

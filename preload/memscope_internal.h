@@ -148,7 +148,9 @@ MS_HIDDEN void ms_rec_end(struct ms_tls *t);
  * poll that saw the chunk quiet. Events below the least such bound can be
  * applied at once instead of after the reorder window. A clock read
  * before ms_rec_begin would break that: a thread preempted between the
- * two would publish a time the consumer had already passed.
+ * two would publish a time the consumer had already passed. (A plain
+ * rdtsc may still read the counter up to the CAS's latency early; the
+ * consumer's watermark keeps a slack for it: ring.h ms_tsc.)
  */
 static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, uint32_t flags)
 {
@@ -157,7 +159,8 @@ static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, 
 		h->type = type;
 		h->len = (uint16_t)size;
 		h->flags = flags;
-		h->ts = ms_stamp(&ms_g.ring);
+		/* type is a constant where this is inlined: no branch. */
+		h->ts = type == MS_REC_ALLOC ? ms_stamp_alloc(&ms_g.ring) : ms_stamp(&ms_g.ring);
 	}
 	return h;
 }

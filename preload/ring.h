@@ -82,15 +82,33 @@ void ms_ring_forget(struct ms_writer *w);
 uint64_t ms_now_ns(void);
 
 /*
- * The time-stamp counter, read after every earlier instruction has
- * completed ("lfence; rdtsc"): a record stamped after the CAS that marks
- * its chunk WRITING, or after loads that saw another thread's free, reads
- * the counter after them. About 8 ns here against 14-27 for clock_gettime.
- * Stores made after it become visible only once it has executed (they
- * retire in order), so a free's record is stamped before the free can be
- * seen by another thread. Only where ms_tsc_invariant().
+ * The time-stamp counter. rdtsc is not ordered with other instructions:
+ * it may read the counter before earlier instructions complete (never
+ * after later stores become visible: they retire after it). So:
+ *   - ms_tsc() (plain rdtsc, about 8 ns here) may read a time from before
+ *     the record's CAS completed, by at most that CAS's latency (a cache
+ *     miss or two): the consumer's watermark allows for it
+ *     (shm.watermarkSlack). A free's record stamped with it is stamped
+ *     before the free can be seen by another thread.
+ *   - ms_tsc_ordered() ("lfence; rdtsc") reads it after every earlier
+ *     instruction has completed, the loads with which malloc found a block
+ *     another thread freed among them: an allocation's record is stamped
+ *     after the free that allowed it. The lfence waits for the record's
+ *     CAS too: 13 ns more a record here, so only allocations pay it.
+ * Only where ms_tsc_invariant(); 14-27 ns for clock_gettime otherwise.
  */
 static inline uint64_t ms_tsc(void)
+{
+#if defined(__x86_64__)
+	uint32_t lo, hi;
+	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
+	return (uint64_t)hi << 32 | lo;
+#else
+	return ms_now_ns();
+#endif
+}
+
+static inline uint64_t ms_tsc_ordered(void)
 {
 #if defined(__x86_64__)
 	uint32_t lo, hi;
@@ -105,6 +123,16 @@ static inline uint64_t ms_tsc(void)
 static inline uint64_t ms_stamp(const struct ms_ring *r)
 {
 	return __builtin_expect(r->tsc, 1) ? ms_tsc() : ms_now_ns();
+}
+
+/*
+ * The timestamp of an allocation's record (the new block of a realloc's
+ * too): ms_tsc_ordered() in an MS_RING_TSC ring, else ms_now_ns() (the
+ * vDSO reads the counter ordered).
+ */
+static inline uint64_t ms_stamp_alloc(const struct ms_ring *r)
+{
+	return __builtin_expect(r->tsc, 1) ? ms_tsc_ordered() : ms_now_ns();
 }
 
 /*

@@ -271,8 +271,19 @@ func (rd *Reader) setWatermark(now uint64) {
 			w = e.quietAt
 		}
 	}
-	rd.watermark, rd.snapNow = w, now
+	rd.snapNow = now
+	if rd.clock.TSC() {
+		w = max(w, watermarkSlack) - watermarkSlack
+	}
+	rd.watermark = max(w, rd.watermark)
 }
+
+// watermarkSlack is how far below the bound of setWatermark the
+// watermark of an MS_RING_TSC ring stays: a producer's plain rdtsc may
+// read the counter before the CAS that marks its chunk WRITING has
+// completed (preload/ring.h ms_tsc), by that CAS's latency, a cache miss
+// or two: far less than this. Events wait this much longer, no more.
+const watermarkSlack = 100_000 // ns
 
 // observe snapshots the chunk with sequence j into its entry, sealing or
 // abandoning it if it is due. Every word read from the slot is validated:
