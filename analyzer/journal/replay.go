@@ -87,7 +87,8 @@ func replay(r io.Reader, path string, ringCreatedNS uint64, committed func(seq u
 				return h, st, fmt.Errorf("journal %s: offset %d (chunk %d): %w", path, off, fr.seq, err)
 			}
 			if keep != nil {
-				keep.Taken(fr.seq, fr.off, fr.pid, fr.tid, data)
+				// data is reused for the next frame.
+				keep.Taken(fr.seq, fr.off, fr.pid, fr.tid, append([]byte(nil), data...))
 			}
 			st.Frames++
 			st.Bytes += int64(fr.len)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Writer appends frames to a journal: an shm.Journal. It never fails a
@@ -11,10 +13,15 @@ import (
 // header flagged stopped at its limit, or removed after a write error)
 // and tells the onDrop callback of a write error once.
 type Writer struct {
-	f       *os.File
-	path    string
-	hdr     Header
-	buf     []byte
+	f    *os.File
+	path string
+	hdr  Header
+	// iov is what is to be written, in order: frame headers (in hdrs)
+	// and the frames' data, which aliases the ring (written before the
+	// Commit that lets producers reuse it: no copy).
+	iov     [][]byte
+	hdrs    []byte
+	buf     int64 // bytes in iov
 	written int64 // bytes in the file
 	flushed int64 // file size at the last Flush (Rollback returns to it)
 	limit   int64
@@ -23,8 +30,12 @@ type Writer struct {
 	onDrop  func(reason string)
 }
 
-// writeAt is how much the Writer buffers before writing.
-const writeAt = 1 << 20
+// writeAt is how much the Writer gathers before writing; maxIOV how
+// many pieces one writev takes (IOV_MAX).
+const (
+	writeAt = 4 << 20
+	maxIOV  = 1024
+)
 
 // Create starts the journal at path (replacing any file there) for the
 // ring h names. limit bounds its size in bytes (0: none); onDrop, if set,
@@ -41,8 +52,8 @@ func Create(path string, h Header, limit int64, onDrop func(reason string)) (*Wr
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	w := &Writer{f: f, path: path, hdr: h, limit: limit, onDrop: onDrop, buf: make([]byte, 0, writeAt+64<<10)}
-	w.buf = append(w.buf, h.encode()...)
+	w := &Writer{f: f, path: path, hdr: h, limit: limit, onDrop: onDrop, hdrs: make([]byte, 0, maxIOV/2*frameSize)}
+	w.add(h.encode())
 	if err := w.write(); err != nil {
 		f.Close()
 		os.Remove(tmp)
@@ -72,24 +83,33 @@ func (w *Writer) Publish() error {
 	return nil
 }
 
-// Taken appends a frame (shm.Journal).
+// Taken appends a frame (shm.Journal). data must stay as it is until
+// the next Flush (the Reader's data does: it is the ring's, which only
+// a Commit releases, after the Flush).
 func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
 	if w.dropped != "" {
 		return
 	}
-	if w.limit > 0 && w.written+int64(len(w.buf))+frameSize+int64(len(data)) > w.limit {
+	if w.limit > 0 && w.written+w.buf+frameSize+int64(len(data)) > w.limit {
 		w.stop()
 		return
 	}
-	n := len(w.buf)
-	w.buf = w.buf[:n+frameSize]
-	frame{len: uint32(len(data)), pid: pid, tid: tid, off: off, seq: seq}.put(w.buf[n:])
-	w.buf = append(w.buf, data...)
-	if len(w.buf) >= writeAt {
+	if len(w.iov)+2 > maxIOV || len(w.hdrs)+frameSize > cap(w.hdrs) || w.buf >= writeAt {
 		if err := w.write(); err != nil {
 			w.drop(err.Error())
+			return
 		}
 	}
+	n := len(w.hdrs)
+	w.hdrs = w.hdrs[:n+frameSize]
+	frame{len: uint32(len(data)), pid: pid, tid: tid, off: off, seq: seq}.put(w.hdrs[n:])
+	w.add(w.hdrs[n : n+frameSize : n+frameSize])
+	w.add(data)
+}
+
+func (w *Writer) add(b []byte) {
+	w.iov = append(w.iov, b)
+	w.buf += int64(len(b))
 }
 
 // Flush writes what was Taken (shm.Journal). No fsync: the journal
@@ -112,7 +132,7 @@ func (w *Writer) Rollback() error {
 	if w.dropped != "" {
 		return nil
 	}
-	w.buf = w.buf[:0]
+	w.reset()
 	if w.written != w.flushed {
 		if err := w.f.Truncate(w.flushed); err != nil {
 			w.drop(err.Error())
@@ -131,7 +151,7 @@ func (w *Writer) Rollback() error {
 func (w *Writer) Dropped() string { return w.dropped }
 
 // Size is the journal's size in bytes.
-func (w *Writer) Size() int64 { return w.written + int64(len(w.buf)) }
+func (w *Writer) Size() int64 { return w.written + w.buf }
 
 // Close closes the journal, keeping the file (the ring is kept).
 func (w *Writer) Close() error {
@@ -156,14 +176,42 @@ func (w *Writer) Remove() {
 	os.Remove(w.path)
 }
 
+// write writes iov out with writev: no copy in this process.
 func (w *Writer) write() error {
-	if len(w.buf) == 0 {
-		return nil
+	defer w.reset()
+	iov := w.iov
+	for len(iov) > 0 {
+		n, err := unix.Writev(int(w.f.Fd()), iov[:min(len(iov), maxIOV)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		w.written += int64(n)
+		// Skip what was written, maybe part of a piece.
+		for n > 0 && len(iov) > 0 {
+			if n >= len(iov[0]) {
+				n -= len(iov[0])
+				iov = iov[1:]
+			} else {
+				iov[0] = iov[0][n:]
+				n = 0
+			}
+		}
+		if n == 0 && len(iov) > 0 && len(iov[0]) == 0 {
+			iov = iov[1:]
+		}
 	}
-	n, err := w.f.Write(w.buf)
-	w.written += int64(n)
-	w.buf = w.buf[:0]
-	return err
+	return nil
+}
+
+// reset forgets the pieces gathered (written or rolled back).
+func (w *Writer) reset() {
+	clear(w.iov) // no reference to the ring's memory
+	w.iov = w.iov[:0]
+	w.hdrs = w.hdrs[:0]
+	w.buf = 0
 }
 
 // stop gives the journal up at its limit: the file keeps its header,
@@ -171,7 +219,7 @@ func (w *Writer) write() error {
 // that cannot be written).
 func (w *Writer) stop() {
 	w.dropped = ErrLimit.Error()
-	w.buf = nil
+	w.reset()
 	h := w.hdr
 	h.Flags |= flagLimit
 	err := w.f.Truncate(0)
@@ -194,7 +242,7 @@ func (w *Writer) stop() {
 // no resume takes a journal with a hole for complete.
 func (w *Writer) drop(reason string) {
 	w.dropped = reason
-	w.buf = nil
+	w.reset()
 	w.f.Truncate(0)
 	w.f.Close()
 	w.f = nil
