@@ -18,7 +18,9 @@ import (
 // through the same conversion, so it compares with records exactly.
 // Against CLOCK_MONOTONIC the converted time drifts by the calibration's
 // error, some 5e-5 (3 ms a minute): it is for order and display, and the
-// ring's other times (heartbeat, waits) stay CLOCK_MONOTONIC.
+// ring's other times (heartbeat, waits) stay CLOCK_MONOTONIC. Records
+// stamped before the ring was mapped here (bare mode's recorder, a
+// resumed ring) convert on the same line.
 //
 // A Clock is safe for concurrent use.
 type Clock struct {
@@ -29,11 +31,19 @@ type Clock struct {
 }
 
 // StampConv converts record timestamps to ns: a plain value for a
-// consumer's inner loop (Clock.Conv).
+// consumer's inner loop (Clock.Conv). The zero value converts nothing:
+// use NSStamps for stamps in ns already.
 type StampConv struct {
-	tsc            bool
-	tsc0, ns0, mul uint64 // ns = ns0 + (t - tsc0) * mul >> 32
+	// ns = base + t * mul >> 32, in 64-bit wrapping arithmetic: base is
+	// the ns of counter 0 on the calibrated line (below 0 when the
+	// counter ran before CLOCK_MONOTONIC's start: it wraps, and adding
+	// wraps back), so that any reading converts without a branch.
+	base, mul uint64
 }
+
+// NSStamps is the conversion of stamps that are ns already (a
+// CLOCK_MONOTONIC ring): the identity.
+func NSStamps() StampConv { return StampConv{mul: 1 << 32} }
 
 // calibrateSpan is the least time between the two readings mult is
 // measured from: each pair is read to within some 50 ns.
@@ -78,6 +88,7 @@ func (c *Clock) Conv() StampConv {
 
 func (c *Clock) calibrate() {
 	if !c.tsc {
+		c.conv = NSStamps()
 		return
 	}
 	if d := time.Duration(monotonicNS() - c.start.ns); d < calibrateSpan {
@@ -91,7 +102,8 @@ func (c *Clock) calibrate() {
 			mul, _ = bits.Div64(hi, lo, end.tsc-c.start.tsc)
 		}
 	}
-	c.conv = StampConv{tsc: true, tsc0: c.start.tsc, ns0: c.start.ns, mul: mul}
+	hi, lo := bits.Mul64(c.start.tsc, mul)
+	c.conv = StampConv{base: c.start.ns - (hi<<32 | lo>>32), mul: mul}
 }
 
 // Now is the clock records are stamped with, read now, in ns: after
@@ -104,26 +116,11 @@ func (c *Clock) Now() uint64 {
 	return c.Conv().NS(rdtscOrdered())
 }
 
-// NS converts a record's timestamp to ns.
+// NS converts a record's timestamp to ns (small enough to be inlined in
+// the engine's decoding loop).
 func (v StampConv) NS(t uint64) uint64 {
-	if !v.tsc {
-		return t
-	}
-	return v.ticksNS(t)
-}
-
-func (v StampConv) ticksNS(t uint64) uint64 {
-	if t >= v.tsc0 {
-		hi, lo := bits.Mul64(t-v.tsc0, v.mul)
-		return v.ns0 + (hi<<32 | lo>>32)
-	}
-	// Stamped before the ring was mapped here (a consumer resuming a
-	// ring): the same line, backwards, stopping at 0.
-	hi, lo := bits.Mul64(v.tsc0-t, v.mul)
-	if d := hi<<32 | lo>>32; hi < 1<<32 && d < v.ns0 {
-		return v.ns0 - d
-	}
-	return 0
+	hi, lo := bits.Mul64(t, v.mul)
+	return v.base + (hi<<32 | lo>>32)
 }
 
 // InvariantTSC reports whether the time-stamp counter runs at a constant

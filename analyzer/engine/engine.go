@@ -42,7 +42,8 @@ type Options struct {
 	// TimelineInterval is the spacing of timeline samples. Default 10 ms.
 	TimelineInterval time.Duration
 	// Stamps converts records' timestamps to ns (the ring's
-	// Clock().Conv()); the zero value takes them as ns already.
+	// Clock().Conv()); the zero value takes them as ns already
+	// (shm.NSStamps).
 	Stamps shm.StampConv
 	// MaxStacks bounds the distinct stacks the engine keeps (the ring is
 	// written by the traced program: a hostile one must not exhaust the
@@ -131,6 +132,9 @@ func New(opts Options) *Engine {
 	}
 	if e.maxStacks <= 0 {
 		e.maxStacks = 16 << 20
+	}
+	if e.stamps == (shm.StampConv{}) {
+		e.stamps = shm.NSStamps()
 	}
 	return e
 }

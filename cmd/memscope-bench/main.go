@@ -262,6 +262,24 @@ func buildRows(ws []*workload, rep *report) []row {
 				}
 				return *r.MemscopeOverHeaptrack <= 0.25, true
 			})
+		case "micro10-nojournal":
+			// Issue 18: with the journal, at least 90% of the throughput
+			// without it (the ratio of the two memscope times).
+			with := byID["micro10"]
+			goal := "with journal / without >= 0.9"
+			var withT *float64
+			if with != nil {
+				withT = timeRow(with).Memscope
+			}
+			if withT != nil && r.Memscope != nil {
+				goal = fmt.Sprintf("with journal %.2fx of without, >= 0.9", *r.Memscope / *withT)
+			}
+			r.check(goal, func() (bool, bool) {
+				if withT == nil || r.Memscope == nil {
+					return false, false
+				}
+				return *r.Memscope / *withT >= 0.9, true
+			})
 		case "build", "shell":
 			r.check("x bare <= 2", func() (bool, bool) {
 				if r.MemscopeRatio == nil {
