@@ -42,21 +42,28 @@ func freePort(t *testing.T) string {
 }
 
 func startLive(t *testing.T, flags ...string) *liveRun {
-	r := &liveRun{t: t, out: t.TempDir(), xdg: t.TempDir()}
+	return startDriven(t, "phases", t.TempDir(), t.TempDir(), nil, flags...)
+}
+
+// startDriven runs a testdata program that steps one line of stdin at a
+// time (phases, resume) under `run --out out`, with its ring directory
+// in xdg and env added to the analyzer's environment.
+func startDriven(t *testing.T, prog, out, xdg string, env []string, flags ...string) *liveRun {
+	r := &liveRun{t: t, out: out, xdg: xdg}
 	args := append([]string{"run", "--out", r.out}, flags...)
 	for i, f := range flags {
 		if f == "--metrics" {
 			r.metrics = flags[i+1]
 		}
 	}
-	r.cmd = exec.Command(analyzer(t), append(append(args, "--"), program(t, "phases"))...)
-	r.cmd.Env = append(cleanEnv(), "XDG_RUNTIME_DIR="+r.xdg)
+	r.cmd = exec.Command(analyzer(t), append(append(args, "--"), program(t, prog))...)
+	r.cmd.Env = append(append(cleanEnv(), "XDG_RUNTIME_DIR="+r.xdg), env...)
 	var err error
 	r.stdin, err = r.cmd.StdinPipe()
 	require.NoError(t, err)
-	out, err := r.cmd.StdoutPipe()
+	so, err := r.cmd.StdoutPipe()
 	require.NoError(t, err)
-	r.stdout = bufio.NewReader(out)
+	r.stdout = bufio.NewReader(so)
 	r.cmd.Stderr = &r.stderr
 	require.NoError(t, r.cmd.Start())
 	t.Cleanup(func() {
@@ -67,7 +74,8 @@ func startLive(t *testing.T, flags ...string) *liveRun {
 	return r
 }
 
-// step runs the next step of phases.c and waits until it says it is done.
+// step runs the next step of the program (phases.c, resume.c) and waits
+// until it says it is done.
 func (r *liveRun) step(n int) {
 	_, err := io.WriteString(r.stdin, "\n")
 	require.NoError(r.t, err)

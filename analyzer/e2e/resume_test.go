@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,50 +19,20 @@ import (
 	"memscope/analyzer/live"
 )
 
-// resumeRun drives testdata/resume.c under `run`: one line per step.
-type resumeRun struct {
-	t      *testing.T
-	xdg    string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr bytes.Buffer
-}
-
-func startResumeRun(t *testing.T, out, xdg string, env ...string) *resumeRun {
-	r := &resumeRun{t: t, xdg: xdg}
-	r.cmd = exec.Command(analyzer(t), "run", "--out", out, "--", program(t, "resume"))
-	r.cmd.Env = append(append(cleanEnv(), "XDG_RUNTIME_DIR="+xdg), env...)
-	var err error
-	r.stdin, err = r.cmd.StdinPipe()
-	require.NoError(t, err)
-	so, err := r.cmd.StdoutPipe()
-	require.NoError(t, err)
-	r.stdout = bufio.NewReader(so)
-	r.cmd.Stderr = &r.stderr
-	require.NoError(t, r.cmd.Start())
-	t.Cleanup(func() {
-		r.stdin.Close()
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-	})
+// startResumeRun runs testdata/resume.c under `run` (liveRun drives its
+// steps) and waits until it is ready.
+func startResumeRun(t *testing.T, out, xdg string, env ...string) *liveRun {
+	r := startDriven(t, "resume", out, xdg, env)
 	r.expect("ready")
 	return r
 }
 
-func (r *resumeRun) expect(line string) {
+// expect reads the next line the program says.
+func (r *liveRun) expect(line string) {
 	r.t.Helper()
 	got, err := r.stdout.ReadString('\n')
 	require.NoError(r.t, err)
 	require.Equal(r.t, line+"\n", got)
-}
-
-// step asks for step n and waits until the program has done it.
-func (r *resumeRun) step(n int) {
-	r.t.Helper()
-	_, err := io.WriteString(r.stdin, "\n")
-	require.NoError(r.t, err)
-	r.expect(fmt.Sprintf("step %d", n))
 }
 
 // TestResumeAfterAnalyzerCrash: the analyzer of a `run` is killed with
