@@ -19,8 +19,10 @@ func newRecordCommand() *cobra.Command {
 		Long: `record is what libmemscope.so starts when a program is run with a bare
 LD_PRELOAD (no MEMSCOPE_RING): it consumes the ring the library created, writes
 each process's reports when it ends, and exits when every process that wrote to
-the ring is gone. A record stopped early can be restarted on the same ring: it
-resumes from the last committed point.`,
+the ring is gone. On the ring of an analyzer that died (a run or record killed),
+record replays the journal that analyzer kept beside the ring (RING.journal)
+and reads the ring on from where it stopped: the reports are the ones it would
+have written (MEMSCOPE_JOURNAL bounds the journal, 512M by default; off: none).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
