@@ -48,11 +48,17 @@ func (e *Engine) deferFree(th *thread, ts, ptr uint64) {
 	p.deferred = append(p.deferred, deferredFree{ptr: ptr, ts: ts, lastTS: th.lastAllocTS, temp: th.lastAllocOK && th.lastAlloc == ptr})
 	th.lastAllocOK = false
 	p.deferredSorted = len(p.deferred) == 1 || p.deferredSorted && p.deferred[len(p.deferred)-2].ts <= ts
-	if len(p.deferred) == 1 {
-		e.deferring = append(e.deferring, p)
-	}
+	e.deferringAdd(p)
 	if len(p.deferred) >= maxDeferred {
 		p.applyDeferred(p.deferred[len(p.deferred)/2].ts)
+	}
+}
+
+// deferringAdd lists p among the processes with waiting frees.
+func (e *Engine) deferringAdd(p *proc) {
+	if !p.inDeferring {
+		p.inDeferring = true
+		e.deferring = append(e.deferring, p)
 	}
 }
 
@@ -64,6 +70,8 @@ func (e *Engine) applyDeferred(ts uint64) {
 		p.applyDeferred(ts)
 		if len(p.deferred) > 0 {
 			kept = append(kept, p)
+		} else {
+			p.inDeferring = false
 		}
 	}
 	clear(e.deferring[len(kept):])

@@ -570,6 +570,9 @@ func (e *Engine) applyProcess(th *thread, ts uint64, pr shm.Process) {
 		setNames()
 		if parent := e.procs[pr.Ppid]; parent != nil && parent != p {
 			p.copyFrom(parent, ts)
+			if len(p.deferred) > 0 {
+				e.deferringAdd(p) // the parent's frees from before the fork
+			}
 		} else {
 			p.startTS = ts
 		}

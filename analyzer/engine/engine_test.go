@@ -641,3 +641,46 @@ func TestWindowShrinksUnderPressure(t *testing.T) {
 		assert.Equal(t, tc.late, p.Totals.LateEvents, "blocks %d: late", tc.blocks)
 	}
 }
+
+// TestFreesWaitForTheWatermark: frees the window pushes past the
+// watermark wait for it (deferred.go): a late allocation still meets
+// its free, the free meets its own block, and a fork child made while
+// a free of its parent's waits does not keep the freed block.
+func TestFreesWaitForTheWatermark(t *testing.T) {
+	const parent, child = 610, 611
+	s := newStream(t)
+	s.malloc(parent, parent, 10*ms, 0x1000, 100, 1)
+	s.free(parent, parent, 20*ms, 0x1000)
+	s.recs = append(s.recs, recOf(t, child, child, shm.AppendProcess(nil, 30*ms, shm.Process{Pid: child, Ppid: parent, Event: shm.ProcessFork, Exe: "/x"})))
+	s.malloc(parent, parent, 40*ms, 0x1000, 7, 2) // reuses 0x1000
+	e := New(Options{ReorderWindow: time.Millisecond})
+	e.Settle(5 * ms) // a watermark below all of them: a stalled writer
+	for _, r := range s.recs {
+		require.NoError(t, e.Apply(r))
+	}
+	e.Advance(100 * ms) // the window passes them all
+	require.Zero(t, e.Pending())
+	p := e.Snapshot(parent)
+	assert.Equal(t, uint64(107), p.Totals.LiveBytes, "the free waits: its block still counts")
+
+	// A late allocation of the parent's, stamped before the free, that
+	// another thread made: the free is its, not the first block's.
+	s = newStream(t)
+	s.malloc(parent, parent+100, 15*ms, 0x5000, 3, 3)
+	s.free(parent, parent, 16*ms, 0x5000)
+	for _, r := range s.recs {
+		require.NoError(t, e.Apply(r))
+	}
+	e.Settle(50 * ms) // every record arrived
+	p = e.Snapshot(parent)
+	assert.Equal(t, [3]uint64{3, 2, 7}, [3]uint64{p.Totals.Allocations, p.Totals.Frees, p.Totals.LiveBytes})
+	assert.Zero(t, p.Totals.UnknownFrees)
+	assert.Equal(t, uint64(3), p.Totals.LateEvents, "the two frees that waited and the late allocation")
+	assert.Equal(t, uint64(0), e.Snapshot(child).Totals.LiveBytes, "the parent's free from before the fork, applied to the child too")
+
+	c := e.EndProcess(child, ExitStatus{})
+	require.NotNil(t, c)
+	assert.Equal(t, uint64(0), c.Totals.LiveBytes, "the child does not keep the block its parent freed before the fork")
+	p = e.EndProcess(parent, ExitStatus{})
+	assert.Equal(t, uint64(7), p.Totals.LiveBytes)
+}

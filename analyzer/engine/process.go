@@ -214,6 +214,7 @@ type proc struct {
 
 	deferred       []deferredFree // frees waiting for the watermark (deferred.go)
 	deferredSorted bool           // deferred is in time order
+	inDeferring    bool           // listed in Engine.deferring
 
 	timeline     []Sample
 	interval     uint64 // of the timeline now: baseInterval, doubled at each coarsen
