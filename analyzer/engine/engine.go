@@ -96,12 +96,11 @@ type Engine struct {
 	maxSeen  uint64 // largest timestamp seen
 	released uint64 // events with key <= released have been applied
 	// safe is the reader's watermark (Settle): every record stamped
-	// before it has arrived. Frees wait for it (deferred.go), once
-	// watermarked.
-	safe        uint64
-	watermarked bool
-	deferring   []*proc // processes with frees waiting for the watermark
-	slack       uint64  // release in steps of at least this many key units
+	// before it has arrived. Frees wait for it (deferred.go); 0: no
+	// watermark, nothing waits.
+	safe      uint64
+	deferring []*proc // processes with frees waiting for the watermark
+	slack     uint64  // release in steps of at least this many key units
 }
 
 // New returns an empty Engine.
@@ -527,7 +526,7 @@ func (e *Engine) applyEvent(th *thread, ev *event) {
 	case evAlloc:
 		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack)
 	case evFree:
-		if e.watermarked && ev.ts() >= e.safe {
+		if e.safe != 0 && ev.ts() >= e.safe {
 			e.deferFree(th, ev.ts(), ev.ptr) // the window passed the watermark
 		} else {
 			p.free(th, ev.ts(), ev.ptr)
@@ -610,7 +609,6 @@ func (e *Engine) Settle(ts uint64) {
 	if ts > e.safe {
 		e.safe = ts
 	}
-	e.watermarked = true
 	if limit := eventKey(ts-1, 1<<kindBit-1); limit > e.released {
 		e.release(limit)
 	}
