@@ -111,12 +111,9 @@ static inline uint64_t ms_tsc(void)
 static inline uint64_t ms_tsc_ordered(void)
 {
 #if defined(__x86_64__)
-	uint32_t lo, hi;
-	__asm__ __volatile__("lfence\n\trdtsc" : "=a"(lo), "=d"(hi) : : "memory");
-	return (uint64_t)hi << 32 | lo;
-#else
-	return ms_now_ns();
+	__asm__ __volatile__("lfence" : : : "memory");
 #endif
+	return ms_tsc();
 }
 
 /* A record's timestamp: ms_tsc() in an MS_RING_TSC ring, else ms_now_ns(). */
