@@ -8,11 +8,12 @@ import (
 
 // Clock is the clock of a ring's record timestamps (ms_record_header.ts),
 // read and converted to ns. Where the ring's creator found an invariant
-// TSC, producers stamp records with the counter itself ("lfence; rdtsc",
-// about 8 ns, against 14-27 for clock_gettime: include/memscope.h
-// MS_RING_TSC) and the consumer converts: ns = ns0 + (ticks - tsc0) *
-// mult / 2^32, with (tsc0, ns0) read together when the ring was mapped
-// and mult measured against CLOCK_MONOTONIC over at least calibrateSpan.
+// TSC, producers stamp records with the counter itself (rdtsc, fenced
+// for allocations: preload/ring.h ms_tsc; 14-27 ns for clock_gettime:
+// include/memscope.h MS_RING_TSC) and the consumer converts with a line
+// (StampConv) through a pair of readings of the counter and
+// CLOCK_MONOTONIC taken when the ring was mapped, whose slope is
+// measured against CLOCK_MONOTONIC over at least calibrateSpan.
 // The conversion is fixed once made, so it keeps the order of every two
 // stamps; the consumer's own clock (Now, the Reader's watermark) goes
 // through the same conversion, so it compares with records exactly.
@@ -45,8 +46,8 @@ type StampConv struct {
 // CLOCK_MONOTONIC ring): the identity.
 func NSStamps() StampConv { return StampConv{mul: 1 << 32} }
 
-// calibrateSpan is the least time between the two readings mult is
-// measured from: each pair is read to within some 50 ns.
+// calibrateSpan is the least time between the two readings the slope
+// is measured from: each pair is read to within some 50 ns.
 const calibrateSpan = 2 * time.Millisecond
 
 // tscPair is the counter and CLOCK_MONOTONIC read at the same time.

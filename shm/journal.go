@@ -20,7 +20,9 @@ import (
 type Journal interface {
 	// Taken is called with the bytes of chunk seq from data offset off
 	// that the consumer took (whole records), written by thread tid of
-	// process pid. data aliases the ring: copy it.
+	// process pid. data aliases the ring: it stays as it is until the
+	// Flush that precedes the next Commit (or until a Rollback), not
+	// after.
 	Taken(seq uint64, off uint32, pid, tid uint32, data []byte)
 	// Flush makes everything Taken so far durable. An error stops the
 	// Commit (the bytes stay uncommitted).
@@ -43,48 +45,40 @@ func (rd *Reader) Resumed() bool { return rd.resumed }
 // committed by a consumer: the chunk was released, or its consumed
 // offset is at least end. A resuming consumer asks it of what a dead
 // one's journal holds.
-func (rd *Reader) Committed(seq uint64, end uint32) (ok bool) {
+func (rd *Reader) Committed(seq uint64, end uint32) bool {
 	r := rd.r
-	if r.mem == nil {
+	switch {
+	case r.mem == nil || seq >= rd.startedAt+uint64(r.chunkCount):
 		return false
-	}
-	defer func() {
-		if recover() != nil { // a fault on the mapping (truncated file)
-			ok = false
-		}
-	}()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	if seq < rd.startedAt {
+	case seq < rd.startedAt:
 		return true
 	}
-	if seq >= rd.startedAt+uint64(r.chunkCount) {
-		return false
-	}
-	nc := uint64(r.chunkCount)
-	c := r.chunk(seq)
-	if atomic.LoadUint64(c.state()) == stateFree(seq+nc) {
-		return true // released, last_read_to not published yet
-	}
-	if atomic.LoadUint64(c.seq()) != seqClaimed(seq) {
-		return false
-	}
-	return atomic.LoadUint64(c.consumed()) >= uint64(end)
+	ok, err := r.chunkCommitted(seq, uint64(end))
+	return err == nil && ok
 }
 
 // anyCommitted reports whether a chunk of the window [base, head) holds
 // committed bytes or was released (NewReader: Resumed).
-func (rd *Reader) anyCommitted(head uint64) (found bool, err error) {
-	r := rd.r
-	defer r.catchFault(&err, debug.SetPanicOnFault(true))
-	nc := uint64(r.chunkCount)
+func (rd *Reader) anyCommitted(head uint64) (bool, error) {
 	for j := rd.base; j < head; j++ {
-		c := r.chunk(j)
-		if atomic.LoadUint64(c.state()) == stateFree(j+nc) ||
-			atomic.LoadUint64(c.seq()) == seqClaimed(j) && atomic.LoadUint64(c.consumed()) > 0 {
-			return true, nil
+		if ok, err := rd.r.chunkCommitted(j, 1); ok || err != nil {
+			return ok, err
 		}
 	}
 	return false, nil
+}
+
+// chunkCommitted reports whether the slot of chunk seq, in the window,
+// says a consumer committed its data up to end bytes: it was released
+// (reset for the next lap, last_read_to maybe not published yet), or it
+// is still claimed by seq with a consumed offset of end or more.
+func (r *Ring) chunkCommitted(seq, end uint64) (ok bool, err error) {
+	defer r.catchFault(&err, debug.SetPanicOnFault(true))
+	c := r.chunk(seq)
+	if atomic.LoadUint64(c.state()) == stateFree(seq+uint64(r.chunkCount)) {
+		return true, nil
+	}
+	return atomic.LoadUint64(c.seq()) == seqClaimed(seq) && atomic.LoadUint64(c.consumed()) >= end, nil
 }
 
 // journalTaken hands fn's bytes to the journal.
