@@ -65,9 +65,13 @@ func IsJournal(name string) bool {
 }
 
 // Remove removes the journal of the ring at ringPath, if any.
-func Remove(ringPath string) {
-	os.Remove(Path(ringPath) + ".tmp")
-	os.Remove(Path(ringPath))
+func Remove(ringPath string) { removeFiles(Path(ringPath)) }
+
+// removeFiles removes the journal at path and the one being written
+// beside it (path.tmp).
+func removeFiles(path string) {
+	os.Remove(path + ".tmp")
+	os.Remove(path)
 }
 
 func (h Header) encode() []byte {

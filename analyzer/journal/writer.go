@@ -42,13 +42,11 @@ const (
 // is told once why the journal was dropped.
 func Create(path string, h Header, limit int64, onDrop func(reason string)) (*Writer, error) {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Left by an analyzer that died while it resumed: ours now.
-		if err = os.Remove(tmp); err == nil {
-			f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
-		}
+	// One left by an analyzer that died while it resumed is ours now.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("journal: %w", err)
 	}
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -150,9 +148,6 @@ func (w *Writer) Rollback() error {
 // Dropped says why the journal was dropped ("" while it is kept).
 func (w *Writer) Dropped() string { return w.dropped }
 
-// Size is the journal's size in bytes.
-func (w *Writer) Size() int64 { return w.written + w.buf }
-
 // Close closes the journal, keeping the file (the ring is kept).
 func (w *Writer) Close() error {
 	if w.f == nil {
@@ -172,8 +167,7 @@ func (w *Writer) Remove() {
 		w.f.Close()
 		w.f = nil
 	}
-	os.Remove(w.path + ".tmp")
-	os.Remove(w.path)
+	removeFiles(w.path)
 }
 
 // write writes iov out with writev: no copy in this process.
@@ -189,8 +183,9 @@ func (w *Writer) write() error {
 			return err
 		}
 		w.written += int64(n)
-		// Skip what was written, maybe part of a piece.
-		for n > 0 && len(iov) > 0 {
+		// Skip what was written, maybe part of a piece (no piece is
+		// empty: frames have data).
+		for n > 0 {
 			if n >= len(iov[0]) {
 				n -= len(iov[0])
 				iov = iov[1:]
@@ -198,9 +193,6 @@ func (w *Writer) write() error {
 				iov[0] = iov[0][n:]
 				n = 0
 			}
-		}
-		if n == 0 && len(iov) > 0 && len(iov[0]) == 0 {
-			iov = iov[1:]
 		}
 	}
 	return nil
@@ -233,8 +225,7 @@ func (w *Writer) stop() {
 		err = os.Rename(w.path+".tmp", w.path)
 	}
 	if err != nil {
-		os.Remove(w.path + ".tmp")
-		os.Remove(w.path)
+		removeFiles(w.path)
 	}
 }
 
@@ -246,8 +237,7 @@ func (w *Writer) drop(reason string) {
 	w.f.Truncate(0)
 	w.f.Close()
 	w.f = nil
-	os.Remove(w.path + ".tmp")
-	os.Remove(w.path)
+	removeFiles(w.path)
 	if w.onDrop != nil {
 		w.onDrop(reason)
 	}
