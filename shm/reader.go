@@ -2,6 +2,7 @@ package shm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -20,6 +21,12 @@ type ReaderOptions struct {
 	SealAfter    time.Duration              // 0: the ring header's seal_after_ns
 	ProcessAlive func(pid uint32) bool      // nil: kill(pid, 0) != ESRCH and not a zombie
 	ThreadAlive  func(pid, tid uint32) bool // nil: /proc/PID/task/TID exists and is not a zombie
+	// PollBytes bounds what one Poll or PollChunks delivers (0: all
+	// that is published). A snapshot holding more is delivered over
+	// several calls, each with its own Watermark, so a consumer that
+	// fell behind works through its backlog in pieces that stay in the
+	// CPU's caches, and commits (frees ring space) after each.
+	PollBytes int
 }
 
 // ReaderStats are a Reader's counters.
@@ -30,6 +37,7 @@ type ReaderStats struct {
 	Abandoned  uint64 // reservations this Reader abandoned (never claimed)
 	Dropped    uint64 // the header's dropped_events: events producers could not record
 	Commits    uint64 // successful Commit calls
+	Pieces     uint64 // polls that stopped at PollBytes with more of their snapshot to deliver
 }
 
 // chunkKind is what the Reader knows about the chunk with a given sequence.
@@ -61,6 +69,11 @@ type chunkEntry struct {
 	// no record in progress (0: none known). The owner's next record in
 	// it carries a timestamp >= quietAt (Watermark).
 	quietAt uint64
+	// laterMin is the least stamp of the records not yet delivered in
+	// this chunk's snapshot and in those of every later chunk of the
+	// window (math.MaxUint64: none): the watermark of a delivery that
+	// stops before this chunk (partialWatermark).
+	laterMin uint64
 }
 
 // Reader is the ring's consumer. It delivers every record exactly once
@@ -81,6 +94,10 @@ type Reader struct {
 	stampNow     uint64 // clock.Now() read before the current snapshot
 	snapNow      uint64 // clock.Now() read before the last snapshot
 	watermark    uint64 // Watermark
+	pollBytes    int    // ReaderOptions.PollBytes
+	snapOpen     bool   // the last snapshot is not delivered to its end yet
+	nextDeliver  uint64 // the chunk whose records an open snapshot delivers next
+	wakeOwed     bool   // chunks were released since waiting producers were last woken
 	resumed      bool   // Resumed
 	journal      Journal
 	entries      []chunkEntry
@@ -101,6 +118,7 @@ func (r *Ring) NewReader(opts ReaderOptions) (*Reader, error) {
 		timeoutNS:    uint64(r.consumerTimeout),
 		processAlive: opts.ProcessAlive,
 		threadAlive:  opts.ThreadAlive,
+		pollBytes:    opts.PollBytes,
 		pid:          uint32(os.Getpid()),
 		entries:      make([]chunkEntry, r.chunkCount),
 	}
@@ -150,7 +168,9 @@ func (rd *Reader) chunkErr(seq uint64, off uint64, format string, args ...any) e
 // Poll delivers every record available now, each thread's records in
 // program order (I8: it snapshots the chunk states from the highest
 // sequence down, then delivers in increasing sequence order up to the
-// snapshotted lengths). It also refreshes the heartbeat, seals idle chunks
+// snapshotted lengths). With ReaderOptions.PollBytes, it stops at a chunk
+// once it has delivered that many bytes, and the next Poll delivers the
+// rest of the same snapshot before taking a new one. It also refreshes the heartbeat, seals idle chunks
 // and chunks whose owner is gone, and abandons reservations never claimed.
 // Records alias the ring and are valid until the next Poll, Commit or
 // Rollback. If fn fails, Poll returns its error; the record fn refused is
@@ -184,36 +204,24 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 		return 0, fmt.Errorf("ring %s: %w", r.path, errClosed)
 	}
 	defer r.catchFault(&err, debug.SetPanicOnFault(true))
-	// The records' clock first: the heartbeat's store orders it before
-	// every load of the snapshot (Watermark).
-	rd.stampNow = rd.clock.Now()
-	now := monotonicNS()
-	atomic.StoreUint64(r.u64(offHeartbeatNS), now)
-	atomic.StoreUint32(r.u32(offConsumerPid), rd.pid)
-	if lrt := atomic.LoadUint64(r.u64(offLastReadTo)); lrt != rd.base {
-		return 0, rd.headerErr(offLastReadTo, "last_read_to changed to %d behind this reader's back (committed %d): another consumer?", lrt, rd.base)
-	}
-	nc := uint64(r.chunkCount)
-	head := atomic.LoadUint64(r.u64(offReserveHead))
-	if head < rd.head || head-rd.base > nc {
-		return 0, rd.headerErr(offReserveHead, "reserve_head %d is not in [%d, %d]", head, rd.head, rd.base+nc)
-	}
-	// Snapshot from the highest sequence down (I8). observe tells new
-	// chunks by rd.head, the previous snapshot's reserve_head.
-	for j := head; j > rd.base; {
-		j--
-		if err := rd.observe(j, now); err != nil {
+	if !rd.snapOpen {
+		if err := rd.snapshot(); err != nil {
 			return 0, err
 		}
+		rd.snapOpen, rd.nextDeliver = true, rd.base
 	}
-	rd.head = head
-	if atomic.LoadUint64(r.u64(offNextReadFrom)) < head {
-		atomic.StoreUint64(r.u64(offNextReadFrom), head)
-	}
-	rd.releaseCommitted()
 	defer func() { rd.stats.Records += uint64(n) }()
-	for j := rd.base; j < head; j++ {
+	nc := uint64(r.chunkCount)
+	delivered := 0
+	for j := max(rd.nextDeliver, rd.base); j < rd.head; j++ {
 		e := &rd.entries[j%nc]
+		if rd.pollBytes > 0 && delivered >= rd.pollBytes && e.readOff < e.snapLen {
+			// Enough for one call: the rest of the snapshot next time.
+			rd.nextDeliver = j
+			rd.stats.Pieces++
+			rd.setPartialWatermark(e.laterMin)
+			return n, nil
+		}
 		if e.readOff < e.snapLen {
 			data := r.data(j, e.readOff, e.snapLen)
 			took, k, ferr := fn(e.pid, e.tid, data)
@@ -223,6 +231,7 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 			rd.journalTaken(j, e.readOff, e.pid, e.tid, data[:took])
 			e.readOff += uint32(took)
 			n += k
+			delivered += took
 			if ferr != nil {
 				var bad *RecordError
 				if errors.As(ferr, &bad) {
@@ -240,14 +249,77 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 			rd.stats.ChunksRead++
 		}
 	}
+	rd.snapOpen = false
 	rd.setWatermark(rd.stampNow)
 	return n, nil
 }
 
-// Watermark is a time no record delivered after the last complete
-// PollChunks or Poll can be stamped before (ns of the ring's Clock; 0
-// when nothing is known): a consumer that orders events by time can apply
-// those below it at once, without waiting for other threads.
+// snapshot refreshes the heartbeat, then snapshots every chunk of the
+// window (observe), sealing and abandoning those that are due, and
+// releases the chunks committed since the last one.
+func (rd *Reader) snapshot() error {
+	r := rd.r
+	// The records' clock first: the heartbeat's store orders it before
+	// every load of the snapshot (Watermark).
+	rd.stampNow = rd.clock.Now()
+	now := monotonicNS()
+	atomic.StoreUint64(r.u64(offHeartbeatNS), now)
+	atomic.StoreUint32(r.u32(offConsumerPid), rd.pid)
+	if lrt := atomic.LoadUint64(r.u64(offLastReadTo)); lrt != rd.base {
+		return rd.headerErr(offLastReadTo, "last_read_to changed to %d behind this reader's back (committed %d): another consumer?", lrt, rd.base)
+	}
+	nc := uint64(r.chunkCount)
+	head := atomic.LoadUint64(r.u64(offReserveHead))
+	if head < rd.head || head-rd.base > nc {
+		return rd.headerErr(offReserveHead, "reserve_head %d is not in [%d, %d]", head, rd.head, rd.base+nc)
+	}
+	// Snapshot from the highest sequence down (I8). observe tells new
+	// chunks by rd.head, the previous snapshot's reserve_head.
+	laterMin := uint64(math.MaxUint64)
+	for j := head; j > rd.base; {
+		j--
+		if err := rd.observe(j, now); err != nil {
+			return err
+		}
+		if rd.pollBytes > 0 {
+			e := &rd.entries[j%nc]
+			if e.readOff < e.snapLen {
+				laterMin = min(laterMin, rd.firstStamp(j, e))
+			}
+			e.laterMin = laterMin
+		}
+	}
+	rd.head = head
+	if atomic.LoadUint64(r.u64(offNextReadFrom)) < head {
+		atomic.StoreUint64(r.u64(offNextReadFrom), head)
+	}
+	rd.releaseCommitted()
+	return nil
+}
+
+// firstStamp is the least stamp (ns) of chunk j's records not delivered
+// yet: the first one's, as a thread stamps its records in program order,
+// or its free's if it is a REALLOC (stamped before the call). A record
+// too short to say gives 0, which only holds the watermark back until
+// delivery reports the record malformed.
+func (rd *Reader) firstStamp(j uint64, e *chunkEntry) uint64 {
+	d := rd.r.data(j, e.readOff, e.snapLen)
+	if len(d) < RecordHeaderSize {
+		return 0
+	}
+	conv := rd.clock.Conv()
+	w := binary.LittleEndian.Uint64(d)
+	ts := conv.NS(binary.LittleEndian.Uint64(d[8:]))
+	if RecordType(w) == RecRealloc && int(uint16(w>>16)) >= reallocSize && len(d) >= reallocSize {
+		ts = min(ts, conv.NS(binary.LittleEndian.Uint64(d[reallocOffTSBefore:])))
+	}
+	return ts
+}
+
+// Watermark is a time no record delivered after the last PollChunks or
+// Poll can be stamped before (ns of the ring's Clock; 0 when nothing is
+// known): a consumer that orders events by time can apply those below it
+// at once, without waiting for other threads.
 //
 // Why it holds: producers read the clock inside the record, after the
 // CAS that marks their chunk WRITING (ms_rec_open in
@@ -259,8 +331,22 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 // was stamped after the chunk was last seen quiet (quietAt), or after the
 // snapshot before the one that first saw its chunk. Sealed chunks were
 // delivered to their end. So the least quietAt of the chunks seen
-// WRITING, or now, bounds every record still to come.
+// WRITING, or now, bounds every record still to come. A poll that stops
+// before the end of its snapshot (PollBytes) also leaves records of the
+// snapshot undelivered: each thread stamps its records in program order,
+// so the first one left in each chunk (or its free, for a REALLOC) is the
+// least of its chunk, and the least of those bounds them all (laterMin).
 func (rd *Reader) Watermark() uint64 { return rd.watermark }
+
+// setPartialWatermark sets Watermark after a delivery that stopped
+// before the end of the snapshot: the records left undelivered were
+// stamped no earlier than laterMin, and those after the snapshot as for
+// a complete one.
+func (rd *Reader) setPartialWatermark(laterMin uint64) {
+	w := rd.watermark
+	rd.setWatermark(rd.stampNow)
+	rd.watermark = max(w, min(rd.watermark, laterMin))
+}
 
 // setWatermark computes Watermark after a complete snapshot taken at now.
 func (rd *Reader) setWatermark(now uint64) {
@@ -272,10 +358,15 @@ func (rd *Reader) setWatermark(now uint64) {
 		}
 	}
 	rd.snapNow = now
+	rd.watermark = max(rd.applySlack(w), rd.watermark)
+}
+
+// applySlack lowers a bound by watermarkSlack in an MS_RING_TSC ring.
+func (rd *Reader) applySlack(w uint64) uint64 {
 	if rd.clock.TSC() {
 		w = max(w, watermarkSlack) - watermarkSlack
 	}
-	rd.watermark = max(w, rd.watermark)
+	return w
 }
 
 // watermarkSlack is how far below the bound of setWatermark the
@@ -509,7 +600,13 @@ func (rd *Reader) releaseCommitted() {
 		e.valid = false
 		released = true
 	}
-	if released {
+	rd.wakeOwed = rd.wakeOwed || released
+	// Wake threads waiting for room once a sixteenth of the ring is free
+	// or the snapshot is delivered, not at every piece of it: a waiter
+	// woken for a few chunks fills them and sleeps again, and each such
+	// round trip costs it a context switch and its caches.
+	if rd.wakeOwed && (!rd.snapOpen || rd.head-rd.base <= nc-nc/16) {
+		rd.wakeOwed = false
 		atomic.AddUint32(r.u32(offCommitFutex), 1)
 		if atomic.LoadUint32(r.u32(offFullWaiters)) > 0 {
 			futexWakeAll(r.u32(offCommitFutex))
@@ -530,6 +627,7 @@ func (rd *Reader) Rollback() error {
 			e.readOff = e.commitOff
 		}
 	}
+	rd.snapOpen = false
 	if rd.journal != nil {
 		if err := rd.journal.Rollback(); err != nil {
 			return fmt.Errorf("ring %s: journal: %w", r.path, err)

@@ -249,7 +249,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			os.Remove(ring.Path())
 		}
 	}()
-	rd, err := ring.NewReader(shm.ReaderOptions{})
+	rd, err := ring.NewReader(shm.ReaderOptions{PollBytes: pollBytes})
 	if err != nil {
 		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 	}
@@ -505,6 +505,12 @@ func pollOnce(rd *shm.Reader, eng *engine.Engine) (int, error) {
 	}
 	return n, nil
 }
+
+// pollBytes bounds the records one poll hands the engine (about 7000
+// events): an analyzer that fell behind works through the backlog in
+// pieces whose pending events stay in the CPU's caches, committing (and
+// so freeing ring space for waiting threads) after each.
+const pollBytes = 256 << 10
 
 // drainWait bounds how long the end of a session waits for the records of
 // processes it did not see end.
