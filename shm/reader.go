@@ -331,7 +331,12 @@ func (rd *Reader) firstStamp(j uint64, e *chunkEntry) uint64 {
 // was stamped after the chunk was last seen quiet (quietAt), or after the
 // snapshot before the one that first saw its chunk. Sealed chunks were
 // delivered to their end. So the least quietAt of the chunks seen
-// WRITING, or now, bounds every record still to come. A poll that stops
+// WRITING, or now, bounds every record still to come. A chunk's owner
+// stamps its records in program order, so a chunk's bound is also no
+// earlier than the stamp of its first record: a chunk caught WRITING in
+// snapshot after snapshot (a busy thread, and an analyzer that fell
+// behind and snapshots seldom) does not hold the watermark back to a
+// snapshot long gone. A poll that stops
 // before the end of its snapshot (PollBytes) also leaves records of the
 // snapshot undelivered: each thread stamps its records in program order,
 // so the first one left in each chunk (or its free, for a REALLOC) is the
@@ -353,9 +358,17 @@ func (rd *Reader) setWatermark(now uint64) {
 	w := now
 	nc := uint64(rd.r.chunkCount)
 	for j := rd.base; j < rd.head; j++ {
-		if e := &rd.entries[j%nc]; !e.sealed && e.quietAt < w {
-			w = e.quietAt
+		e := &rd.entries[j%nc]
+		if e.sealed || e.quietAt >= w {
+			continue
 		}
+		q := e.quietAt
+		if e.kind == chunkOwned && e.snapLen >= RecordHeaderSize {
+			// Its owner stamps its records in program order: the one in
+			// progress, and the next, no earlier than its first.
+			q = max(q, rd.clock.Conv().NS(binary.LittleEndian.Uint64(rd.r.data(j, 0, e.snapLen)[8:])))
+		}
+		w = min(w, q)
 	}
 	rd.snapNow = now
 	rd.watermark = max(rd.applySlack(w), rd.watermark)

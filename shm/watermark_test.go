@@ -71,16 +71,19 @@ func TestWatermarkBoundsLaterRecords(t *testing.T) {
 				}
 				return nil
 			}
-			for drained := false; !drained; {
+			// Done after a poll that took its snapshot after the producers
+			// ended and delivered it to its end (a poll takes a snapshot
+			// when the one before delivered its own to the end).
+			for fresh := true; ; {
+				done := false
 				select {
 				case <-finished:
-					// Done once a poll after the producers' end delivers its
-					// snapshot to the end.
-					drained = rd.Stats().Pieces == pieces
+					done = true
 				default:
 				}
 				pieces = rd.Stats().Pieces
 				_, err := rd.Poll(check)
+				complete := rd.Stats().Pieces == pieces
 				require.NoError(t, err)
 				require.NoError(t, rd.Commit())
 				w := rd.Watermark()
@@ -90,6 +93,10 @@ func TestWatermarkBoundsLaterRecords(t *testing.T) {
 				}
 				mark = w
 				polls++
+				if done && fresh && complete {
+					break
+				}
+				fresh = complete
 			}
 			require.NoError(t, bad)
 			require.Equal(t, uint64(tc.producers*events), received)
