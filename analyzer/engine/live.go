@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/bits"
+	"sort"
 	"unsafe"
 )
 
@@ -243,10 +244,20 @@ func (t *liveTable) dropWide(s *liveSlot) {
 }
 
 func (t *liveTable) grow() {
-	n := len(t.groups) * 3 / 2
-	if n < minGroups {
-		n = minGroups
+	t.resize(max(len(t.groups)*3/2, minGroups))
+}
+
+// reserve sizes the table for n live blocks at most (RestoreState: blocks
+// inserted in the order of another table's groups would all find their
+// home in the first groups of a small table, and probe ever further).
+func (t *liveTable) reserve(n int) {
+	if groups := n*maxLoadDen/maxLoadNum/groupSlots + 1; groups > len(t.groups) {
+		t.resize(max(groups, minGroups))
 	}
+}
+
+// resize rehashes the table into n groups.
+func (t *liveTable) resize(n int) {
 	old := t.groups
 	t.groups = make([]liveGroup, n)
 	if size := uintptr(n) * unsafe.Sizeof(liveGroup{}); size >= 2*hugePageSize {
@@ -279,7 +290,16 @@ func (t *liveTable) insert(b liveBlock) {
 		t.gens = make(map[uint64][]liveBlock)
 	}
 	t.groups[g].slots[k].meta |= multiBit
-	t.gens[b.addr] = append(t.gens[b.addr], b)
+	extra := t.gens[b.addr]
+	// In time order (mostly arrival order: appended).
+	i := len(extra)
+	for i > 0 && extra[i-1].ts > b.ts {
+		i--
+	}
+	extra = append(extra, liveBlock{})
+	copy(extra[i+1:], extra[i:])
+	extra[i] = b
+	t.gens[b.addr] = extra
 }
 
 // remove closes the newest generation of addr allocated at or before ts.
@@ -300,16 +320,17 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 		return b, true
 	}
 	main := t.unpack(s)
+	// The extra generations are in time order (insert): the newest at or
+	// before ts by binary search, so that frees applied in time order
+	// after many allocations of one address (frees that waited for the
+	// watermark) cost a search each, not a scan.
 	extra := t.gens[addr]
-	best := -1 // -1: none, len(extra): the slot's generation
-	var bestTS uint64
-	if main.ts <= ts {
-		best, bestTS = len(extra), main.ts
+	best := sort.Search(len(extra), func(i int) bool { return extra[i].ts > ts }) - 1 // -1: none
+	for best > 0 && extra[best-1].ts == extra[best].ts {
+		best-- // of equals, the first inserted
 	}
-	for k, g := range extra {
-		if g.ts <= ts && (best < 0 || g.ts > bestTS) {
-			best, bestTS = k, g.ts
-		}
+	if main.ts <= ts && (best < 0 || main.ts >= extra[best].ts) {
+		best = len(extra) // the slot's generation
 	}
 	if best < 0 {
 		return liveBlock{}, false
@@ -326,7 +347,11 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 		s.meta = t.pack(last) | multiBit
 	} else {
 		b = extra[best]
-		extra = append(extra[:best], extra[best+1:]...)
+		if best == 0 {
+			extra = extra[1:] // the oldest: frees in time order take these
+		} else {
+			extra = append(extra[:best], extra[best+1:]...)
+		}
 	}
 	if len(extra) == 0 {
 		delete(t.gens, addr)

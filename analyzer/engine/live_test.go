@@ -218,3 +218,25 @@ func TestSortByAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveTableManyGenerations: one address allocated 200000 times before
+// any of its frees is applied (frees that waited for the watermark, in a
+// loop that reuses its block), then freed in time order: every free closes
+// its own generation. Each removal is a search, not a scan of the others:
+// a scan made this quadratic (an analyzer spun for minutes).
+func TestLiveTableManyGenerations(t *testing.T) {
+	const n = 200000
+	var lt liveTable
+	for i := uint64(0); i < n; i++ {
+		lt.insert(liveBlock{addr: 0x1000, ts: 2*i + 1, size: i, site: 1})
+	}
+	require.Equal(t, n, lt.count)
+	for i := uint64(0); i < n; i++ {
+		b, ok := lt.remove(0x1000, 2*i+2)
+		require.True(t, ok)
+		require.Equal(t, 2*i+1, b.ts, "the free at %d closes the block allocated at %d", 2*i+2, 2*i+1)
+	}
+	require.Zero(t, lt.count)
+	_, ok := lt.remove(0x1000, 1<<40)
+	require.False(t, ok)
+}

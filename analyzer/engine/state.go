@@ -382,7 +382,9 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 		p.siteIndex.put(stack, tid, idx)
 	}
 
-	for i, c := 0, d.count(28); i < c && d.err == nil; i++ {
+	nblocks := d.count(28)
+	p.live.reserve(nblocks)
+	for i := 0; i < nblocks && d.err == nil; i++ {
 		b := liveBlock{addr: d.u64(), ts: d.u64(), size: d.u64(), site: d.u32()}
 		if int(b.site) >= nsites {
 			d.fail("process %d: live block %#x of site %d of %d", pid, b.addr, b.site, nsites)
