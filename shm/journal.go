@@ -57,6 +57,42 @@ func (rd *Reader) Committed(seq uint64, end uint32) bool {
 	return err == nil && ok
 }
 
+// ReadChunks calls fn with every chunk of the window that is not
+// released and of which something was delivered (by this Reader, or
+// committed by the consumer it took over from), and how much: where its
+// next record to deliver starts (a journal's checkpoint says where the
+// frames that follow it start).
+func (rd *Reader) ReadChunks(fn func(seq uint64, off uint32)) (err error) {
+	r := rd.r
+	if r.mem == nil {
+		return fmt.Errorf("ring %s: %w", r.path, errClosed)
+	}
+	defer r.catchFault(&err, debug.SetPanicOnFault(true))
+	nc := uint64(r.chunkCount)
+	head := min(atomic.LoadUint64(r.u64(offReserveHead)), rd.base+nc)
+	for j := rd.base; j < head; j++ {
+		if e := &rd.entries[j%nc]; j < rd.head && e.valid && e.seq == j {
+			if e.readOff > 0 {
+				fn(j, e.readOff)
+			}
+			continue
+		}
+		// Not seen yet: what the consumer before committed.
+		c := r.chunk(j)
+		if atomic.LoadUint64(c.seq()) != seqClaimed(j) {
+			continue
+		}
+		consumed := atomic.LoadUint64(c.consumed())
+		if consumed > uint64(r.dataCap()) || consumed%8 != 0 {
+			return rd.chunkErr(j, chOffConsumed, "consumed offset %d is not a multiple of 8 within the chunk's %d data bytes", consumed, r.dataCap())
+		}
+		if consumed > 0 {
+			fn(j, uint32(consumed))
+		}
+	}
+	return nil
+}
+
 // anyCommitted reports whether a chunk of the window [base, head) holds
 // committed bytes or was released (NewReader: Resumed).
 func (rd *Reader) anyCommitted(head uint64) (bool, error) {

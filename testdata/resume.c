@@ -6,7 +6,9 @@
  *   step 2: every other one freed (1500); 200 of the rest grown to 200 B
  *           by realloc (grow_some)
  *   step 3: a list of 100 nodes of 32 B from make_list, its head dropped:
- *           1 direct leak of 32 B, 99 indirect (3168 B)
+ *           1 direct leak of 32 B, 99 indirect (3168 B); then a child
+ *           (fork) that leaks 7 blocks of 24 B from leak_in_child and
+ *           exits 3, waited for
  *   step 4: 20000 malloc(32)/free pairs from churn, then 50 direct leaks
  *           of 16 B from leak_small
  *   step 5: small[] freed but its first 10 (reachable at exit)
@@ -14,6 +16,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SMALL 3000
@@ -52,6 +55,24 @@ __attribute__((noinline)) static void make_list(void)
 	}
 	sink = head;
 	sink = NULL;
+}
+
+__attribute__((noinline)) static void leak_in_child(void)
+{
+	for (int i = 0; i < 7; i++)
+		sink = malloc(24);
+	sink = NULL;
+}
+
+static void fork_leaking_child(void)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		leak_in_child();
+		exit(3);
+	}
+	if (c > 0)
+		waitpid(c, NULL, 0);
 }
 
 __attribute__((noinline)) static void churn(void)
@@ -110,6 +131,7 @@ int main(void)
 	if (!next_line())
 		return 0;
 	make_list();
+	fork_leaking_child();
 	say("step 3\n");
 	if (!next_line())
 		return 0;

@@ -401,6 +401,7 @@ func TestAnalyzeBadInput(t *testing.T) {
 		{"foreign ring", []string{"record", "--ring", foreign}, "not a memscope ring", nil},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, nil},
 		{"bad clock", []string{"run", "--", "/bin/true"}, `MEMSCOPE_CLOCK="hpet": want tsc or monotonic`, []string{"MEMSCOPE_CLOCK=hpet"}},
+		{"bad checkpoint interval", []string{"run", "--", "/bin/true"}, `MEMSCOPE_CHECKPOINT_EVERY="often": want a size (e.g. 64M)`, []string{"MEMSCOPE_CHECKPOINT_EVERY=often"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

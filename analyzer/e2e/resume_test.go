@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -38,13 +39,19 @@ func (r *liveRun) expect(line string) {
 // TestResumeAfterAnalyzerCrash: the analyzer of a `run` is killed with
 // SIGKILL at five points of testdata/resume.c (before its first step,
 // between steps, in the middle of a step's 40000 events); the program
-// goes on; `record --ring` takes the ring over, replays the dead
-// analyzer's journal and writes reports identical to an uninterrupted
-// run's: program, totals, peak, every leak with its frames, and
-// complete. A run with the journal off says it is incomplete, and why.
+// goes on (and forks a leaking child in step 3); `record --ring` takes
+// the ring over, restores the dead analyzer's last checkpoint, replays
+// the journal's records since, and writes reports identical to an
+// uninterrupted run's, for the program and its child: program, exit
+// status, totals, peak, every leak with its frames, and complete; the
+// session's index lists both once. Each kill point runs with the
+// default checkpoint interval (no checkpoint but the resume's own) and
+// with a checkpoint every 4 KiB of records. A run with the journal off
+// says it is incomplete, and why.
 func TestResumeAfterAnalyzerCrash(t *testing.T) {
 	// The uninterrupted run.
-	want := func() *leaksJSON {
+	var want resumeReports
+	{
 		out := t.TempDir()
 		r := startResumeRun(t, out, shortTempDir(t))
 		for n := 1; n <= 5; n++ {
@@ -52,18 +59,25 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 		}
 		require.NoError(t, r.stdin.Close())
 		require.NoError(t, r.cmd.Wait(), "stderr:\n%s", r.stderr.String())
-		reps := readReports(t, out)
-		require.Len(t, reps, 1)
-		return reps[0]
-	}()
+		want = readResumeReports(t, out)
+	}
 	// What the program is known to do (testdata/resume.c).
-	require.True(t, want.Complete)
-	assert.Equal(t, "resume", filepath.Base(want.Program))
-	assert.Equal(t, [2]uint64{51, 16*50 + 32}, [2]uint64{want.DirectObjects, want.DirectBytes}, "direct leaks")
-	assert.Equal(t, [2]uint64{99, 99 * 32}, [2]uint64{want.IndirectObjects, want.IndirectBytes}, "indirect leaks")
-	assert.Equal(t, [2]uint64{5, 5 * 200}, [2]uint64{want.ReachableObjects, want.ReachableBytes}, "reachable")
-	assert.Equal(t, uint64(20000), want.Totals.TemporaryAllocations)
+	root, child := want.root, want.child
+	require.True(t, root.Complete)
+	assert.Equal(t, "resume", filepath.Base(root.Program))
+	assert.Equal(t, [2]uint64{51, 16*50 + 32}, [2]uint64{root.DirectObjects, root.DirectBytes}, "direct leaks")
+	assert.Equal(t, [2]uint64{99, 99 * 32}, [2]uint64{root.IndirectObjects, root.IndirectBytes}, "indirect leaks")
+	assert.Equal(t, [2]uint64{5, 5 * 200}, [2]uint64{root.ReachableObjects, root.ReachableBytes}, "reachable")
+	assert.Equal(t, uint64(20000), root.Totals.TemporaryAllocations)
+	require.True(t, child.Complete)
+	// The child's own 7 and the list it inherited (its head direct).
+	assert.Equal(t, [2]uint64{8, 7*24 + 32}, [2]uint64{child.DirectObjects, child.DirectBytes}, "the child's direct leaks")
+	assert.Equal(t, [2]uint64{99, 99 * 32}, [2]uint64{child.IndirectObjects, child.IndirectBytes}, "the child's indirect leaks")
+	require.NotNil(t, child.ExitStatus)
+	assert.Equal(t, 3, *child.ExitStatus)
+	require.Len(t, want.index, 2)
 
+	const often = "MEMSCOPE_CHECKPOINT_EVERY=4K"
 	for _, tc := range []struct {
 		name    string
 		before  int  // steps done before the kill
@@ -76,11 +90,16 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 		{"after step 3", 3, false, false, nil},
 		{"during step 4", 3, true, false, nil},
 		{"after step 5", 5, false, false, nil},
+		{"checkpoints/before any step", 0, false, false, []string{often}},
+		{"checkpoints/after step 1", 1, false, true, []string{often}},
+		{"checkpoints/after step 3", 3, false, false, []string{often}},
+		{"checkpoints/during step 4", 3, true, false, []string{often}},
+		{"checkpoints/after step 5", 5, false, false, []string{often}},
 		{"no journal", 1, false, true, []string{"MEMSCOPE_JOURNAL=off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			xdg, out := shortTempDir(t), t.TempDir()
-			r := startResumeRun(t, t.TempDir(), xdg, tc.env...)
+			r := startResumeRun(t, out, xdg, tc.env...)
 			for n := 1; n <= tc.before; n++ {
 				r.step(n)
 			}
@@ -120,18 +139,27 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 			require.NoError(t, r.stdin.Close())
 			rest, _ := io.ReadAll(errs)
 			require.NoError(t, rec.Wait(), "record's stderr:\n%s", rest)
-			reps := readReports(t, out)
-			require.Len(t, reps, 1, "record's stderr:\n%s", rest)
-			got := reps[0]
-			if tc.env != nil {
-				assert.False(t, got.Complete)
-				require.Len(t, got.Incomplete, 1)
-				assert.Contains(t, got.Incomplete[0], "left no journal (MEMSCOPE_JOURNAL=off, or it was dropped): the events it had read are missing")
+			if tc.env != nil && tc.env[0] != often {
+				reps := readReports(t, out)
+				require.NotEmpty(t, reps)
+				for _, got := range reps {
+					assert.False(t, got.Complete)
+					require.Len(t, got.Incomplete, 1)
+					assert.Contains(t, got.Incomplete[0], "left no journal (MEMSCOPE_JOURNAL=off, or it was dropped): the events it had read are missing")
+				}
 				return
 			}
-			assert.Empty(t, got.Incomplete)
-			got.Pid, got.Ppid = want.Pid, want.Ppid
-			assert.Equal(t, withoutAddresses(want), withoutAddresses(got), "record's stderr:\n%s", rest)
+			if tc.env != nil && tc.before > 0 {
+				assert.Contains(t, string(rest), "restored a checkpoint (", "the dead analyzer wrote checkpoints")
+			}
+			got := readResumeReports(t, out)
+			assert.Equal(t, want.index, got.index, "record's stderr:\n%s", rest)
+			for _, p := range []struct{ want, got *leaksJSON }{{want.root, got.root}, {want.child, got.child}} {
+				assert.Empty(t, p.got.Incomplete)
+				w, g := withoutAddresses(p.want), withoutAddresses(p.got)
+				w.Pid, w.Ppid, g.Pid, g.Ppid = 0, 0, 0, 0
+				assert.Equal(t, w, g, "record's stderr:\n%s", rest)
+			}
 			left, _ := os.ReadDir(filepath.Join(xdg, "memscope"))
 			var names []string
 			for _, e := range left {
@@ -141,6 +169,46 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 			assert.False(t, strings.Contains(string(rest), "session socket"), "took the dead analyzer's socket over:\n%s", rest)
 		})
 	}
+}
+
+// resumeReports are a run of testdata/resume.c's reports: the program's,
+// its child's, and the session's index, its pids and file names
+// replaced by the processes' roles.
+type resumeReports struct {
+	root, child *leaksJSON
+	index       []map[string]any
+}
+
+func readResumeReports(t *testing.T, out string) resumeReports {
+	t.Helper()
+	var r resumeReports
+	reps := readReports(t, out)
+	require.Len(t, reps, 2, "the program's and its child's")
+	for i, p := range reps {
+		if o := reps[1-i]; o.Ppid == p.Pid {
+			r.root, r.child = p, o
+		}
+	}
+	require.NotNil(t, r.root, "no report is the other's parent")
+	index, _ := filepath.Glob(filepath.Join(out, "memscope.*.index.json"))
+	require.Len(t, index, 1)
+	b, err := os.ReadFile(index[0])
+	require.NoError(t, err)
+	var idx struct {
+		Processes []map[string]any `json:"processes"`
+	}
+	require.NoError(t, json.Unmarshal(b, &idx))
+	role := map[float64]string{float64(r.root.Pid): "root", float64(r.child.Pid): "child", float64(r.root.Ppid): "analyzer"}
+	for _, p := range idx.Processes {
+		p["pid"], p["ppid"] = role[p["pid"].(float64)], role[p["ppid"].(float64)]
+		files, _ := p["files"].([]any)
+		for i, f := range files {
+			name := filepath.Base(f.(string))
+			files[i] = strings.NewReplacer(fmt.Sprint(r.root.Pid), "ROOT", fmt.Sprint(r.child.Pid), "CHILD").Replace(name)
+		}
+	}
+	r.index = idx.Processes
+	return r
 }
 
 // withoutAddresses is r with its frames' addresses cleared (each run maps

@@ -418,3 +418,38 @@ func BenchmarkApplyCaptured(b *testing.B) {
 	}
 	applyPasses(b, loadCapture(b, path), func() *Engine { return New(Options{}) })
 }
+
+// BenchmarkCheckpoint reports what a journal checkpoint of the engine
+// costs with n blocks live (100 sites): its bytes per live block, and
+// the time to write (AppendState) and read it back (RestoreState) per
+// live block.
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, n := range []int{1_000_000} {
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) {
+			e := New(Options{ReorderWindow: -1})
+			rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
+			for k := 0; k < n; k++ {
+				setLiveAlloc(&rec, k)
+				if err := e.Apply(rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e.Flush()
+			var state []byte
+			var write, read time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				state = e.AppendState(state[:0])
+				t1 := time.Now()
+				if err := New(Options{}).RestoreState(state); err != nil {
+					b.Fatal(err)
+				}
+				write, read = write+t1.Sub(t0), read+time.Since(t1)
+			}
+			b.ReportMetric(float64(len(state))/float64(n), "B/liveblock-checkpoint")
+			b.ReportMetric(float64(write.Nanoseconds())/float64(b.N)/float64(n), "write-ns/liveblock")
+			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N)/float64(n), "read-ns/liveblock")
+		})
+	}
+}

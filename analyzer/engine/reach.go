@@ -131,6 +131,18 @@ func (e *Engine) TakeExitChecks() []ExitCheck {
 	return out
 }
 
+// ExitChecked drops the exit checks pid asked for that TakeExitChecks
+// has not returned yet: a verdict replayed from a journal answered them.
+func (e *Engine) ExitChecked(pid uint32) {
+	kept := e.exitChecks[:0]
+	for _, x := range e.exitChecks {
+		if x.Pid != pid {
+			kept = append(kept, x)
+		}
+	}
+	e.exitChecks = kept
+}
+
 // FlushProcess applies every pending event of pid (and, to keep time
 // order, every older event of other processes). Call it once pid's
 // records are all read (it is stopped): its frees waiting for the

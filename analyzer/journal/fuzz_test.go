@@ -8,8 +8,8 @@ import (
 )
 
 // FuzzReplay: whatever the journal file holds, Replay returns (an error
-// or frames whose sizes are within bounds), without a panic, and applies
-// only whole frames.
+// or frames whose sizes are within bounds), without a panic, applies
+// only whole frames, and restores no state larger than the file.
 func FuzzReplay(f *testing.F) {
 	dir := f.TempDir()
 	seed := filepath.Join(dir, "seed.journal")
@@ -23,21 +23,42 @@ func FuzzReplay(f *testing.F) {
 	if err := w.Publish(); err != nil {
 		f.Fatal(err)
 	}
-	w.Close()
 	data, err := os.ReadFile(seed)
 	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	// With a checkpoint.
+	if err := w.Checkpoint([]byte("state!!!"), []ChunkOffset{{Seq: 0, Off: 24}, {Seq: 3, Off: 24}}); err != nil {
+		f.Fatal(err)
+	}
+	w.Taken(0, 24, 1, 2, make([]byte, 8))
+	w.Note(1, []byte("a note"))
+	w.Close()
+	if data, err = os.ReadFile(seed); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(data)
 	f.Add(data[:headerSize])
 	f.Add([]byte(magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, st, _ := replay(bytes.NewReader(b), "fuzz", 77, func(uint64, uint32) bool { return true }, func(pid, tid uint32, data []byte) error {
+		restore := func(state []byte) error {
+			if len(state) > len(b) {
+				t.Fatalf("a state of %d bytes from a %d-byte file", len(state), len(b))
+			}
+			return nil
+		}
+		_, st, _ := replay(bytes.NewReader(b), int64(len(b)), "fuzz", 77, func(uint64, uint32) bool { return true }, restore, func(pid, tid uint32, data []byte) error {
 			if len(data) == 0 || len(data)%8 != 0 || len(data) > maxFrame {
 				t.Fatalf("a frame of %d bytes applied", len(data))
 			}
 			return nil
-		}, nil)
+		}, func(pid uint32, data []byte) error {
+			if len(data)%8 != 0 || len(data) > len(b) {
+				t.Fatalf("a note of %d bytes from a %d-byte file", len(data), len(b))
+			}
+			return nil
+		})
 		if st.Bytes > int64(len(b)) {
 			t.Fatalf("replayed %d bytes of a %d-byte file", st.Bytes, len(b))
 		}

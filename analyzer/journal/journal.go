@@ -12,20 +12,34 @@
 //
 // File format (little-endian), next to the ring as RING.journal, 0600:
 //
-//	header  magic "MSJRNL01" | version u32 | header size u32 |
-//	        ring created_ns u64 | root pid u32 | flags u32        (32 B)
-//	frame   data len u32 | pid u32 | tid u32 | data offset u32 |
-//	        chunk seq u64 | data (len bytes: whole records)      (24 B + len)
+//	header      magic "MSJRNL01" | version u32 | header size u32 |
+//	            ring created_ns u64 | root pid u32 | flags u32    (32 B)
+//	checkpoint  (flags & flagCheckpoint) state len u64 |
+//	            chunks u64 | chunks * (seq u64 | next offset u64) |
+//	            state (state len bytes)
+//	frame       data len u32 | pid u32 | tid u32 | data offset u32 |
+//	            chunk seq u64 | data (len bytes: whole records)  (24 B + len)
+//	note        data len u32 | pid u32 | 0 u32 | 0xffffffff u32 | 0 u64 |
+//	            data (len bytes, a multiple of 8: the consumer's)
 //
 // A frame holds the bytes of one chunk, from a data offset, that the
 // analyzer took in one go; a chunk's frames follow each other without a
-// gap from offset 0, which Replay checks.
+// gap, from offset 0 or from where the checkpoint says the chunk's next
+// frame starts, which Replay checks.
 //
-// The journal costs a copy of every record (the bytes the ring carried)
-// and grows with the run: a writer that reaches its limit cuts the file
-// back to its header, flagged stopped (flagLimit), and one that cannot
-// write removes it; a resume then says its reports are incomplete, and
-// why.
+// A note says what the consumer decided of a process that the records do
+// not say (the verdicts of its leak check, which the process took with
+// it), in its place among the frames.
+//
+// A checkpoint stands for every frame before it: its state is the
+// consumer's (the session's and the engine's, opaque here) after
+// applying them, taken right after a Commit. Writer.Checkpoint writes a
+// new file holding it and renames it over the journal, so the journal
+// holds the state and the frames since, and stays about the size of the
+// state plus what the session lets pass between checkpoints. A writer
+// that reaches its limit all the same cuts the file back to its header,
+// flagged stopped (flagLimit), and one that cannot write removes it; a
+// resume then says its reports are incomplete, and why.
 package journal
 
 import (
@@ -37,7 +51,7 @@ import (
 
 const (
 	magic      = "MSJRNL01"
-	version    = 1
+	version    = 2
 	headerSize = 32
 	frameSize  = 24
 	// maxFrame bounds a frame's data: a chunk's (shm.MaxChunkSize).
@@ -52,8 +66,14 @@ type Header struct {
 	Flags         uint32 // flagLimit
 }
 
-// flagLimit: the writer reached its limit and stopped; no frame follows.
-const flagLimit = 0x1
+// noteMark is a note's data offset: no frame of a chunk starts there.
+const noteMark = 0xffffffff
+
+// Header flags.
+const (
+	flagLimit      = 0x1 // the writer reached its limit and stopped; nothing follows
+	flagCheckpoint = 0x2 // a checkpoint follows the header
+)
 
 // Path is the journal of the ring at ringPath.
 func Path(ringPath string) string { return ringPath + ".journal" }

@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,10 +34,16 @@ func writeJournal(t *testing.T, path string, frames func(w *Writer)) {
 
 func replayAll(t *testing.T, path string, committed func(seq uint64, end uint32) bool) ([]applied, Header, Stats, error) {
 	var got []applied
-	h, st, err := Replay(path, 77, committed, func(pid, tid uint32, data []byte) error {
+	h, st, err := Replay(path, 77, committed, func(state []byte) error {
+		got = append(got, applied{data: "state " + string(state)})
+		return nil
+	}, func(pid, tid uint32, data []byte) error {
 		got = append(got, applied{pid, tid, string(bytes.TrimRight(data, "\x00"))})
 		return nil
-	}, nil)
+	}, func(pid uint32, data []byte) error {
+		got = append(got, applied{pid: pid, data: "note " + string(bytes.TrimRight(data, "\x00"))})
+		return nil
+	})
 	return got, h, st, err
 }
 
@@ -58,7 +65,7 @@ func TestReplay(t *testing.T) {
 	require.Equal(t, Stats{Frames: 3, Bytes: 32, Skipped: 1}, st)
 
 	// Another ring's journal.
-	_, _, err = Replay(path, 78, committed, func(uint32, uint32, []byte) error { return nil }, nil)
+	_, _, err = Replay(path, 78, committed, nil, func(uint32, uint32, []byte) error { return nil }, nil)
 	require.ErrorContains(t, err, "written for a ring created at 77, this one was created at 78")
 
 	// Cut in its last frame (a crash in the middle of a write): that
@@ -128,4 +135,64 @@ func TestWriterDrops(t *testing.T) {
 	require.Contains(t, reasons[0], "bad file descriptor")
 	_, err = os.Stat(path)
 	require.ErrorIs(t, err, os.ErrNotExist, "a journal with a hole is removed")
+}
+
+// TestCheckpoint: a checkpoint replaces the frames before it; the frames
+// after it continue each chunk where the checkpoint says it was read
+// to; a resume restores the state, then replays those frames.
+func TestCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ring.journal")
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	w.Taken(0, 0, 1, 10, rec("a"))
+	w.Taken(1, 0, 1, 11, rec("b"))
+	require.NoError(t, w.Flush())
+	require.Equal(t, int64(2*(frameSize+8)), w.SinceCheckpoint())
+	require.NoError(t, w.Checkpoint([]byte("after a and b"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 8}}))
+	require.Zero(t, w.SinceCheckpoint())
+	w.Taken(0, 8, 1, 10, rec("c"))
+	w.Note(5, []byte("verdicts"))
+	w.Taken(2, 0, 1, 12, rec("d"))
+	require.NoError(t, w.Flush())
+	require.NoError(t, w.Close())
+
+	got, h, st, err := replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, Header{RingCreatedNS: 77, Root: 42, Flags: flagCheckpoint}, h)
+	require.Equal(t, []applied{{data: "state after a and b"}, {1, 10, "c"}, {pid: 5, data: "note verdicts"}, {1, 12, "d"}}, got)
+	require.Equal(t, Stats{Frames: 2, Bytes: 16, Checkpoint: 16 + 2*16 + 13, Notes: 1}, st)
+	left, _ := os.ReadDir(dir)
+	require.Len(t, left, 1, "the checkpoint's file replaced the journal")
+
+	// A frame after the checkpoint that does not continue its chunk.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	bad := append([]byte(nil), data...)
+	off := headerSize + 16 + 2*16 + 13 // the first frame after the checkpoint
+	binary.LittleEndian.PutUint32(bad[off+12:], 0)
+	cut := filepath.Join(dir, "bad.journal")
+	require.NoError(t, os.WriteFile(cut, bad, 0o600))
+	_, _, _, err = replayAll(t, cut, func(uint64, uint32) bool { return true })
+	require.ErrorContains(t, err, "chunk 0's frame starts at data offset 0, its previous one ended at 8")
+
+	// A checkpoint that claims more than the file holds.
+	binary.LittleEndian.PutUint64(bad[headerSize:], 1<<40)
+	require.NoError(t, os.WriteFile(cut, bad, 0o600))
+	_, _, _, err = replayAll(t, cut, func(uint64, uint32) bool { return true })
+	require.ErrorContains(t, err, "checkpoint: claims 1099511627776 bytes of state")
+
+	// A state the consumer cannot restore.
+	_, _, err = Replay(path, 77, func(uint64, uint32) bool { return true }, func([]byte) error { return errors.New("no") }, nil, nil)
+	require.ErrorContains(t, err, "checkpoint: no")
+
+	// At its limit: a checkpoint larger than the limit stops the journal.
+	w, err = Create(path, Header{RingCreatedNS: 77}, headerSize+64, nil)
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	require.NoError(t, w.Checkpoint(make([]byte, 64), nil))
+	require.Equal(t, ErrLimit.Error(), w.Dropped())
+	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.ErrorIs(t, err, ErrLimit)
 }

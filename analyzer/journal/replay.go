@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,29 +16,74 @@ var ErrLimit = errors.New("its writer reached its limit (MEMSCOPE_JOURNAL) and s
 type Stats struct {
 	Frames, Bytes int64 // committed frames applied, and their data bytes
 	Skipped       int64 // frames the ring says were not committed (it delivers them again)
+	Checkpoint    int64 // bytes of the checkpoint the frames follow (0: none)
+	Notes         int64 // notes applied
+}
+
+// readCheckpoint reads the checkpoint that follows the header into next
+// (where each chunk's next frame starts) and restore, and returns its
+// size. size, the journal's, bounds what its counts may claim.
+func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore func([]byte) error) (int64, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, err
+	}
+	le := binary.LittleEndian
+	stateLen, chunks := le.Uint64(b[:]), le.Uint64(b[8:])
+	left := uint64(max(size-headerSize-16, 0))
+	if chunks > left/16 || stateLen > left-chunks*16 {
+		return 0, fmt.Errorf("claims %d bytes of state and %d chunks, in a file of %d bytes", stateLen, chunks, size)
+	}
+	for range chunks {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, err
+		}
+		seq, off := le.Uint64(b[:]), le.Uint64(b[8:])
+		if off == 0 || off%8 != 0 || off >= maxFrame {
+			return 0, fmt.Errorf("chunk %d read to offset %d", seq, off)
+		}
+		next[seq] = uint32(off)
+	}
+	state := make([]byte, stateLen)
+	if _, err := io.ReadFull(r, state); err != nil {
+		return 0, err
+	}
+	if restore == nil {
+		return 0, errors.New("nothing to restore it into")
+	}
+	if err := restore(state); err != nil {
+		return 0, err
+	}
+	return int64(16 + chunks*16 + stateLen), nil
 }
 
 // Replay reads the journal at path, checks that it belongs to the ring
-// ringCreatedNS names, and calls apply, in the journal's order, with
-// every frame committed says the dead consumer committed; keep, if set,
-// receives the same frames (the new analyzer's journal). It returns the
-// journal's header. A journal that is cut short in its last frame ends
-// there (that frame was not committed: a Flush precedes every Commit);
-// any other damage, or a frame that does not follow the last one of its
-// chunk, is an error that names the offset.
+// ringCreatedNS names, hands its checkpoint, if it has one, to restore,
+// and calls, in the journal's order, apply with every frame committed
+// says the dead consumer committed and note with every note (Writer.Note).
+// It returns the journal's header. A
+// journal that is cut short in its last frame ends there (that frame
+// was not committed: a Flush precedes every Commit); any other damage,
+// or a frame that does not follow the last one of its chunk, is an
+// error that names the offset.
 func Replay(path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
-	apply func(pid, tid uint32, data []byte) error, keep *Writer) (Header, Stats, error) {
+	restore func(state []byte) error, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Header{}, Stats{}, err
 	}
 	defer f.Close()
-	return replay(bufio.NewReaderSize(f, 1<<20), path, ringCreatedNS, committed, apply, keep)
+	fi, err := f.Stat()
+	if err != nil {
+		return Header{}, Stats{}, err
+	}
+	return replay(bufio.NewReaderSize(f, 1<<20), fi.Size(), path, ringCreatedNS, committed, restore, apply, note)
 }
 
-// replay is Replay reading the journal from r (path names it in errors).
-func replay(r io.Reader, path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
-	apply func(pid, tid uint32, data []byte) error, keep *Writer) (Header, Stats, error) {
+// replay is Replay reading the journal from r, of size bytes (path
+// names it in errors).
+func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
+	restore func(state []byte) error, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	var st Stats
 	hb := make([]byte, headerSize)
 	if _, err := io.ReadFull(r, hb); err != nil {
@@ -54,9 +100,17 @@ func replay(r io.Reader, path string, ringCreatedNS uint64, committed func(seq u
 		return h, st, fmt.Errorf("journal %s: %w", path, ErrLimit)
 	}
 	next := map[uint64]uint32{} // per chunk: where its next frame starts
+	off := int64(headerSize)
+	if h.Flags&flagCheckpoint != 0 {
+		n, err := readCheckpoint(r, size, next, restore)
+		if err != nil {
+			return h, st, fmt.Errorf("journal %s: checkpoint: %w", path, err)
+		}
+		off += n
+		st.Checkpoint = n
+	}
 	fb := make([]byte, frameSize)
 	data := make([]byte, 0, 64<<10)
-	off := int64(headerSize)
 	for {
 		if _, err := io.ReadFull(r, fb); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -65,6 +119,27 @@ func replay(r io.Reader, path string, ringCreatedNS uint64, committed func(seq u
 			return h, st, fmt.Errorf("journal %s: offset %d: %w", path, off, err)
 		}
 		fr := getFrame(fb)
+		if fr.off == noteMark {
+			if fr.len%8 != 0 || int64(fr.len) > size-off-frameSize || fr.tid != 0 || fr.seq != 0 {
+				return h, st, fmt.Errorf("journal %s: offset %d: note of %d bytes: corrupt", path, off, fr.len)
+			}
+			b := make([]byte, fr.len)
+			if _, err := io.ReadFull(r, b); err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					return h, st, nil // cut in its last frame
+				}
+				return h, st, fmt.Errorf("journal %s: offset %d: %w", path, off, err)
+			}
+			if note == nil {
+				return h, st, fmt.Errorf("journal %s: offset %d: a note, and nothing to apply it to", path, off)
+			}
+			if err := note(fr.pid, b); err != nil {
+				return h, st, fmt.Errorf("journal %s: offset %d (note of pid %d): %w", path, off, fr.pid, err)
+			}
+			st.Notes++
+			off += frameSize + int64(fr.len)
+			continue
+		}
 		if fr.len == 0 || fr.len%8 != 0 || fr.len > maxFrame || uint64(fr.off)+uint64(fr.len) > maxFrame || fr.off%8 != 0 {
 			return h, st, fmt.Errorf("journal %s: offset %d: frame of %d bytes at chunk data offset %d: corrupt", path, off, fr.len, fr.off)
 		}
@@ -85,10 +160,6 @@ func replay(r io.Reader, path string, ringCreatedNS uint64, committed func(seq u
 		if committed(fr.seq, fr.off+fr.len) {
 			if err := apply(fr.pid, fr.tid, data); err != nil {
 				return h, st, fmt.Errorf("journal %s: offset %d (chunk %d): %w", path, off, fr.seq, err)
-			}
-			if keep != nil {
-				// data is reused for the next frame.
-				keep.Taken(fr.seq, fr.off, fr.pid, fr.tid, append([]byte(nil), data...))
 			}
 			st.Frames++
 			st.Bytes += int64(fr.len)

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -28,6 +29,9 @@ type Writer struct {
 	dropped string // why the journal was dropped; "" while kept
 	public  bool   // renamed to path (Publish)
 	onDrop  func(reason string)
+	// base is the file's size when its last checkpoint was written (the
+	// header's when there is none).
+	base int64
 }
 
 // writeAt is how much the Writer gathers before writing; maxIOV how
@@ -57,8 +61,75 @@ func Create(path string, h Header, limit int64, onDrop func(reason string)) (*Wr
 		os.Remove(tmp)
 		return nil, fmt.Errorf("journal %s: %w", tmp, err)
 	}
-	w.flushed = w.written
+	w.flushed, w.base = w.written, w.written
 	return w, nil
+}
+
+// SinceCheckpoint is how many bytes of frames the journal took since its
+// last checkpoint (since its start if none).
+func (w *Writer) SinceCheckpoint() int64 { return w.written + w.buf - w.base }
+
+// ChunkOffset says where the next frame of a chunk starts: what the
+// consumer had read of it (shm.Reader.ReadChunks).
+type ChunkOffset struct {
+	Seq uint64
+	Off uint32
+}
+
+// Checkpoint replaces every frame so far by state, what applying them
+// gave the caller: it writes a journal holding the header and the
+// checkpoint, renames it over this one, and appends the next frames to
+// it. Call it right after a Commit (which the journal's Flush preceded),
+// with the read offsets of the chunks read in part or whole and not
+// released. If it cannot write the new journal, it says why and the
+// journal goes on as it was; one that would pass the limit is stopped.
+func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset) error {
+	if w.dropped != "" {
+		return nil
+	}
+	if err := w.Flush(); err != nil || w.dropped != "" {
+		return err
+	}
+	h := w.hdr
+	h.Flags |= flagCheckpoint
+	b := h.encode()
+	le := binary.LittleEndian
+	b = le.AppendUint64(b, uint64(len(state)))
+	b = le.AppendUint64(b, uint64(len(chunks)))
+	for _, c := range chunks {
+		b = le.AppendUint64(b, c.Seq)
+		b = le.AppendUint64(b, uint64(c.Off))
+	}
+	if w.limit > 0 && int64(len(b)+len(state)) > w.limit {
+		w.stop()
+		return nil
+	}
+	name := w.path
+	if !w.public {
+		name += ".tmp"
+	}
+	tmp := w.path + ".ckpt"
+	os.Remove(tmp) // one left by an analyzer that died writing it
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal checkpoint: %w", err)
+	}
+	n, err := unix.Writev(int(f.Fd()), [][]byte{b, state})
+	if err == nil && n != len(b)+len(state) {
+		err = fmt.Errorf("wrote %d of %d bytes", n, len(b)+len(state))
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("journal checkpoint %s: %w", tmp, err)
+	}
+	w.f.Close()
+	w.f = f
+	w.written, w.flushed, w.base = int64(n), int64(n), int64(n)
+	return nil
 }
 
 // Publish makes the journal the ring's (renames it over path): until
@@ -103,6 +174,29 @@ func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
 	frame{len: uint32(len(data)), pid: pid, tid: tid, off: off, seq: seq}.put(w.hdrs[n:])
 	w.add(w.hdrs[n : n+frameSize : n+frameSize])
 	w.add(data)
+}
+
+// Note appends a note of the consumer's own (about process pid, or 0),
+// what replaying the records cannot say, in its place among the frames;
+// the next Flush writes it. data is copied.
+func (w *Writer) Note(pid uint32, data []byte) {
+	if w.dropped != "" {
+		return
+	}
+	padded := make([]byte, frameSize+(len(data)+7)&^7)
+	frame{len: uint32(len(padded) - frameSize), pid: pid, off: noteMark}.put(padded)
+	copy(padded[frameSize:], data)
+	if w.limit > 0 && w.written+w.buf+int64(len(padded)) > w.limit {
+		w.stop()
+		return
+	}
+	if len(w.iov)+1 > maxIOV || w.buf >= writeAt {
+		if err := w.write(); err != nil {
+			w.drop(err.Error())
+			return
+		}
+	}
+	w.add(padded)
 }
 
 func (w *Writer) add(b []byte) {

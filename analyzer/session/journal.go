@@ -16,12 +16,14 @@ const defaultJournalLimit = 512 << 20
 
 // startJournal starts the session's journal (analyzer/journal) and, if
 // the ring was consumed by an analyzer that is gone, replays that one's
-// journal into eng, so that the reports are the ones it would have
-// written. It returns the journal (nil when off or it could not be
-// made), the root process the journal names (0: none), and, when what
-// the dead analyzer consumed cannot be replayed, why (the reports then
-// say they are incomplete).
-func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine) (w *journal.Writer, root uint32, missing string) {
+// journal into eng (its checkpoint, then its records), so that the
+// reports are the ones it would have written; the new journal starts
+// with a checkpoint of what was replayed. It returns the journal (nil
+// when off or it could not be made), the root process the journal names
+// (0: none), what the checkpoint said of the processes reported already
+// (nil: no checkpoint), and, when what the dead analyzer consumed cannot
+// be replayed, why (the reports then say they are incomplete).
+func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine) (w *journal.Writer, root uint32, st *sessionState, missing string) {
 	path := journal.Path(ring.Path())
 	created := ring.Info().CreatedNS
 	if cfg.JournalLimit >= 0 {
@@ -50,7 +52,15 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			}
 			return err
 		}
-		h, st, err := journal.Replay(path, created, rd.Committed, apply, w)
+		restore := func(b []byte) error {
+			s, err := decodeCheckpoint(b, eng)
+			if err == nil {
+				st = &s
+			}
+			return err
+		}
+		note := func(pid uint32, b []byte) error { return replayNote(eng, pid, b) }
+		h, stats, err := journal.Replay(path, created, rd.Committed, restore, apply, note)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			missing = fmt.Sprintf("this analyzer took over ring %s from an earlier analyzer that is gone and left no journal (MEMSCOPE_JOURNAL=off, or it was dropped): the events it had read are missing", ring.Path())
@@ -58,7 +68,29 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			missing = fmt.Sprintf("this analyzer took over ring %s from an earlier analyzer that is gone, and could not replay its journal (%v): the events it had read are missing", ring.Path(), err)
 		default:
 			root = h.Root
-			fmt.Fprintf(cfg.Stderr, "memscope: resumed ring %s: replayed %d MiB of records the earlier analyzer had read (%d frames)\n", ring.Path(), st.Bytes>>20, st.Frames)
+			what := ""
+			if stats.Checkpoint > 0 {
+				what = fmt.Sprintf("restored a checkpoint (%d KiB) and ", stats.Checkpoint>>10)
+			}
+			fmt.Fprintf(cfg.Stderr, "memscope: resumed ring %s: %sreplayed %d KiB of records the earlier analyzer had read (%d frames, %d leak checks)\n",
+				ring.Path(), what, stats.Bytes>>10, stats.Frames, stats.Notes)
+			if w != nil {
+				// The new journal starts where the old one ended.
+				cp := newCheckpointer(cfg, w)
+				var s sessionState
+				if st != nil {
+					s = *st
+				}
+				if !cp.write(rd, eng, s) {
+					// This session's reports are whole; a later resume from
+					// a journal without what was replayed would not be.
+					w.Remove()
+					w = nil
+				}
+			}
+		}
+		if missing != "" && st != nil {
+			st = nil // a state with a hole after it: start over
 		}
 		if missing != "" && w != nil {
 			// A journal with a hole must not pass for complete.
@@ -76,5 +108,5 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			rd.SetJournal(w)
 		}
 	}
-	return w, root, missing
+	return w, root, st, missing
 }

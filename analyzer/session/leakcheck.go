@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/journal"
 	"memscope/analyzer/reach"
 	"memscope/analyzer/report"
 	"memscope/shm"
@@ -34,6 +35,20 @@ type leakChecker struct {
 	// syms is the session loop's symbol cache (the report writer has its
 	// own), for the suppressions.
 	syms *report.Symbols
+	// journal keeps the verdicts (nil: no journal).
+	journal *journal.Writer
+}
+
+// keep gives pid its verdict: first in the journal, so that it outlives
+// this analyzer once the process is released, then in the engine
+// (blocks: the live blocks the check saw, for a checked verdict).
+func (c *leakChecker) keep(pid uint32, v verdict, blocks *engine.LiveBlocks) {
+	if c.journal != nil {
+		// A journal that cannot keep it drops itself and says so.
+		c.journal.Note(pid, v.encode())
+		_ = c.journal.Flush()
+	}
+	v.setIn(c.eng, pid, blocks)
 }
 
 // close releases what the checks kept.
@@ -66,7 +81,7 @@ func (c *leakChecker) checkAll() error {
 func (c *leakChecker) check(x engine.ExitCheck) error {
 	pid, waitingSince := x.Pid, x.TS
 	if !c.ring.ExitWaiting(pid) {
-		c.eng.SetNotChecked(pid, "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)")
+		c.keep(pid, verdict{reason: "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)"}, nil)
 		return nil
 	}
 	if done, err := c.nothingToScan(x); done || err != nil {
@@ -93,7 +108,7 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 			c.warned = true
 			fmt.Fprintf(c.out.cfg.Stderr, "memscope: warning: pid %d: %s; its blocks are reported as leaks of unknown kind\n", pid, reason)
 		}
-		c.eng.SetNotChecked(pid, reason)
+		c.keep(pid, verdict{reason: reason}, nil)
 		if x.Reports && c.reportNow != nil {
 			c.reportNow(pid)
 		}
@@ -140,13 +155,17 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	blocksIn = time.Since(began) - stoppedIn - drainedIn
 	res, err := reach.Scan(stopped, t)
 	scan = res
+	if err != nil {
+		c.keep(pid, verdict{reason: fmt.Sprintf("cannot read the process's memory: %v", err)}, nil)
+	} else {
+		addrs := make([]uint64, len(blocks.Extents))
+		for i, e := range blocks.Extents {
+			addrs[i] = e.Addr
+		}
+		c.keep(pid, verdict{checked: true, addrs: addrs, kinds: res.Kinds}, &blocks)
+	}
 	if !x.Reports {
 		release()
-	}
-	if err != nil {
-		c.eng.SetNotChecked(pid, fmt.Sprintf("cannot read the process's memory: %v", err))
-	} else {
-		c.eng.SetReachability(pid, blocks, res.Kinds)
 	}
 	if x.Reports && c.reportNow != nil {
 		c.reportNow(pid)
@@ -169,7 +188,7 @@ func (c *leakChecker) nothingToScan(x engine.ExitCheck) (bool, error) {
 	if c.eng.LiveObjects(pid) != 0 || !singleThread(pid) {
 		return false, nil
 	}
-	c.eng.SetReachability(pid, engine.LiveBlocks{}, nil)
+	c.keep(pid, verdict{checked: true}, &engine.LiveBlocks{})
 	if x.Reports && c.reportNow != nil {
 		c.reportNow(pid)
 	}
@@ -185,7 +204,7 @@ func (c *leakChecker) nothingToScan(x engine.ExitCheck) (bool, error) {
 // turn in time order.
 func (c *leakChecker) drain(pid uint32) error {
 	for range 16 {
-		n, err := pollOnce(c.rd, c.eng)
+		n, err := pollOnce(c.rd, c.eng, c.journal)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/journal"
 	"memscope/analyzer/live"
 	"memscope/analyzer/report"
 	"memscope/analyzer/symbolize"
@@ -34,6 +35,10 @@ type Config struct {
 	// same reports (analyzer/journal): bytes, 0 for the default (512
 	// MiB), negative for no journal.
 	JournalLimit int64
+	// CheckpointEvery is how many bytes of records the journal takes
+	// between checkpoints of the session's state, which keep it bounded
+	// (0: 64 MiB, or 8 times the last checkpoint's size if more).
+	CheckpointEvery int64
 	// SymbolCache keeps the symbols resolved with DWARF across runs
 	// (symbolize.Options.CacheDir); "": none.
 	SymbolCache string
@@ -259,7 +264,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	clock := ring.Clock()
 	eng := engine.New(engine.Options{Stamps: clock.Conv()})
-	jr, jroot, missing := startJournal(cfg, ring, rd, eng)
+	jr, jroot, restored, missing := startJournal(cfg, ring, rd, eng)
 	if jr != nil {
 		defer func() {
 			if cfg.KeepRing {
@@ -277,11 +282,24 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	out.root = cfg.Root
 	out.missing = missing
+	reportedEarly := map[uint32]bool{}
+	var results []ProcessResult // of the processes reported before the checkpoint restored
+	if restored != nil {
+		restored.restore(out)
+		results = restored.Results
+		for _, pid := range restored.ReportedEarly {
+			reportedEarly[pid] = true
+		}
+		if cfg.Root == 0 {
+			cfg.Root = out.root
+		}
+	}
+	cp := newCheckpointer(cfg, jr)
 	root := cfg.Root // the loop's copy: out is the writer's from here on
 	// The loop's own symbol cache, for the leak checker's suppressions and
 	// the live publisher; the report writer has the other (writer.go).
 	loopSyms := report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache}))
-	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, syms: loopSyms, timing: cfg.CheckTiming}
+	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, syms: loopSyms, timing: cfg.CheckTiming, journal: jr}
 	defer checker.close()
 	if !cfg.NoLeakCheck {
 		ring.EnableLeakChecks()
@@ -314,10 +332,10 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	exitsOpen := exits != nil
 	var idleSince, treeGone time.Time
 
-	// Processes reported before they ended (they waited for it at exit,
-	// reportNow): what comes of them later is not reported again.
-	reportedEarly := map[uint32]bool{}
-	writer := newReportWriter(out)
+	// reportedEarly: processes reported before they ended (they waited
+	// for it at exit, reportNow): what comes of them later is not
+	// reported again.
+	writer := newReportWriter(out, results)
 	writerOpen := true
 	closeWriter := func() {
 		if writerOpen {
@@ -369,12 +387,17 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 
 	for {
-		n, err := pollOnce(rd, eng)
+		n, err := pollOnce(rd, eng, jr)
 		if err == nil {
 			err = checker.checkAll()
 		}
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
+		}
+		if cp.due() {
+			// Everything read is committed (pollOnce), and the reports
+			// of the processes that ended are written (sync).
+			cp.write(rd, eng, sessionStateOf(out, writer.sync(), reportedEarly))
 		}
 		eng.Advance(clock.Now())
 		pub.tick(eng, ring.Info, false)
@@ -459,7 +482,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// not see (record mode interrupted, or a process reaped by a parent of
 	// its own, not by us): drain what they left in the ring, then report
 	// them with an unknown status.
-	if err := drainRemaining(rd, eng, cfg, checker); err != nil {
+	if err := drainRemaining(rd, eng, jr, cfg, checker); err != nil {
 		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 	}
 	eng.Flush()
@@ -492,13 +515,19 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 }
 
 // pollOnce applies every record the ring holds now and commits them.
-func pollOnce(rd *shm.Reader, eng *engine.Engine) (int, error) {
+// The journal (nil: none) notes the watermark the engine settled to
+// after them, for a replay to settle at the same point.
+func pollOnce(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer) (int, error) {
 	n, err := rd.PollChunks(eng.ApplyChunk)
 	if err != nil {
 		return n, err
 	}
-	eng.Settle(rd.Watermark())
+	w := rd.Watermark()
+	eng.Settle(w)
 	if n > 0 {
+		if jw != nil {
+			jw.Note(0, settleNote(w))
+		}
 		if err := rd.Commit(); err != nil {
 			return n, fmt.Errorf("commit: %w", err)
 		}
@@ -518,7 +547,7 @@ const drainWait = 2 * time.Second
 
 // drainRemaining seals the chunks of every process the engine still holds
 // that is gone, and polls until their records are all read (or drainWait).
-func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config, checker *leakChecker) error {
+func drainRemaining(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer, cfg Config, checker *leakChecker) error {
 	deadline := time.Now().Add(drainWait)
 	for {
 		pending := false
@@ -533,7 +562,7 @@ func drainRemaining(rd *shm.Reader, eng *engine.Engine, cfg Config, checker *lea
 		if !pending || time.Now().After(deadline) {
 			return nil
 		}
-		n, err := pollOnce(rd, eng)
+		n, err := pollOnce(rd, eng, jw)
 		if err == nil {
 			err = checker.checkAll()
 		}

@@ -25,8 +25,10 @@ type reportJob struct {
 	written chan struct{} // closed once p's reports are written, or nil
 }
 
-func newReportWriter(out *outputs) *reportWriter {
-	w := &reportWriter{out: out, jobs: make(chan reportJob, 1024), done: make(chan struct{})}
+// newReportWriter starts writing reports with out; results are those of
+// the processes reported before (a resumed session's).
+func newReportWriter(out *outputs, results []ProcessResult) *reportWriter {
+	w := &reportWriter{out: out, jobs: make(chan reportJob, 1024), done: make(chan struct{}), results: results}
 	go w.loop()
 	return w
 }
@@ -34,6 +36,10 @@ func newReportWriter(out *outputs) *reportWriter {
 func (w *reportWriter) loop() {
 	defer close(w.done)
 	for j := range w.jobs {
+		if j.p == nil { // sync
+			close(j.written)
+			continue
+		}
 		if w.out.root == 0 {
 			w.out.root = j.root
 		}
@@ -54,6 +60,16 @@ func (w *reportWriter) submitAndWait(p *engine.Process, root uint32) {
 	written := make(chan struct{})
 	w.jobs <- reportJob{p: p, root: root, written: written}
 	<-written
+}
+
+// sync waits until every queued report is written and returns the
+// results so far: until the next submit, outputs and the results are the
+// caller's to read.
+func (w *reportWriter) sync() []ProcessResult {
+	written := make(chan struct{})
+	w.jobs <- reportJob{written: written}
+	<-written
+	return w.results
 }
 
 // close waits for every queued report and returns the results in the

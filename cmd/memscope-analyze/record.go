@@ -20,9 +20,12 @@ func newRecordCommand() *cobra.Command {
 LD_PRELOAD (no MEMSCOPE_RING): it consumes the ring the library created, writes
 each process's reports when it ends, and exits when every process that wrote to
 the ring is gone. On the ring of an analyzer that died (a run or record killed),
-record replays the journal that analyzer kept beside the ring (RING.journal)
+record restores the last checkpoint of the journal that analyzer kept beside
+the ring (RING.journal), replays the records and leak-check verdicts after it,
 and reads the ring on from where it stopped: the reports are the ones it would
-have written (MEMSCOPE_JOURNAL bounds the journal, 512M by default; off: none).`,
+have written (MEMSCOPE_JOURNAL bounds the journal, 512M by default; off: none;
+MEMSCOPE_CHECKPOINT_EVERY sets how many bytes of records pass between
+checkpoints, 64M by default).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()

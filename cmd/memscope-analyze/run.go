@@ -99,6 +99,21 @@ func journalLimit() (int64, error) {
 	}
 }
 
+// checkpointEvery reads MEMSCOPE_CHECKPOINT_EVERY: how many bytes of
+// records the journal takes between checkpoints
+// (session.Config.CheckpointEvery; "": the default).
+func checkpointEvery() (int64, error) {
+	v := os.Getenv("MEMSCOPE_CHECKPOINT_EVERY")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := parseSize(v)
+	if err != nil || n == 0 || n > 1<<62 {
+		return 0, fmt.Errorf("MEMSCOPE_CHECKPOINT_EVERY=%q: want a size (e.g. 64M)", v)
+	}
+	return int64(n), nil
+}
+
 // sessionConfig checks the output flags and turns them into a session.Config.
 func (o *outputFlags) sessionConfig() (session.Config, error) {
 	cfg := session.Config{OutDir: o.outDir, KeepRing: o.keepRing, Stderr: os.Stderr,
@@ -117,6 +132,9 @@ func (o *outputFlags) sessionConfig() (session.Config, error) {
 		return cfg, err
 	}
 	cfg.JournalLimit = limit
+	if cfg.CheckpointEvery, err = checkpointEvery(); err != nil {
+		return cfg, err
+	}
 	if o.snapshotEvery < 0 {
 		return cfg, fmt.Errorf("--snapshot-every %v: want a positive interval", o.snapshotEvery)
 	}

@@ -361,6 +361,19 @@ func scalingRows(byID map[string]*workload) []row {
 func analyzerRows(metrics []benchMetric) []row {
 	var rows []row
 	for _, m := range metrics {
+		if strings.HasPrefix(m.Benchmark, "BenchmarkCheckpoint") {
+			// A journal checkpoint (issue 18): its size and speed per live
+			// block, reported, no goal.
+			v := m.Median
+			switch {
+			case strings.HasPrefix(m.Unit, "B/"):
+				rows = append(rows, row{Workload: "checkpoint size, " + m.Benchmark, Unit: "B/live block", Memscope: ptr(v)})
+			case strings.HasSuffix(m.Unit, "ns/liveblock"):
+				what, _, _ := strings.Cut(m.Unit, "-")
+				rows = append(rows, row{Workload: "checkpoint " + what + ", " + m.Benchmark, Unit: "ns/live block", Memscope: ptr(v)})
+			}
+			continue
+		}
 		if v, ok := eventsPerSecond(m); ok {
 			r := row{Workload: "analyzer " + m.Benchmark, Unit: "events/s", Memscope: ptr(v)}
 			r.check(">= 20 M events/s", func() (bool, bool) { return v >= 20e6, true })

@@ -158,6 +158,8 @@ func fmtValue(v *float64, unit string) string {
 		return fmt.Sprintf("%.1f M/s", *v/1e6)
 	case "B/live block":
 		return fmt.Sprintf("%.1f B", *v)
+	case "ns/live block":
+		return fmt.Sprintf("%.1f ns", *v)
 	}
 	return fmt.Sprintf("%.3g %s", *v, unit)
 }
