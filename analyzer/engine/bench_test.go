@@ -321,14 +321,7 @@ func BenchmarkLiveBlockBytes(b *testing.B) {
 				// Warm: the process and its thread exist before measuring.
 				_ = e.Apply(recOf(b, 1, 1, shm.AppendAlloc(nil, 1, shm.Alloc{Ptr: 8, Size: 1, StackID: 1})))
 				before := heapInUse()
-				rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
-				for k := 0; k < n; k++ {
-					setLiveAlloc(&rec, k)
-					if err := e.Apply(rec); err != nil {
-						b.Fatal(err)
-					}
-				}
-				e.Flush()
+				allocLive(b, e, n)
 				after := heapInUse()
 				bytesPer = float64(after-before) / float64(n)
 				runtime.KeepAlive(e)
@@ -427,14 +420,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 	for _, n := range []int{1_000_000} {
 		b.Run("live="+strconv.Itoa(n), func(b *testing.B) {
 			e := New(Options{ReorderWindow: -1})
-			rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
-			for k := 0; k < n; k++ {
-				setLiveAlloc(&rec, k)
-				if err := e.Apply(rec); err != nil {
-					b.Fatal(err)
-				}
-			}
-			e.Flush()
+			allocLive(b, e, n)
 			var state []byte
 			var write, read time.Duration
 			b.ResetTimer()
@@ -452,4 +438,17 @@ func BenchmarkCheckpoint(b *testing.B) {
 			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N)/float64(n), "read-ns/liveblock")
 		})
 	}
+}
+
+// allocLive applies n allocations that stay live (setLiveAlloc's sizes
+// and sites) to process 1 of e.
+func allocLive(b *testing.B, e *Engine, n int) {
+	rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
+	for k := 0; k < n; k++ {
+		setLiveAlloc(&rec, k)
+		if err := e.Apply(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e.Flush()
 }
