@@ -59,7 +59,14 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			}
 			return err
 		}
-		note := func(pid uint32, b []byte) error { return replayNote(eng, pid, b) }
+		checks := 0
+		note := func(pid uint32, b []byte) error {
+			verdict, err := replayNote(eng, pid, b)
+			if verdict {
+				checks++
+			}
+			return err
+		}
 		h, stats, err := journal.Replay(path, created, rd.Committed, restore, apply, note)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -73,7 +80,7 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 				what = fmt.Sprintf("restored a checkpoint (%d KiB) and ", stats.Checkpoint>>10)
 			}
 			fmt.Fprintf(cfg.Stderr, "memscope: resumed ring %s: %sreplayed %d KiB of records the earlier analyzer had read (%d frames, %d leak checks)\n",
-				ring.Path(), what, stats.Bytes>>10, stats.Frames, stats.Notes)
+				ring.Path(), what, stats.Bytes>>10, stats.Frames, checks)
 			if w != nil {
 				// The new journal starts where the old one ended.
 				cp := newCheckpointer(cfg, w)
@@ -88,9 +95,6 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 					w = nil
 				}
 			}
-		}
-		if missing != "" && st != nil {
-			st = nil // a state with a hole after it: start over
 		}
 		if missing != "" && w != nil {
 			// A journal with a hole must not pass for complete.

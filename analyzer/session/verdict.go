@@ -33,22 +33,22 @@ func settleNote(watermark uint64) []byte {
 }
 
 // replayNote applies a note of the journal to eng (pid: the process a
-// verdict is about).
-func replayNote(eng *engine.Engine, pid uint32, note []byte) error {
+// verdict is about) and says whether it was a verdict.
+func replayNote(eng *engine.Engine, pid uint32, note []byte) (verdict bool, err error) {
 	if len(note) < 8 {
-		return fmt.Errorf("note of %d bytes", len(note))
+		return false, fmt.Errorf("note of %d bytes", len(note))
 	}
 	switch kind := binary.LittleEndian.Uint32(note); kind {
 	case noteVerdict:
-		return replayVerdict(eng, pid, note[8:])
+		return true, replayVerdict(eng, pid, note[8:])
 	case noteSettle:
 		if len(note) < 16 {
-			return fmt.Errorf("settle note of %d bytes", len(note))
+			return false, fmt.Errorf("settle note of %d bytes", len(note))
 		}
 		eng.Settle(binary.LittleEndian.Uint64(note[8:]))
-		return nil
+		return false, nil
 	default:
-		return fmt.Errorf("note of unknown kind %d", kind)
+		return false, fmt.Errorf("note of unknown kind %d", kind)
 	}
 }
 
