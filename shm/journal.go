@@ -57,11 +57,20 @@ func (rd *Reader) Committed(seq uint64, end uint32) bool {
 	return err == nil && ok
 }
 
+// SkipTo tells a Reader that a consumer before it took chunk seq up to
+// data offset off, whatever the chunk's consumed offset says (a journal
+// checkpoint covers records it did not commit): it delivers each such
+// chunk from there. Call it before the first Poll; offsets beyond what a
+// chunk holds are ignored.
+func (rd *Reader) SkipTo(offsets map[uint64]uint32) {
+	rd.skip = offsets
+}
+
 // ReadChunks calls fn with every chunk of the window that is not
-// released and of which something was delivered (by this Reader, or
-// committed by the consumer it took over from), and how much: where its
-// next record to deliver starts (a journal's checkpoint says where the
-// frames that follow it start).
+// released and of which something was delivered (by this Reader, or by
+// the consumer it took over from: committed, or SkipTo), and how much:
+// where its next record to deliver starts (what a journal's checkpoint
+// covers).
 func (rd *Reader) ReadChunks(fn func(seq uint64, off uint32)) (err error) {
 	r := rd.r
 	if r.mem == nil {
@@ -85,6 +94,9 @@ func (rd *Reader) ReadChunks(fn func(seq uint64, off uint32)) (err error) {
 		consumed := atomic.LoadUint64(c.consumed())
 		if consumed > uint64(r.dataCap()) || consumed%8 != 0 {
 			return rd.chunkErr(j, chOffConsumed, "consumed offset %d is not a multiple of 8 within the chunk's %d data bytes", consumed, r.dataCap())
+		}
+		if off, ok := rd.skip[j]; ok && uint64(off) > consumed {
+			consumed = uint64(off) // SkipTo's, not seen yet
 		}
 		if consumed > 0 {
 			fn(j, uint32(consumed))

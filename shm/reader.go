@@ -87,18 +87,20 @@ type Reader struct {
 	processAlive func(pid uint32) bool
 	threadAlive  func(pid, tid uint32) bool
 	pid          uint32
-	base         uint64 // committed: chunks < base are released (== last_read_to)
-	startedAt    uint64 // base when this Reader attached
-	head         uint64 // reserve_head of the last snapshot
-	clock        *Clock // of the records' timestamps (the watermark's)
-	stampNow     uint64 // clock.Now() read before the current snapshot
-	snapNow      uint64 // clock.Now() read before the last snapshot
-	watermark    uint64 // Watermark
-	pollBytes    int    // ReaderOptions.PollBytes
-	snapOpen     bool   // the last snapshot is not delivered to its end yet
-	nextDeliver  uint64 // the chunk whose records an open snapshot delivers next
-	wakeOwed     bool   // chunks were released since waiting producers were last woken
-	resumed      bool   // Resumed
+	base         uint64            // committed: chunks < base are released (== last_read_to)
+	startedAt    uint64            // base when this Reader attached
+	head         uint64            // reserve_head of the last snapshot
+	clock        *Clock            // of the records' timestamps (the watermark's)
+	stampNow     uint64            // clock.Now() read before the current snapshot
+	snapNow      uint64            // clock.Now() read before the last snapshot
+	watermark    uint64            // Watermark
+	pollBytes    int               // ReaderOptions.PollBytes
+	snapOpen     bool              // the last snapshot is not delivered to its end yet
+	nextDeliver  uint64            // the chunk whose records an open snapshot delivers next
+	wakeOwed     bool              // chunks were released since waiting producers were last woken
+	uncommitted  int64             // bytes delivered since the last Commit (Uncommitted)
+	skip         map[uint64]uint32 // SkipTo: chunks read further than they say, not seen yet
+	resumed      bool              // Resumed
 	journal      Journal
 	entries      []chunkEntry
 	stats        ReaderStats
@@ -230,6 +232,7 @@ func (rd *Reader) PollChunks(fn ChunkFunc) (n int, err error) {
 			}
 			rd.journalTaken(j, e.readOff, e.pid, e.tid, data[:took])
 			e.readOff += uint32(took)
+			rd.uncommitted += int64(took)
 			n += k
 			delivered += took
 			if ferr != nil {
@@ -512,6 +515,12 @@ func (rd *Reader) observeClaimed(e *chunkEntry, c chunkHeader, st uint64, now ui
 		e.kind = chunkOwned
 		e.pid, e.tid = atomic.LoadUint32(c.pid()), atomic.LoadUint32(c.tid())
 	}
+	if off, ok := rd.skip[j]; ok {
+		delete(rd.skip, j)
+		if off > e.readOff && off <= ln {
+			e.readOff = off // delivered before; consumed stays as it was until a Commit
+		}
+	}
 	e.snapLen = ln
 	if st&stateWriting == 0 {
 		e.quietAt = rd.stampNow
@@ -578,9 +587,13 @@ func (rd *Reader) Commit() (err error) {
 		}
 	}
 	rd.releaseCommitted()
+	rd.uncommitted = 0
 	rd.stats.Commits++
 	return nil
 }
+
+// Uncommitted is how many bytes were delivered since the last Commit.
+func (rd *Reader) Uncommitted() int64 { return rd.uncommitted }
 
 // releaseCommitted releases the prefix of the window made of sealed
 // chunks whose every record is committed: it resets each slot (state =
@@ -641,6 +654,7 @@ func (rd *Reader) Rollback() error {
 		}
 	}
 	rd.snapOpen = false
+	rd.uncommitted = 0
 	if rd.journal != nil {
 		if err := rd.journal.Rollback(); err != nil {
 			return fmt.Errorf("ring %s: journal: %w", r.path, err)

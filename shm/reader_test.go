@@ -159,6 +159,44 @@ func TestKillAndResume(t *testing.T) {
 	require.Equal(t, uint64(3), r2.Info().LastReadTo)
 }
 
+// TestSkipToWhatACheckpointCovers: a consumer that dies after its
+// checkpoint (ReadChunks: what it read) and before its Commit leaves
+// records the checkpoint covers uncommitted; the Reader that resumes
+// skips them (SkipTo) and delivers exactly the rest, then commits past
+// them; a ReadChunks before it saw the chunks says the same offsets.
+func TestSkipToWhatACheckpointCovers(t *testing.T) {
+	r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 8 * MinChunkSize})
+	c := attach(t, r, false)
+	w := thisThread(t, c)
+	const total = 3*allocsPerChunk + 48 // chunks 0-2 full and sealed, chunk 3 partly
+	appendAllocs(t, w, 0, total)
+
+	rd, err := r.NewReader(ReaderOptions{})
+	require.NoError(t, err)
+	const committed = allocsPerChunk + 20 // mid-chunk 1
+	require.Equal(t, span(0, committed), pollN(t, rd, committed))
+	require.NoError(t, rd.Commit())
+	const covered = 2*allocsPerChunk + 7 // mid-chunk 2: the checkpoint's
+	require.Equal(t, span(committed, covered), pollN(t, rd, covered-committed))
+	checkpoint := map[uint64]uint32{}
+	require.NoError(t, rd.ReadChunks(func(seq uint64, off uint32) { checkpoint[seq] = off }))
+	require.Equal(t, map[uint64]uint32{1: allocsPerChunk * allocSize, 2: 7 * allocSize}, checkpoint)
+	require.NoError(t, r.Close()) // dies before its Commit
+
+	r2, err := Open(r.Path())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r2.Close() })
+	rd2, err := r2.NewReader(ReaderOptions{})
+	require.NoError(t, err)
+	rd2.SkipTo(checkpoint)
+	again := map[uint64]uint32{}
+	require.NoError(t, rd2.ReadChunks(func(seq uint64, off uint32) { again[seq] = off }))
+	require.Equal(t, checkpoint, again, "not seen yet: the offsets it was told")
+	require.Equal(t, span(covered, total), pollPtrs(t, rd2), "exactly what the checkpoint does not cover")
+	require.NoError(t, rd2.Commit())
+	require.Equal(t, uint64(3), r2.Info().LastReadTo)
+}
+
 func TestPollChunksResumesWhereTheConsumerStopped(t *testing.T) {
 	// A ChunkFunc takes whole records from the start of a chunk's unread
 	// bytes; what it does not take comes again, first, in the next poll.

@@ -29,7 +29,7 @@ func FuzzReplay(f *testing.F) {
 	}
 	f.Add(data)
 	// With a checkpoint.
-	if err := w.Checkpoint([]byte("state!!!"), []ChunkOffset{{Seq: 0, Off: 24}, {Seq: 3, Off: 24}}); err != nil {
+	if err := w.Checkpoint([]byte("state!!!"), []ChunkOffset{{Seq: 0, Off: 24}, {Seq: 3, Off: 24}}, false); err != nil {
 		f.Fatal(err)
 	}
 	w.Taken(0, 24, 1, 2, make([]byte, 8))
@@ -42,7 +42,7 @@ func FuzzReplay(f *testing.F) {
 	f.Add(data[:headerSize])
 	f.Add([]byte(magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		restore := func(state []byte) error {
+		restore := func(state []byte, _ []ChunkOffset, _ bool) error {
 			if len(state) > len(b) {
 				t.Fatalf("a state of %d bytes from a %d-byte file", len(state), len(b))
 			}

@@ -31,6 +31,13 @@
 // not say (the verdicts of its leak check, which the process took with
 // it), in its place among the frames.
 //
+// A checkpoint flagged flagRing is followed by notes only: the consumer
+// took it before committing the records it covers, so the ring still
+// holds them and everything after, until the consumer's next Commit; the
+// checkpoint's chunk offsets say what a resuming consumer skips
+// (shm.Reader.SkipTo). A consumer whose state is small checkpoints so
+// every few MiB of records, and the journal copies no record at all.
+//
 // A checkpoint stands for every frame before it: its state is the
 // consumer's (the session's and the engine's, opaque here) after
 // applying them, taken right after a Commit. Writer.Checkpoint writes a
@@ -73,6 +80,7 @@ const noteMark = 0xffffffff
 const (
 	flagLimit      = 0x1 // the writer reached its limit and stopped; nothing follows
 	flagCheckpoint = 0x2 // a checkpoint follows the header
+	flagRing       = 0x4 // no frame follows the checkpoint: the records after it are in the ring
 )
 
 // Path is the journal of the ring at ringPath.

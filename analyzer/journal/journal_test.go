@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,8 +35,8 @@ func writeJournal(t *testing.T, path string, frames func(w *Writer)) {
 
 func replayAll(t *testing.T, path string, committed func(seq uint64, end uint32) bool) ([]applied, Header, Stats, error) {
 	var got []applied
-	h, st, err := Replay(path, 77, committed, func(state []byte) error {
-		got = append(got, applied{data: "state " + string(state)})
+	h, st, err := Replay(path, 77, committed, func(state []byte, chunks []ChunkOffset, ring bool) error {
+		got = append(got, applied{data: fmt.Sprintf("state %s %v ring=%v", state, chunks, ring)})
 		return nil
 	}, func(pid, tid uint32, data []byte) error {
 		got = append(got, applied{pid, tid, string(bytes.TrimRight(data, "\x00"))})
@@ -150,7 +151,7 @@ func TestCheckpoint(t *testing.T) {
 	w.Taken(1, 0, 1, 11, rec("b"))
 	require.NoError(t, w.Flush())
 	require.Equal(t, int64(2*(frameSize+8)), w.SinceCheckpoint())
-	require.NoError(t, w.Checkpoint([]byte("after a and b"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 8}}))
+	require.NoError(t, w.Checkpoint([]byte("after a and b"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 8}}, false))
 	require.Zero(t, w.SinceCheckpoint())
 	w.Taken(0, 8, 1, 10, rec("c"))
 	w.Note(5, []byte("verdicts"))
@@ -161,7 +162,7 @@ func TestCheckpoint(t *testing.T) {
 	got, h, st, err := replayAll(t, path, func(uint64, uint32) bool { return true })
 	require.NoError(t, err)
 	require.Equal(t, Header{RingCreatedNS: 77, Root: 42, Flags: flagCheckpoint}, h)
-	require.Equal(t, []applied{{data: "state after a and b"}, {1, 10, "c"}, {pid: 5, data: "note verdicts"}, {1, 12, "d"}}, got)
+	require.Equal(t, []applied{{data: "state after a and b [{0 8} {1 8}] ring=false"}, {1, 10, "c"}, {pid: 5, data: "note verdicts"}, {1, 12, "d"}}, got)
 	require.Equal(t, Stats{Frames: 2, Bytes: 16, Checkpoint: 16 + 2*16 + 13, Notes: 1}, st)
 	left, _ := os.ReadDir(dir)
 	require.Len(t, left, 1, "the checkpoint's file replaced the journal")
@@ -184,15 +185,48 @@ func TestCheckpoint(t *testing.T) {
 	require.ErrorContains(t, err, "checkpoint: claims 1099511627776 bytes of state")
 
 	// A state the consumer cannot restore.
-	_, _, err = Replay(path, 77, func(uint64, uint32) bool { return true }, func([]byte) error { return errors.New("no") }, nil, nil)
+	_, _, err = Replay(path, 77, func(uint64, uint32) bool { return true }, func([]byte, []ChunkOffset, bool) error { return errors.New("no") }, nil, nil)
 	require.ErrorContains(t, err, "checkpoint: no")
 
 	// At its limit: a checkpoint larger than the limit stops the journal.
 	w, err = Create(path, Header{RingCreatedNS: 77}, headerSize+64, nil)
 	require.NoError(t, err)
 	require.NoError(t, w.Publish())
-	require.NoError(t, w.Checkpoint(make([]byte, 64), nil))
+	require.NoError(t, w.Checkpoint(make([]byte, 64), nil, false))
 	require.Equal(t, ErrLimit.Error(), w.Dropped())
 	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
 	require.ErrorIs(t, err, ErrLimit)
+}
+
+// TestRingCheckpoint: after a checkpoint that leaves the records in the
+// ring, the journal keeps notes only; a resume is told so, with the
+// chunk offsets to skip to, and a frame there is refused.
+func TestRingCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ring.journal")
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	w.Taken(0, 0, 1, 10, rec("a"))
+	require.NoError(t, w.Flush())
+	require.NoError(t, w.Checkpoint([]byte("s"), []ChunkOffset{{Seq: 0, Off: 16}}, true))
+	require.True(t, w.RingMode())
+	w.Taken(0, 16, 1, 10, rec("b")) // stays in the ring
+	w.Note(7, []byte("verdict"))
+	require.NoError(t, w.Flush())
+	require.Zero(t, w.SinceCheckpoint()-(frameSize+8), "the note only")
+	require.NoError(t, w.Close())
+	got, h, st, err := replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, uint32(flagCheckpoint|flagRing), h.Flags)
+	require.Equal(t, []applied{{data: "state s [{0 16}] ring=true"}, {pid: 7, data: "note verdict"}}, got)
+	require.Equal(t, int64(1), st.Notes)
+
+	// A frame after such a checkpoint: not written by a Writer.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	f := make([]byte, frameSize+8)
+	frame{len: 8, pid: 1, tid: 10, off: 16, seq: 0}.put(f)
+	require.NoError(t, os.WriteFile(path, append(data, f...), 0o600))
+	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.ErrorContains(t, err, "a frame after a checkpoint that left the records in the ring")
 }

@@ -20,10 +20,15 @@ type Stats struct {
 	Notes         int64 // notes applied
 }
 
+// Restore takes a journal's checkpoint: the consumer's state, the chunks
+// it had read and how far (the frames or, with ring, the ring's records
+// that follow start there).
+type Restore func(state []byte, chunks []ChunkOffset, ring bool) error
+
 // readCheckpoint reads the checkpoint that follows the header into next
 // (where each chunk's next frame starts) and restore, and returns its
 // size. size, the journal's, bounds what its counts may claim.
-func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore func([]byte) error) (int64, error) {
+func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, ring bool, restore Restore) (int64, error) {
 	var b [16]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return 0, err
@@ -34,6 +39,7 @@ func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore fun
 	if chunks > left/16 || stateLen > left-chunks*16 {
 		return 0, fmt.Errorf("claims %d bytes of state and %d chunks, in a file of %d bytes", stateLen, chunks, size)
 	}
+	chunkOffs := make([]ChunkOffset, 0, chunks)
 	for range chunks {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			return 0, err
@@ -43,6 +49,7 @@ func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore fun
 			return 0, fmt.Errorf("chunk %d read to offset %d", seq, off)
 		}
 		next[seq] = uint32(off)
+		chunkOffs = append(chunkOffs, ChunkOffset{Seq: seq, Off: uint32(off)})
 	}
 	state := make([]byte, stateLen)
 	if _, err := io.ReadFull(r, state); err != nil {
@@ -51,7 +58,7 @@ func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore fun
 	if restore == nil {
 		return 0, errors.New("nothing to restore it into")
 	}
-	if err := restore(state); err != nil {
+	if err := restore(state, chunkOffs, ring); err != nil {
 		return 0, err
 	}
 	return int64(16 + chunks*16 + stateLen), nil
@@ -67,7 +74,7 @@ func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, restore fun
 // or a frame that does not follow the last one of its chunk, is an
 // error that names the offset.
 func Replay(path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
-	restore func(state []byte) error, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
+	restore Restore, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Header{}, Stats{}, err
@@ -83,7 +90,7 @@ func Replay(path string, ringCreatedNS uint64, committed func(seq uint64, end ui
 // replay is Replay reading the journal from r, of size bytes (path
 // names it in errors).
 func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
-	restore func(state []byte) error, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
+	restore Restore, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	var st Stats
 	hb := make([]byte, headerSize)
 	if _, err := io.ReadFull(r, hb); err != nil {
@@ -102,7 +109,7 @@ func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committe
 	next := map[uint64]uint32{} // per chunk: where its next frame starts
 	off := int64(headerSize)
 	if h.Flags&flagCheckpoint != 0 {
-		n, err := readCheckpoint(r, size, next, restore)
+		n, err := readCheckpoint(r, size, next, h.Flags&flagRing != 0, restore)
 		if err != nil {
 			return h, st, fmt.Errorf("journal %s: checkpoint: %w", path, err)
 		}
@@ -139,6 +146,9 @@ func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committe
 			st.Notes++
 			off += frameSize + int64(fr.len)
 			continue
+		}
+		if h.Flags&flagRing != 0 {
+			return h, st, fmt.Errorf("journal %s: offset %d: a frame after a checkpoint that left the records in the ring", path, off)
 		}
 		if fr.len == 0 || fr.len%8 != 0 || fr.len > maxFrame || uint64(fr.off)+uint64(fr.len) > maxFrame || fr.off%8 != 0 {
 			return h, st, fmt.Errorf("journal %s: offset %d: frame of %d bytes at chunk data offset %d: corrupt", path, off, fr.len, fr.off)

@@ -32,6 +32,9 @@ type Writer struct {
 	// base is the file's size when its last checkpoint was written (the
 	// header's when there is none).
 	base int64
+	// ring: the last checkpoint said the records after it stay in the
+	// ring (flagRing): Taken keeps nothing, only notes are written.
+	ring bool
 }
 
 // writeAt is how much the Writer gathers before writing; maxIOV how
@@ -79,11 +82,16 @@ type ChunkOffset struct {
 // Checkpoint replaces every frame so far by state, what applying them
 // gave the caller: it writes a journal holding the header and the
 // checkpoint, renames it over this one, and appends the next frames to
-// it. Call it right after a Commit (which the journal's Flush preceded),
-// with the read offsets of the chunks read in part or whole and not
-// released. If it cannot write the new journal, it says why and the
-// journal goes on as it was; one that would pass the limit is stopped.
-func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset) error {
+// it. chunks are the read offsets of the chunks read in part or whole
+// and not released: the state covers the records before them. Call it
+// right after a Commit (which the journal's Flush preceded), or, with
+// ring, before one: the records the state covers are then not all
+// committed, and the journal keeps no frame after the checkpoint (the
+// ring keeps the records until the next Commit, and a resume skips what
+// the checkpoint covers); notes are still written. If it cannot write the
+// new journal, it says why and the journal goes on as it was; one that
+// would pass the limit is stopped.
+func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset, ring bool) error {
 	if w.dropped != "" {
 		return nil
 	}
@@ -92,6 +100,9 @@ func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset) error {
 	}
 	h := w.hdr
 	h.Flags |= flagCheckpoint
+	if ring {
+		h.Flags |= flagRing
+	}
 	b := h.encode()
 	le := binary.LittleEndian
 	b = le.AppendUint64(b, uint64(len(state)))
@@ -129,8 +140,14 @@ func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset) error {
 	w.f.Close()
 	w.f = f
 	w.written, w.flushed, w.base = int64(n), int64(n), int64(n)
+	w.ring = ring
 	return nil
 }
+
+// RingMode reports whether the last checkpoint left the records after it
+// in the ring (Checkpoint's ring): the caller commits only after the
+// next checkpoint.
+func (w *Writer) RingMode() bool { return w.ring && w.dropped == "" }
 
 // Publish makes the journal the ring's (renames it over path): until
 // then a resume does not see it. Replay's frames are in it by then.
@@ -156,7 +173,7 @@ func (w *Writer) Publish() error {
 // the next Flush (the Reader's data does: it is the ring's, which only
 // a Commit releases, after the Flush).
 func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
-	if w.dropped != "" {
+	if w.dropped != "" || w.ring {
 		return
 	}
 	if w.limit > 0 && w.written+w.buf+frameSize+int64(len(data)) > w.limit {
@@ -237,6 +254,14 @@ func (w *Writer) Rollback() error {
 		w.written = w.flushed
 	}
 	return nil
+}
+
+// Abandon drops the journal (its file goes): a resume will say its
+// reports are incomplete, and why.
+func (w *Writer) Abandon(reason string) {
+	if w.dropped == "" {
+		w.drop(reason)
+	}
 }
 
 // Dropped says why the journal was dropped ("" while it is kept).

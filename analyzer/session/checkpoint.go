@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/journal"
@@ -33,43 +34,78 @@ type sessionState struct {
 	Reported      uint64               `json:"reported"`
 	Results       []ProcessResult      `json:"results"`
 	ReportedEarly []uint32             `json:"reported_early"`
+	// Verdicts are leak checks replayed from a journal whose records
+	// are still to be read again from the ring (notes, by pid).
+	Verdicts map[uint32][]byte `json:"verdicts,omitempty"`
 }
 
-// defaultCheckpointEvery is how many bytes of records the journal takes
-// between checkpoints (Config.CheckpointEvery 0). A checkpoint costs
-// writing the state (28 bytes and 45 ns a live block, BenchmarkCheckpoint),
-// so the interval grows with it (checkpointRatio), which keeps their cost
-// to a fraction of the records', but stays within the journal's limit.
+// When to checkpoint. A checkpoint costs writing the state (28 bytes and
+// 45 ns a live block, BenchmarkCheckpoint).
+//
+//   - A small state (ringStateMax) is checkpointed every ringEvery bytes
+//     of records read (a quarter of the ring), leaving the records in the
+//     ring until then (journal.Writer.Checkpoint's ring): the journal
+//     copies no record, only the state and the notes.
+//   - A larger one would cost more than the records it stands for: the
+//     journal keeps the records (frames), and is checkpointed every
+//     defaultCheckpointEvery bytes of them, or checkpointRatio times the
+//     state if more, within the journal's limit.
+//
+// Config.CheckpointEvery, when set, is both intervals.
 const (
 	defaultCheckpointEvery = 64 << 20
 	checkpointRatio        = 8
+	ringStateMax           = 2 << 20
+	// idleCheckpoint: with nothing more to read, the records read are
+	// checkpointed and committed after this long (an idle ring is one
+	// whose records are all committed).
+	idleCheckpoint = 10 * time.Millisecond
 )
 
 // checkpointer writes the session's checkpoints into its journal.
 type checkpointer struct {
 	cfg       Config
 	jw        *journal.Writer
-	every     int64 // bytes of records between checkpoints
+	every     int64 // bytes of records between checkpoints (frames)
+	ringEvery int64 // bytes of records between checkpoints (records in the ring)
 	fixed     bool  // every is the user's (Config.CheckpointEvery): not scaled with the state
 	lastState int64 // size of the last checkpoint's state
 	limit     int64 // the journal's (Config.JournalLimit)
+	lastAt    time.Time
 	warned    bool
 }
 
 func newCheckpointer(cfg Config, jw *journal.Writer) *checkpointer {
-	every := cfg.CheckpointEvery
-	if every <= 0 {
-		every = defaultCheckpointEvery
+	c := &checkpointer{cfg: cfg, jw: jw, every: cfg.CheckpointEvery, ringEvery: cfg.CheckpointEvery,
+		fixed: cfg.CheckpointEvery > 0, limit: cfg.JournalLimit, lastAt: time.Now()}
+	if c.every <= 0 {
+		c.every = defaultCheckpointEvery
+		c.ringEvery = int64(cfg.Ring.Info().ChunkCount) * int64(cfg.Ring.Info().ChunkSize) / 4
 	}
-	limit := cfg.JournalLimit
-	if limit <= 0 {
-		limit = defaultJournalLimit
+	if c.limit <= 0 {
+		c.limit = defaultJournalLimit
 	}
-	return &checkpointer{cfg: cfg, jw: jw, every: every, fixed: cfg.CheckpointEvery > 0, limit: limit}
+	return c
 }
 
-// due reports whether the journal took enough since its last checkpoint.
-func (c *checkpointer) due() bool {
+// ringMode reports whether the records read since the last checkpoint
+// are left in the ring: they are committed only with the next.
+func (c *checkpointer) ringMode() bool { return c.jw != nil && c.jw.RingMode() }
+
+// due reports whether a checkpoint is due: idle tells that the last poll
+// found nothing to read.
+func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
+	if c.jw == nil || c.jw.Dropped() != "" {
+		return false
+	}
+	if c.ringMode() {
+		u := rd.Uncommitted()
+		return u >= c.ringEvery || (u > 0 && idle && time.Since(c.lastAt) >= idleCheckpoint)
+	}
+	if c.lastState <= ringStateMax {
+		// The first checkpoint, or one that goes to the ring.
+		return c.jw.SinceCheckpoint() >= c.ringEvery
+	}
 	every := c.every
 	if !c.fixed {
 		// Within the journal's limit (state, records, and the next
@@ -77,13 +113,14 @@ func (c *checkpointer) due() bool {
 		// journal at the limit, which a resume then says.
 		every = max(every, min(checkpointRatio*c.lastState, c.limit/2-c.lastState))
 	}
-	return c.jw != nil && c.jw.Dropped() == "" && c.jw.SinceCheckpoint() >= every
+	return c.jw.SinceCheckpoint() >= every
 }
 
 // write replaces the journal's records by a checkpoint of eng and st,
-// and reports whether it did (it says why not, once). Call it right
-// after a Commit, with the report writer idle (st is the session as its
-// reports left it).
+// then commits what was read, and reports whether it did (it says why
+// not, once). Call it with the report writer idle (st is the session as
+// its reports left it). A small state leaves the next records in the
+// ring (ringStateMax).
 func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState) bool {
 	b, err := encodeCheckpoint(st, eng)
 	var chunks []journal.ChunkOffset
@@ -93,7 +130,7 @@ func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState
 		})
 	}
 	if err == nil {
-		err = c.jw.Checkpoint(b, chunks)
+		err = c.jw.Checkpoint(b, chunks, int64(len(b)) <= ringStateMax)
 	}
 	if err != nil {
 		if !c.warned {
@@ -102,7 +139,7 @@ func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState
 		}
 		return false
 	}
-	c.lastState = int64(len(b))
+	c.lastState, c.lastAt = int64(len(b)), time.Now()
 	return true
 }
 
@@ -152,9 +189,9 @@ func (st *sessionState) restore(out *outputs) {
 // sessionStateOf is the session's part of a checkpoint: out and results
 // as the report writer left them (it is idle), reportedEarly as the loop
 // knows it.
-func sessionStateOf(out *outputs, results []ProcessResult, reportedEarly map[uint32]bool) sessionState {
+func sessionStateOf(out *outputs, results []ProcessResult, reportedEarly map[uint32]bool, verdicts map[uint32][]byte) sessionState {
 	st := sessionState{Root: out.root, Index: out.index, Bases: out.bases, Quiet: out.quiet, Loud: out.loud,
-		QuietPeaks: out.quietPeaks, Reported: out.reported, Results: results}
+		QuietPeaks: out.quietPeaks, Reported: out.reported, Results: results, Verdicts: verdicts}
 	for pid := range reportedEarly {
 		st.ReportedEarly = append(st.ReportedEarly, pid)
 	}

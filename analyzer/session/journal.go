@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,7 +23,11 @@ const defaultJournalLimit = 512 << 20
 // when off or it could not be made), the root process the journal names
 // (0: none), what the checkpoint said of the processes reported already
 // (nil: no checkpoint), and, when what the dead analyzer consumed cannot
-// be replayed, why (the reports then say they are incomplete).
+// be replayed, why (the reports then say they are incomplete). The
+// checkpoint's verdicts and the journal's verdicts after a checkpoint
+// that left the records in the ring are in st.Verdicts: the ring
+// delivers those processes' records again, and the leak checker gives
+// them their verdicts then.
 func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine) (w *journal.Writer, root uint32, st *sessionState, missing string) {
 	path := journal.Path(ring.Path())
 	created := ring.Info().CreatedNS
@@ -52,15 +57,34 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			}
 			return err
 		}
-		restore := func(b []byte) error {
+		var inRing bool // the records after the checkpoint are in the ring
+		restore := func(b []byte, chunks []journal.ChunkOffset, ring bool) error {
 			s, err := decodeCheckpoint(b, eng)
-			if err == nil {
-				st = &s
+			if err != nil {
+				return err
 			}
-			return err
+			st, inRing = &s, ring
+			// What the checkpoint covers and the ring still holds.
+			skip := make(map[uint64]uint32, len(chunks))
+			for _, c := range chunks {
+				skip[c.Seq] = c.Off
+			}
+			rd.SkipTo(skip)
+			return nil
 		}
 		checks := 0
 		note := func(pid uint32, b []byte) error {
+			if inRing {
+				// For when the ring delivers pid's exit again.
+				if len(b) >= 8 && binary.LittleEndian.Uint32(b) == noteVerdict {
+					if st.Verdicts == nil {
+						st.Verdicts = map[uint32][]byte{}
+					}
+					st.Verdicts[pid] = b
+					checks++
+				}
+				return nil
+			}
 			verdict, err := replayNote(eng, pid, b)
 			if verdict {
 				checks++

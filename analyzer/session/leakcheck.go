@@ -37,6 +37,10 @@ type leakChecker struct {
 	syms *report.Symbols
 	// journal keeps the verdicts (nil: no journal).
 	journal *journal.Writer
+	// replayed are verdicts a dead analyzer kept in its journal, by
+	// pid, for processes whose records the ring delivers again (verdict
+	// notes): their checks ran already, and the processes are gone.
+	replayed map[uint32][]byte
 }
 
 // keep gives pid its verdict: first in the journal, so that it outlives
@@ -80,6 +84,25 @@ func (c *leakChecker) checkAll() error {
 // released only once its reports are written (reportNow).
 func (c *leakChecker) check(x engine.ExitCheck) error {
 	pid, waitingSince := x.Pid, x.TS
+	if note, ok := c.replayed[pid]; ok {
+		delete(c.replayed, pid)
+		var v verdict
+		err := fmt.Errorf("%d bytes", len(note))
+		if len(note) >= 8 {
+			v, err = decodeVerdict(note[8:])
+		}
+		if err != nil {
+			v = verdict{reason: fmt.Sprintf("the verdict an earlier analyzer kept is corrupt: %v", err)}
+		}
+		if err := c.drain(pid); err != nil {
+			return err
+		}
+		c.keep(pid, v, nil)
+		if x.Reports && c.reportNow != nil {
+			c.reportNow(pid)
+		}
+		return nil
+	}
 	if !c.ring.ExitWaiting(pid) {
 		c.keep(pid, verdict{reason: "the process stopped waiting for the check before it began (MEMSCOPE_LEAK_CHECK_TIMEOUT)"}, nil)
 		return nil

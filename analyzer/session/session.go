@@ -300,6 +300,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// the live publisher; the report writer has the other (writer.go).
 	loopSyms := report.NewSymbols(symbolize.New(symbolize.Options{CacheDir: cfg.SymbolCache}))
 	checker := &leakChecker{ring: ring, rd: rd, eng: eng, out: out, syms: loopSyms, timing: cfg.CheckTiming, journal: jr}
+	if restored != nil {
+		checker.replayed = restored.Verdicts
+	}
 	defer checker.close()
 	if !cfg.NoLeakCheck {
 		ring.EnableLeakChecks()
@@ -394,10 +397,16 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
-		if cp.due() {
-			// Everything read is committed (pollOnce), and the reports
-			// of the processes that ended are written (sync).
-			cp.write(rd, eng, sessionStateOf(out, writer.sync(), reportedEarly))
+		if cp.due(rd, n == 0) {
+			// The reports of the processes that ended are written
+			// (sync), and the checkpoint covers every record read:
+			// commit them.
+			if !cp.write(rd, eng, sessionStateOf(out, writer.sync(), reportedEarly, checker.replayed)) && cp.ringMode() {
+				jr.Abandon("a checkpoint could not be written")
+			}
+			if err := rd.Commit(); err != nil {
+				return res, fmt.Errorf("ring %s: commit: %w", ring.Path(), err)
+			}
 		}
 		eng.Advance(clock.Now())
 		pub.tick(eng, ring.Info, false)
@@ -524,7 +533,9 @@ func pollOnce(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer) (int, erro
 	}
 	w := rd.Watermark()
 	eng.Settle(w)
-	if n > 0 {
+	if n > 0 && (jw == nil || !jw.RingMode()) {
+		// (Records left in the ring are committed after the next
+		// checkpoint: checkpointer.)
 		if jw != nil {
 			jw.Note(0, settleNote(w))
 		}

@@ -145,7 +145,8 @@ func (v verdict) setIn(eng *engine.Engine, pid uint32, blocks *engine.LiveBlocks
 
 // replayVerdict applies a verdict note of the journal: as the check
 // did, after applying every record of pid read before it; the exit
-// check the process asked for is answered.
+// check the process asked for is answered. (A verdict whose records
+// come again from the ring waits for them: leakChecker.replayed.)
 func replayVerdict(eng *engine.Engine, pid uint32, note []byte) error {
 	v, err := decodeVerdict(note)
 	if err != nil {

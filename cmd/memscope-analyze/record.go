@@ -25,7 +25,7 @@ the ring (RING.journal), replays the records and leak-check verdicts after it,
 and reads the ring on from where it stopped: the reports are the ones it would
 have written (MEMSCOPE_JOURNAL bounds the journal, 512M by default; off: none;
 MEMSCOPE_CHECKPOINT_EVERY sets how many bytes of records pass between
-checkpoints, 64M by default).`,
+checkpoints).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
