@@ -389,6 +389,22 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		endings[pid] = &ending{pid: pid, status: status, statusBy: statusBy}
 	}
 
+	// checkpoint writes a checkpoint when one is due (idle: the last poll
+	// found nothing to read) and commits what it covers.
+	checkpoint := func(idle bool) error {
+		if !cp.due(rd, idle) {
+			return nil
+		}
+		// The reports of the processes that ended are written (sync).
+		if !cp.write(rd, eng, sessionStateOf(out, writer.sync(), reportedEarly, checker.replayed)) && cp.ringMode() {
+			jr.Abandon("a checkpoint could not be written")
+		}
+		if err := rd.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+
 	for {
 		n, err := pollOnce(rd, eng, jr)
 		if err == nil {
@@ -397,16 +413,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		if err != nil {
 			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
-		if cp.due(rd, n == 0) {
-			// The reports of the processes that ended are written
-			// (sync), and the checkpoint covers every record read:
-			// commit them.
-			if !cp.write(rd, eng, sessionStateOf(out, writer.sync(), reportedEarly, checker.replayed)) && cp.ringMode() {
-				jr.Abandon("a checkpoint could not be written")
-			}
-			if err := rd.Commit(); err != nil {
-				return res, fmt.Errorf("ring %s: commit: %w", ring.Path(), err)
-			}
+		if err := checkpoint(n == 0); err != nil {
+			return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 		}
 		eng.Advance(clock.Now())
 		pub.tick(eng, ring.Info, false)
@@ -491,7 +499,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	// not see (record mode interrupted, or a process reaped by a parent of
 	// its own, not by us): drain what they left in the ring, then report
 	// them with an unknown status.
-	if err := drainRemaining(rd, eng, jr, cfg, checker); err != nil {
+	if err := drainRemaining(rd, eng, jr, cfg, checker, checkpoint); err != nil {
 		return res, fmt.Errorf("ring %s: %w", ring.Path(), err)
 	}
 	eng.Flush()
@@ -558,7 +566,7 @@ const drainWait = 2 * time.Second
 
 // drainRemaining seals the chunks of every process the engine still holds
 // that is gone, and polls until their records are all read (or drainWait).
-func drainRemaining(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer, cfg Config, checker *leakChecker) error {
+func drainRemaining(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer, cfg Config, checker *leakChecker, checkpoint func(idle bool) error) error {
 	deadline := time.Now().Add(drainWait)
 	for {
 		pending := false
@@ -576,6 +584,9 @@ func drainRemaining(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer, cfg 
 		n, err := pollOnce(rd, eng, jw)
 		if err == nil {
 			err = checker.checkAll()
+		}
+		if err == nil {
+			err = checkpoint(n == 0)
 		}
 		if err != nil {
 			return err
