@@ -181,11 +181,7 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	if err != nil {
 		c.keep(pid, verdict{reason: fmt.Sprintf("cannot read the process's memory: %v", err)}, nil)
 	} else {
-		addrs := make([]uint64, len(blocks.Extents))
-		for i, e := range blocks.Extents {
-			addrs[i] = e.Addr
-		}
-		c.keep(pid, verdict{checked: true, addrs: addrs, kinds: res.Kinds}, &blocks)
+		c.keep(pid, verdict{checked: true, addrSum: addrSum(blocks), kinds: res.Kinds}, &blocks)
 	}
 	if !x.Reports {
 		release()

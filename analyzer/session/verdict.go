@@ -21,7 +21,11 @@ import (
 //
 // Format (little-endian): kind u32 | pad u32 | then, for a verdict:
 // checked u32 | reason len u32 | reason, padded to 8 | blocks u64 |
-// blocks * addr u64 | blocks * kind u8; for a settle: watermark u64.
+// sum of their addresses u64 | blocks * kind u8, in address order; for
+// a settle: watermark u64. A verdict names no block: a replay applies it
+// where the blocks live are those the check saw (checked by their
+// number and sum), so a byte a block keeps the note short, and the
+// process's wait at exit with it.
 const (
 	noteVerdict = 1
 	noteSettle  = 2
@@ -56,8 +60,8 @@ func replayNote(eng *engine.Engine, pid uint32, note []byte) (verdict bool, err 
 type verdict struct {
 	checked bool
 	reason  string       // why the check did not run (checked false)
-	addrs   []uint64     // the blocks checked, by address (engine.LiveBlocks)
-	kinds   []reach.Kind // kinds[i] is addrs[i]'s
+	addrSum uint64       // the sum of the addresses of the blocks checked
+	kinds   []reach.Kind // of the blocks checked, in address order (engine.LiveBlocks)
 }
 
 func (v verdict) encode() []byte {
@@ -73,10 +77,8 @@ func (v verdict) encode() []byte {
 	for len(b)%8 != 0 {
 		b = append(b, 0)
 	}
-	b = le.AppendUint64(b, uint64(len(v.addrs)))
-	for _, a := range v.addrs {
-		b = le.AppendUint64(b, a)
-	}
+	b = le.AppendUint64(b, uint64(len(v.kinds)))
+	b = le.AppendUint64(b, v.addrSum)
 	for _, k := range v.kinds {
 		b = append(b, byte(k))
 	}
@@ -97,15 +99,14 @@ func decodeVerdict(b []byte) (verdict, error) {
 		return v, fmt.Errorf("verdict: a reason of %d bytes in %d", n, len(b))
 	}
 	v.reason = string(b[8 : 8+n])
-	blocks := le.Uint64(b[off:])
-	off += 8
-	if blocks > (uint64(len(b))-off)/9 {
-		return v, fmt.Errorf("verdict: %d blocks in %d bytes", blocks, len(b))
+	if off+16 > uint64(len(b)) {
+		return v, fmt.Errorf("verdict of %d bytes", len(b))
 	}
-	v.addrs = make([]uint64, blocks)
-	for i := range v.addrs {
-		v.addrs[i] = le.Uint64(b[off:])
-		off += 8
+	blocks := le.Uint64(b[off:])
+	v.addrSum = le.Uint64(b[off+8:])
+	off += 16
+	if blocks > uint64(len(b))-off {
+		return v, fmt.Errorf("verdict: %d blocks in %d bytes", blocks, len(b))
 	}
 	v.kinds = make([]reach.Kind, blocks)
 	for i := range v.kinds {
@@ -129,18 +130,21 @@ func (v verdict) setIn(eng *engine.Engine, pid uint32, blocks *engine.LiveBlocks
 		eng.SetReachability(pid, *blocks, v.kinds)
 		return
 	}
-	lb := eng.LiveBlocks(pid) // by address, as v.addrs
-	kinds := make([]reach.Kind, len(lb.Extents))
-	j := 0
-	for i, e := range lb.Extents {
-		for j < len(v.addrs) && v.addrs[j] < e.Addr {
-			j++
-		}
-		if j < len(v.addrs) && v.addrs[j] == e.Addr {
-			kinds[i] = v.kinds[j]
-		} // else Unknown: not a block the check saw
+	lb := eng.LiveBlocks(pid) // in address order, as the check saw them
+	if len(lb.Extents) != len(v.kinds) || addrSum(lb) != v.addrSum {
+		eng.SetNotChecked(pid, fmt.Sprintf("the verdicts of its leak check, kept by an analyzer that died, are for %d blocks, not the %d replayed", len(v.kinds), len(lb.Extents)))
+		return
 	}
-	eng.SetReachability(pid, lb, kinds)
+	eng.SetReachability(pid, lb, v.kinds)
+}
+
+// addrSum is the sum of the addresses of blocks (a verdict's check).
+func addrSum(blocks engine.LiveBlocks) uint64 {
+	var s uint64
+	for _, e := range blocks.Extents {
+		s += e.Addr
+	}
+	return s
 }
 
 // replayVerdict applies a verdict note of the journal: as the check

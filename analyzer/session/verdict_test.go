@@ -12,9 +12,9 @@ import (
 // unchanged, and a note cut short is refused, not read past its end.
 func TestVerdictNote(t *testing.T) {
 	for _, v := range []verdict{
-		{checked: true, addrs: []uint64{0x10, 0x20, 0x30}, kinds: []reach.Kind{reach.Direct, reach.Reachable, reach.Indirect}},
-		{checked: true, addrs: []uint64{}, kinds: []reach.Kind{}},
-		{reason: "cannot stop the process to scan it: operation not permitted", addrs: []uint64{}, kinds: []reach.Kind{}},
+		{checked: true, addrSum: 0x60, kinds: []reach.Kind{reach.Direct, reach.Reachable, reach.Indirect}},
+		{checked: true, kinds: []reach.Kind{}},
+		{reason: "cannot stop the process to scan it: operation not permitted", kinds: []reach.Kind{}},
 	} {
 		note := v.encode()
 		padded := append(note, make([]byte, (8-len(note)%8)%8)...) // as the journal keeps it
