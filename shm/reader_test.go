@@ -126,18 +126,31 @@ func TestIdleProducerChunkIsSealed(t *testing.T) {
 	require.Zero(t, st.Dropped)
 }
 
-func TestKillAndResume(t *testing.T) {
+// Chunks 0-2 full and sealed, chunk 3 partly, of which a consumer
+// delivered and committed up to the middle of chunk 1 (killScene).
+const (
+	sceneTotal     = 3*allocsPerChunk + 48
+	sceneCommitted = allocsPerChunk + 20
+)
+
+// killScene writes sceneTotal allocations from this thread into a new
+// ring, and delivers and commits the first sceneCommitted with the
+// Reader it returns.
+func killScene(t *testing.T) (*Ring, *cring.Writer, *Reader) {
 	r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 8 * MinChunkSize})
 	c := attach(t, r, false)
 	w := thisThread(t, c)
-	const total = 3*allocsPerChunk + 48 // chunks 0-2 full and sealed, chunk 3 partly
-	appendAllocs(t, w, 0, total)
-
+	appendAllocs(t, w, 0, sceneTotal)
 	rd, err := r.NewReader(ReaderOptions{})
 	require.NoError(t, err)
-	const committed = allocsPerChunk + 20 // mid-chunk 1
-	require.Equal(t, span(0, committed), pollN(t, rd, committed))
+	require.Equal(t, span(0, sceneCommitted), pollN(t, rd, sceneCommitted))
 	require.NoError(t, rd.Commit())
+	return r, w, rd
+}
+
+func TestKillAndResume(t *testing.T) {
+	const total, committed = sceneTotal, sceneCommitted
+	r, w, rd := killScene(t)
 	require.Equal(t, span(committed, total), pollPtrs(t, rd)) // delivered, never committed
 	info := r.Info()
 	require.Equal(t, uint64(1), info.LastReadTo)
@@ -165,17 +178,8 @@ func TestKillAndResume(t *testing.T) {
 // skips them (SkipTo) and delivers exactly the rest, then commits past
 // them; a ReadChunks before it saw the chunks says the same offsets.
 func TestSkipToWhatACheckpointCovers(t *testing.T) {
-	r := newTestRing(t, Options{ChunkSize: MinChunkSize, Size: 8 * MinChunkSize})
-	c := attach(t, r, false)
-	w := thisThread(t, c)
-	const total = 3*allocsPerChunk + 48 // chunks 0-2 full and sealed, chunk 3 partly
-	appendAllocs(t, w, 0, total)
-
-	rd, err := r.NewReader(ReaderOptions{})
-	require.NoError(t, err)
-	const committed = allocsPerChunk + 20 // mid-chunk 1
-	require.Equal(t, span(0, committed), pollN(t, rd, committed))
-	require.NoError(t, rd.Commit())
+	const total, committed = sceneTotal, sceneCommitted
+	r, _, rd := killScene(t)
 	const covered = 2*allocsPerChunk + 7 // mid-chunk 2: the checkpoint's
 	require.Equal(t, span(committed, covered), pollN(t, rd, covered-committed))
 	checkpoint := map[uint64]uint32{}
