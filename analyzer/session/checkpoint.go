@@ -75,15 +75,14 @@ type checkpointer struct {
 	warned    bool
 }
 
-func newCheckpointer(cfg Config, jw *journal.Writer) *checkpointer {
-	c := &checkpointer{cfg: cfg, jw: jw, every: cfg.CheckpointEvery, ringEvery: cfg.CheckpointEvery,
-		fixed: cfg.CheckpointEvery > 0, limit: cfg.JournalLimit, lastAt: time.Now()}
+// newCheckpointer makes the session's checkpointer; startJournal gives
+// it the journal.
+func newCheckpointer(cfg Config) *checkpointer {
+	c := &checkpointer{cfg: cfg, every: cfg.CheckpointEvery, ringEvery: cfg.CheckpointEvery,
+		fixed: cfg.CheckpointEvery > 0, limit: cfg.journalLimit(), lastAt: time.Now()}
 	if c.every <= 0 {
 		c.every = defaultCheckpointEvery
 		c.ringEvery = int64(cfg.Ring.Info().ChunkCount) * int64(cfg.Ring.Info().ChunkSize) / 4
-	}
-	if c.limit <= 0 {
-		c.limit = defaultJournalLimit
 	}
 	return c
 }
@@ -117,10 +116,10 @@ func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
 }
 
 // write replaces the journal's records by a checkpoint of eng and st,
-// then commits what was read, and reports whether it did (it says why
-// not, once). Call it with the report writer idle (st is the session as
-// its reports left it). A small state leaves the next records in the
-// ring (ringStateMax).
+// covering every record read, and reports whether it did (it says why
+// not, once); the caller commits them then. Call it with the report
+// writer idle (st is the session as its reports left it). A small state
+// leaves the next records in the ring (ringStateMax).
 func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState) bool {
 	b, err := encodeCheckpoint(st, eng)
 	var chunks []journal.ChunkOffset

@@ -11,9 +11,19 @@ import (
 	"memscope/shm"
 )
 
-// defaultJournalLimit bounds a session's journal (Config.JournalLimit 0):
-// some 12 M events, in the ring's directory (memory, like the ring).
+// defaultJournalLimit bounds a session's journal (Config.JournalLimit 0),
+// in the ring's directory (memory, like the ring): a checkpoint and the
+// records after it (checkpoint.go).
 const defaultJournalLimit = 512 << 20
+
+// journalLimit is Config.JournalLimit with its default: the journal's
+// largest size, negative for no journal.
+func (c Config) journalLimit() int64 {
+	if c.JournalLimit == 0 {
+		return defaultJournalLimit
+	}
+	return c.JournalLimit
+}
 
 // startJournal starts the session's journal (analyzer/journal) and, if
 // the ring was consumed by an analyzer that is gone, replays that one's
@@ -27,15 +37,13 @@ const defaultJournalLimit = 512 << 20
 // checkpoint's verdicts and the journal's verdicts after a checkpoint
 // that left the records in the ring are in st.Verdicts: the ring
 // delivers those processes' records again, and the leak checker gives
-// them their verdicts then.
-func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine) (w *journal.Writer, root uint32, st *sessionState, missing string) {
+// them their verdicts then. cp takes the journal, and writes its
+// checkpoints from then on.
+func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine, cp *checkpointer) (w *journal.Writer, root uint32, st *sessionState, missing string) {
 	path := journal.Path(ring.Path())
 	created := ring.Info().CreatedNS
-	if cfg.JournalLimit >= 0 {
-		limit := cfg.JournalLimit
-		if limit == 0 {
-			limit = defaultJournalLimit
-		}
+	defer func() { cp.jw = w }()
+	if limit := cfg.journalLimit(); limit >= 0 {
 		warned := false
 		onDrop := func(reason string) {
 			if !warned {
@@ -107,7 +115,7 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 				ring.Path(), what, stats.Bytes>>10, stats.Frames, checks)
 			if w != nil {
 				// The new journal starts where the old one ended.
-				cp := newCheckpointer(cfg, w)
+				cp.jw = w
 				var s sessionState
 				if st != nil {
 					s = *st

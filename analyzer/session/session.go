@@ -35,9 +35,10 @@ type Config struct {
 	// same reports (analyzer/journal): bytes, 0 for the default (512
 	// MiB), negative for no journal.
 	JournalLimit int64
-	// CheckpointEvery is how many bytes of records the journal takes
-	// between checkpoints of the session's state, which keep it bounded
-	// (0: 64 MiB, or 8 times the last checkpoint's size if more).
+	// CheckpointEvery is how many bytes of records pass between
+	// checkpoints of the session's state in its journal, which keep it
+	// bounded (0: a quarter of the ring while the state is small, else
+	// 64 MiB or 8 times the state: checkpoint.go).
 	CheckpointEvery int64
 	// SymbolCache keeps the symbols resolved with DWARF across runs
 	// (symbolize.Options.CacheDir); "": none.
@@ -264,7 +265,8 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	clock := ring.Clock()
 	eng := engine.New(engine.Options{Stamps: clock.Conv()})
-	jr, jroot, restored, missing := startJournal(cfg, ring, rd, eng)
+	cp := newCheckpointer(cfg)
+	jr, jroot, restored, missing := startJournal(cfg, ring, rd, eng, cp)
 	if jr != nil {
 		defer func() {
 			if cfg.KeepRing {
@@ -294,7 +296,6 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			cfg.Root = out.root
 		}
 	}
-	cp := newCheckpointer(cfg, jr)
 	root := cfg.Root // the loop's copy: out is the writer's from here on
 	// The loop's own symbol cache, for the leak checker's suppressions and
 	// the live publisher; the report writer has the other (writer.go).
@@ -531,9 +532,11 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	return res, nil
 }
 
-// pollOnce applies every record the ring holds now and commits them.
-// The journal (nil: none) notes the watermark the engine settled to
-// after them, for a replay to settle at the same point.
+// pollOnce applies every record the ring holds now and settles the
+// engine to the watermark. It commits them unless the journal leaves
+// records in the ring until its next checkpoint (checkpointer); a
+// journal that keeps them notes the watermark, for a replay to settle
+// at the same point.
 func pollOnce(rd *shm.Reader, eng *engine.Engine, jw *journal.Writer) (int, error) {
 	n, err := rd.PollChunks(eng.ApplyChunk)
 	if err != nil {
