@@ -72,7 +72,7 @@ type chunkEntry struct {
 	// laterMin is the least stamp of the records not yet delivered in
 	// this chunk's snapshot and in those of every later chunk of the
 	// window (math.MaxUint64: none): the watermark of a delivery that
-	// stops before this chunk (partialWatermark).
+	// stops before this chunk (setPartialWatermark).
 	laterMin uint64
 }
 
@@ -172,9 +172,9 @@ func (rd *Reader) chunkErr(seq uint64, off uint64, format string, args ...any) e
 // sequence down, then delivers in increasing sequence order up to the
 // snapshotted lengths). With ReaderOptions.PollBytes, it stops at a chunk
 // once it has delivered that many bytes, and the next Poll delivers the
-// rest of the same snapshot before taking a new one. It also refreshes the heartbeat, seals idle chunks
-// and chunks whose owner is gone, and abandons reservations never claimed.
-// Records alias the ring and are valid until the next Poll, Commit or
+// rest of the same snapshot before taking a new one. It also refreshes
+// the heartbeat, seals idle chunks and chunks whose owner is gone, and
+// abandons reservations never claimed. Records alias the ring and are valid until the next Poll, Commit or
 // Rollback. If fn fails, Poll returns its error; the record fn refused is
 // delivered again by the next Poll. A malformed chunk or record gives a
 // *FormatError naming the chunk sequence, slot, file offset and problem.
@@ -287,7 +287,7 @@ func (rd *Reader) snapshot() error {
 		if rd.pollBytes > 0 {
 			e := &rd.entries[j%nc]
 			if e.readOff < e.snapLen {
-				laterMin = min(laterMin, rd.firstStamp(j, e))
+				laterMin = min(laterMin, rd.firstStamp(j, e.readOff, e.snapLen))
 			}
 			e.laterMin = laterMin
 		}
@@ -300,13 +300,13 @@ func (rd *Reader) snapshot() error {
 	return nil
 }
 
-// firstStamp is the least stamp (ns) of chunk j's records not delivered
-// yet: the first one's, as a thread stamps its records in program order,
-// or its free's if it is a REALLOC (stamped before the call). A record
-// too short to say gives 0, which only holds the watermark back until
-// delivery reports the record malformed.
-func (rd *Reader) firstStamp(j uint64, e *chunkEntry) uint64 {
-	d := rd.r.data(j, e.readOff, e.snapLen)
+// firstStamp is the least stamp (ns) of chunk j's records from data
+// offset off to end: the first one's, as a thread stamps its records in
+// program order, or its free's if it is a REALLOC (stamped before the
+// call). A record too short to say gives 0, which only holds the
+// watermark back until delivery reports the record malformed.
+func (rd *Reader) firstStamp(j uint64, off, end uint32) uint64 {
+	d := rd.r.data(j, off, end)
 	if len(d) < RecordHeaderSize {
 		return 0
 	}
@@ -366,10 +366,10 @@ func (rd *Reader) setWatermark(now uint64) {
 			continue
 		}
 		q := e.quietAt
-		if e.kind == chunkOwned && e.snapLen >= RecordHeaderSize {
+		if e.kind == chunkOwned {
 			// Its owner stamps its records in program order: the one in
 			// progress, and the next, no earlier than its first.
-			q = max(q, rd.clock.Conv().NS(binary.LittleEndian.Uint64(rd.r.data(j, 0, e.snapLen)[8:])))
+			q = max(q, rd.firstStamp(j, 0, e.snapLen))
 		}
 		w = min(w, q)
 	}
