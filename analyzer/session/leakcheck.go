@@ -86,11 +86,7 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	pid, waitingSince := x.Pid, x.TS
 	if note, ok := c.replayed[pid]; ok {
 		delete(c.replayed, pid)
-		var v verdict
-		err := fmt.Errorf("%d bytes", len(note))
-		if len(note) >= 8 {
-			v, err = decodeVerdict(note[8:])
-		}
+		v, err := decodeVerdictNote(note)
 		if err != nil {
 			v = verdict{reason: fmt.Sprintf("the verdict an earlier analyzer kept is corrupt: %v", err)}
 		}

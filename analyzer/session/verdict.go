@@ -85,6 +85,14 @@ func (v verdict) encode() []byte {
 	return b
 }
 
+// decodeVerdictNote decodes a whole verdict note (kind included).
+func decodeVerdictNote(note []byte) (verdict, error) {
+	if len(note) < 8 || binary.LittleEndian.Uint32(note) != noteVerdict {
+		return verdict{}, fmt.Errorf("not a verdict note (%d bytes)", len(note))
+	}
+	return decodeVerdict(note[8:])
+}
+
 // decodeVerdict decodes a verdict note's payload (after kind and pad).
 func decodeVerdict(b []byte) (verdict, error) {
 	le := binary.LittleEndian
