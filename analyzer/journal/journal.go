@@ -87,18 +87,25 @@ const (
 func Path(ringPath string) string { return ringPath + ".journal" }
 
 // IsJournal reports whether a file name in the rings' directory is a
-// journal (or one being written), not a ring.
+// journal (or one being written, or a checkpoint being written), not a
+// ring.
 func IsJournal(name string) bool {
-	return strings.HasSuffix(name, ".journal") || strings.HasSuffix(name, ".journal.tmp")
+	for _, suffix := range []string{".journal", ".journal.tmp", ".journal.ckpt"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove removes the journal of the ring at ringPath, if any.
 func Remove(ringPath string) { removeFiles(Path(ringPath)) }
 
-// removeFiles removes the journal at path and the one being written
-// beside it (path.tmp).
+// removeFiles removes the journal at path and those being written
+// beside it (path.tmp; path.ckpt, Writer.Checkpoint's).
 func removeFiles(path string) {
 	os.Remove(path + ".tmp")
+	os.Remove(path + ".ckpt")
 	os.Remove(path)
 }
 

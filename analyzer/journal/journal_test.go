@@ -230,3 +230,19 @@ func TestRingCheckpoint(t *testing.T) {
 	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
 	require.ErrorContains(t, err, "a frame after a checkpoint that left the records in the ring")
 }
+
+// TestJournalFiles: every file a Writer makes beside a ring is a journal
+// (not a ring, for ps and gc) and goes with Remove, a checkpoint left
+// half-written by an analyzer that died included.
+func TestJournalFiles(t *testing.T) {
+	ring := filepath.Join(t.TempDir(), "run.1.2.ring")
+	for _, suffix := range []string{".journal", ".journal.tmp", ".journal.ckpt"} {
+		require.True(t, IsJournal(filepath.Base(ring)+suffix), suffix)
+		require.NoError(t, os.WriteFile(ring+suffix, []byte("x"), 0o600))
+	}
+	require.False(t, IsJournal(filepath.Base(ring)))
+	Remove(ring)
+	left, err := filepath.Glob(ring + "*")
+	require.NoError(t, err)
+	require.Empty(t, left)
+}

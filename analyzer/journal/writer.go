@@ -173,18 +173,8 @@ func (w *Writer) Publish() error {
 // the next Flush (the Reader's data does: it is the ring's, which only
 // a Commit releases, after the Flush).
 func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
-	if w.dropped != "" || w.ring {
+	if w.ring || !w.room(frameSize+int64(len(data)), 2, frameSize) {
 		return
-	}
-	if w.limit > 0 && w.written+w.buf+frameSize+int64(len(data)) > w.limit {
-		w.stop()
-		return
-	}
-	if len(w.iov)+2 > maxIOV || len(w.hdrs)+frameSize > cap(w.hdrs) || w.buf >= writeAt {
-		if err := w.write(); err != nil {
-			w.drop(err.Error())
-			return
-		}
 	}
 	n := len(w.hdrs)
 	w.hdrs = w.hdrs[:n+frameSize]
@@ -197,23 +187,33 @@ func (w *Writer) Taken(seq uint64, off uint32, pid, tid uint32, data []byte) {
 // what replaying the records cannot say, in its place among the frames;
 // the next Flush writes it. data is copied.
 func (w *Writer) Note(pid uint32, data []byte) {
-	if w.dropped != "" {
+	padded := make([]byte, frameSize+(len(data)+7)&^7)
+	if !w.room(int64(len(padded)), 1, 0) {
 		return
 	}
-	padded := make([]byte, frameSize+(len(data)+7)&^7)
 	frame{len: uint32(len(padded) - frameSize), pid: pid, off: noteMark}.put(padded)
 	copy(padded[frameSize:], data)
-	if w.limit > 0 && w.written+w.buf+int64(len(padded)) > w.limit {
-		w.stop()
-		return
+	w.add(padded)
+}
+
+// room readies the Writer to gather n more bytes in pieces more pieces,
+// hdrBytes of them in hdrs: it stops the journal at its limit and writes
+// out what it gathered when full. It reports whether to gather them.
+func (w *Writer) room(n int64, pieces, hdrBytes int) bool {
+	if w.dropped != "" {
+		return false
 	}
-	if len(w.iov)+1 > maxIOV || w.buf >= writeAt {
+	if w.limit > 0 && w.written+w.buf+n > w.limit {
+		w.stop()
+		return false
+	}
+	if len(w.iov)+pieces > maxIOV || len(w.hdrs)+hdrBytes > cap(w.hdrs) || w.buf >= writeAt {
 		if err := w.write(); err != nil {
 			w.drop(err.Error())
-			return
+			return false
 		}
 	}
-	w.add(padded)
+	return true
 }
 
 func (w *Writer) add(b []byte) {
