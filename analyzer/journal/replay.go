@@ -68,11 +68,10 @@ func readCheckpoint(r io.Reader, size int64, next map[uint64]uint32, ring bool, 
 // ringCreatedNS names, hands its checkpoint, if it has one, to restore,
 // and calls, in the journal's order, apply with every frame committed
 // says the dead consumer committed and note with every note (Writer.Note).
-// It returns the journal's header. A
-// journal that is cut short in its last frame ends there (that frame
-// was not committed: a Flush precedes every Commit); any other damage,
-// or a frame that does not follow the last one of its chunk, is an
-// error that names the offset.
+// It returns the journal's header. A journal that is cut short in its
+// last frame ends there (that frame was not committed: a Flush precedes
+// every Commit); any other damage, or a frame that does not follow the
+// last one of its chunk, is an error that names the offset.
 func Replay(path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
 	restore Restore, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	f, err := os.Open(path)
@@ -131,11 +130,8 @@ func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committe
 				return h, st, fmt.Errorf("journal %s: offset %d: note of %d bytes: corrupt", path, off, fr.len)
 			}
 			b := make([]byte, fr.len)
-			if _, err := io.ReadFull(r, b); err != nil {
-				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-					return h, st, nil // cut in its last frame
-				}
-				return h, st, fmt.Errorf("journal %s: offset %d: %w", path, off, err)
+			if cut, err := readFrameData(r, b); cut || err != nil {
+				return h, st, wrapAt(path, off, err)
 			}
 			if note == nil {
 				return h, st, fmt.Errorf("journal %s: offset %d: a note, and nothing to apply it to", path, off)
@@ -157,11 +153,8 @@ func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committe
 			data = make([]byte, fr.len)
 		}
 		data = data[:fr.len]
-		if _, err := io.ReadFull(r, data); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return h, st, nil // cut in its last frame: not committed
-			}
-			return h, st, fmt.Errorf("journal %s: offset %d: %w", path, off, err)
+		if cut, err := readFrameData(r, data); cut || err != nil {
+			return h, st, wrapAt(path, off, err)
 		}
 		if want := next[fr.seq]; fr.off != want {
 			return h, st, fmt.Errorf("journal %s: offset %d: chunk %d's frame starts at data offset %d, its previous one ended at %d", path, off, fr.seq, fr.off, want)
@@ -178,4 +171,25 @@ func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committe
 		}
 		off += frameSize + int64(fr.len)
 	}
+}
+
+// readFrameData reads a frame's data into b; cut says the journal ends
+// in it (the frame was being written when its writer died: it was not
+// committed, and the journal ends there).
+func readFrameData(r io.Reader, b []byte) (cut bool, err error) {
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}
+
+// wrapAt names the journal and the offset in err (nil stays nil).
+func wrapAt(path string, off int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("journal %s: offset %d: %w", path, off, err)
 }
