@@ -28,6 +28,8 @@ GO_SRC := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 # can fail a duration-bounded run with "context deadline exceeded" and no
 # crasher when the deadline lands mid-minimization (golang/go#75804).
 FUZZTIME ?= 100000x
+# The session socket's target makes three connections an execution (2000/s).
+FUZZTIME_SOCKET ?= 20000x
 
 .PHONY: all deps demo test test-go test-fuzz lint bench clean
 
@@ -79,6 +81,7 @@ test-fuzz: $(DEPS_STAMP)
 	$(GO) test -run '^$$' -fuzz '^FuzzBaseline$$' -fuzztime $(FUZZTIME) ./analyzer/gate
 	$(GO) test -run '^$$' -fuzz '^FuzzSuppressions$$' -fuzztime $(FUZZTIME) ./analyzer/report
 	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./analyzer/journal
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionSocket$$' -fuzztime $(FUZZTIME_SOCKET) ./analyzer/live
 
 test: lint test-go test-fuzz
 
