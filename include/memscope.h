@@ -71,7 +71,7 @@
 #include <stdint.h>
 
 #define MS_MAGIC 0x45504f43534d454dULL /* bytes "MEMSCOPE" little-endian */
-#define MS_VERSION 3
+#define MS_VERSION 4
 
 #define MS_HEADER_SIZE 4096u
 #define MS_CHUNK_HEADER_SIZE 64u
@@ -327,11 +327,33 @@ struct ms_thread {
 	uint64_t stack_sp;
 };
 
+/*
+ * Fork, F1-F2: where in the parent's records the child's heap was copied.
+ * The parent goes on allocating as soon as fork() returns, often before
+ * the child has run at all, so the child's own first record comes after
+ * parent events it did not inherit; its timestamp cannot say which.
+ * F1  The forking thread numbers the fork (k, from 1, per image) before
+ *     the fork; after it, the parent's forking thread writes PROCESS
+ *     forked {status = k} before any record of its own that follows the
+ *     fork, and the child writes PROCESS fork {ppid, status = k} before
+ *     any record of its own. So every record of the forking thread
+ *     before the parent's FORKED record is in the child's heap, none
+ *     after it is.
+ * F2  A consumer that applies the parent's FORKED record before the
+ *     child's FORK record keeps a copy of the parent's state as of it for
+ *     the child; one that applies the child's FORK first copies the
+ *     parent's current state (the forking thread's records since the fork
+ *     follow FORKED, not applied yet). Records of the parent's other
+ *     threads go by timestamp. status 0 in a FORK record: not numbered
+ *     (the library was not recording yet when the fork began), timestamps
+ *     only.
+ */
 enum ms_process_event {
-	MS_PROCESS_START = 1, /* first image of a process traced from its start */
-	MS_PROCESS_FORK = 2,  /* written by the child of fork(); ppid is the parent */
-	MS_PROCESS_EXEC = 3,  /* a new image joined the ring after execve() */
-	MS_PROCESS_EXIT = 4,  /* normal exit seen by the library; status if known */
+	MS_PROCESS_START = 1,  /* first image of a process traced from its start */
+	MS_PROCESS_FORK = 2,   /* written by the child of fork(); ppid is the parent, status the fork's number (F1) */
+	MS_PROCESS_EXEC = 3,   /* a new image joined the ring after execve() */
+	MS_PROCESS_EXIT = 4,   /* normal exit seen by the library; status if known */
+	MS_PROCESS_FORKED = 5, /* written by the parent after fork() returned; status is the fork's number (F1) */
 };
 
 /* Followed by exe_len bytes of the executable path, then arg_len bytes of argv[0], padded to 8. */

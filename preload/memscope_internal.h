@@ -82,6 +82,8 @@ struct ms_tls {
 	 * ms_flush_unrecorded writes them as a LOST record.
 	 */
 	uint32_t unrecorded;
+	/* The number of this thread's last fork in its process (include/memscope.h F1). */
+	uint32_t fork_seq;
 };
 
 extern __thread struct ms_tls ms_thread MS_HIDDEN __attribute__((tls_model("initial-exec")));
@@ -115,6 +117,7 @@ struct ms_global {
 	uint32_t recorder_pid;     /* bare mode: the memscope-analyze record we started */
 	uint32_t bare_root_pid;    /* bare mode: the process that created the ring */
 	uint32_t page_size;        /* the valloc alignment */
+	uint32_t forks;            /* forks numbered so far in this image (F1), atomic */
 };
 
 extern struct ms_global ms_g MS_HIDDEN;

@@ -12,9 +12,13 @@
  *     (the name is often set after the thread started).
  *   - Thread exit: a pthread key destructor writes THREAD and seals the
  *     thread's chunk, so the consumer need not wait for it to go idle.
- *   - fork child (pthread_atfork): the inherited chunk is the parent's:
- *     forget it, refresh pid/tid, and announce the child (PROCESS fork,
- *     THREAD, every MODULE); its stacks are written again (stacks.c S3).
+ *   - fork (pthread_atfork): the forking thread numbers the fork before
+ *     it; the parent writes PROCESS forked with the number after it, and
+ *     the child, whose inherited chunk is the parent's, forgets that
+ *     chunk, refreshes pid/tid and announces itself (PROCESS fork with the
+ *     number, THREAD, every MODULE): the consumer then knows which of the
+ *     parent's records the child's heap holds (include/memscope.h F1-F2).
+ *     The child's stacks are written again (stacks.c S3).
  *     MEMSCOPE_FOLLOW_FORK=0: the child passes through, and its exec'd
  *     images too (MEMSCOPE_RING becomes empty in its environment).
  * Nothing here allocates; pthread_key_create, pthread_setspecific and
@@ -120,6 +124,30 @@ static void set_pid_marker(void)
 	ms_strlcpy(pid_env + 13, p, sizeof pid_env - 13); /* after "MEMSCOPE_PID=" */
 }
 
+/* F1: number the fork; the child inherits the number with our TLS. */
+static void prepare_fork(void)
+{
+	struct ms_tls *t = ms_tls();
+	t->fork_seq = 0;
+	if (__atomic_load_n(&ms_g.state, __ATOMIC_ACQUIRE) == MS_ACTIVE && ms_g.cfg.follow_fork)
+		t->fork_seq = __atomic_add_fetch(&ms_g.forks, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * F1: the parent's FORKED record, before anything the forking thread
+ * records after the fork. Also after a fork that failed: a consumer
+ * forgets a fork no child claims.
+ */
+static void parent_after_fork(void)
+{
+	int e;
+	struct ms_tls *t;
+	if (!ms_tls()->fork_seq || !(t = ms_callback_enter(&e)))
+		return;
+	ms_process_write(t, MS_PROCESS_FORKED, (int)t->fork_seq, 0);
+	ms_callback_leave(t, e);
+}
+
 static void child_after_fork(void)
 {
 	struct ms_tls *t = ms_tls();
@@ -146,7 +174,7 @@ static void child_after_fork(void)
 	ms_stacks_new_process();
 	if (!t->busy) { /* fork from a signal handler inside a hook: stay quiet */
 		t->busy = 1;
-		ms_process_announce(t, MS_PROCESS_FORK);
+		ms_process_write(t, MS_PROCESS_FORK, (int)t->fork_seq, 0);
 		ms_thread_announce(t);
 		ms_modules_announce_known(t);
 		t->busy = 0;
@@ -225,7 +253,7 @@ int ms_process_init(void)
 	int n = 0;
 	if (pthread_key_create(&exit_key, thread_exit) != 0)
 		return -1;
-	if (pthread_atfork(NULL, NULL, child_after_fork) != 0)
+	if (pthread_atfork(prepare_fork, parent_after_fork, child_after_fork) != 0)
 		return -1;
 	if (on_exit(at_exit, NULL) != 0)
 		return -1;

@@ -30,7 +30,7 @@ func TestOpenRejectsBadHeader(t *testing.T) {
 		problem string
 	}{
 		{"wrong magic", put64(offMagic, 0x474e495254544f4e), offMagic, "bad magic 0x474e495254544f4e"},
-		{"wrong version", put32(offVersion, 1), offVersion, "version 1, this analyzer reads version 3"},
+		{"wrong version", put32(offVersion, 1), offVersion, "version 1, this analyzer reads version 4"},
 		{"truncated below the header", truncate(100), 100, "truncated file: 100 bytes, the header alone needs 4096"},
 		{"truncated chunks", truncate(HeaderSize + MinChunkSize), HeaderSize + MinChunkSize,
 			fmt.Sprintf("file is %d bytes, header says %d", HeaderSize+MinChunkSize, fileSize)},

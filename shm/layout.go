@@ -7,7 +7,7 @@ package shm
 // Ring file constants.
 const (
 	Magic                 = 0x45504f43534d454d // MS_MAGIC, bytes "MEMSCOPE"
-	Version               = 3                  // MS_VERSION
+	Version               = 4                  // MS_VERSION
 	HeaderSize            = 4096               // MS_HEADER_SIZE
 	ChunkHeaderSize       = 64                 // MS_CHUNK_HEADER_SIZE
 	MinChunkSize          = 4096               // MS_MIN_CHUNK_SIZE

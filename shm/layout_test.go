@@ -160,7 +160,7 @@ func TestConstantsMatchC(t *testing.T) {
 		"MS_MAX_SEGMENTS": MaxSegments, "MS_THREAD_NAME_MAX": ThreadNameMax,
 		"MS_MODULE_LOAD": uint64(ModuleLoad), "MS_MODULE_UNLOAD": uint64(ModuleUnload),
 		"MS_PROCESS_START": uint64(ProcessStart), "MS_PROCESS_FORK": uint64(ProcessFork),
-		"MS_PROCESS_EXEC": uint64(ProcessExec), "MS_PROCESS_EXIT": uint64(ProcessExit),
+		"MS_PROCESS_EXEC": uint64(ProcessExec), "MS_PROCESS_EXIT": uint64(ProcessExit), "MS_PROCESS_FORKED": uint64(ProcessForked),
 	}
 	require.Equal(t, want, cring.Consts())
 }

@@ -92,6 +92,10 @@ const (
 	ProcessFork  ProcessEvent = 2
 	ProcessExec  ProcessEvent = 3
 	ProcessExit  ProcessEvent = 4
+	// ProcessForked is written by the parent after fork() returned;
+	// Status is the fork's number, which the child's ProcessFork record
+	// carries in its Status too (include/memscope.h F1-F2).
+	ProcessForked ProcessEvent = 5
 )
 
 func (e ProcessEvent) String() string {
@@ -104,6 +108,8 @@ func (e ProcessEvent) String() string {
 		return "exec"
 	case ProcessExit:
 		return "exit"
+	case ProcessForked:
+		return "forked"
 	}
 	return fmt.Sprintf("event(%d)", uint32(e))
 }

@@ -101,6 +101,11 @@ func account(events []event) map[uint32]*procState {
 		return evTime(sorted[i]) < evTime(sorted[j])
 	})
 	states := map[uint32]*procState{}
+	// Forks by parent and number (include/memscope.h F1-F2): the
+	// parent's state at its FORKED record, or that the child came first.
+	type forkID struct{ ppid, k uint32 }
+	cuts := map[forkID]*procState{}
+	taken := map[forkID]bool{}
 	get := func(pid uint32) *procState {
 		s := states[pid]
 		if s == nil {
@@ -114,9 +119,23 @@ func account(events []event) map[uint32]*procState {
 		case shm.RecProcess:
 			p := ev.Process
 			switch p.Event {
+			case shm.ProcessForked:
+				id := forkID{p.Pid, uint32(p.Status)}
+				if taken[id] {
+					delete(taken, id)
+				} else {
+					cuts[id] = get(p.Pid).clone(p.Pid)
+				}
 			case shm.ProcessFork:
-				parent := get(p.Ppid)
-				c := parent.clone(p.Pid)
+				id := forkID{p.Ppid, uint32(p.Status)}
+				var c *procState
+				if cut := cuts[id]; cut != nil && id.k != 0 {
+					delete(cuts, id)
+					c = cut.clone(p.Pid)
+				} else {
+					taken[id] = true
+					c = get(p.Ppid).clone(p.Pid)
+				}
 				c.Event = p.Event
 				c.Image = p.Exe
 				states[p.Pid] = c

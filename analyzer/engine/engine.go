@@ -91,6 +91,12 @@ type Engine struct {
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
 
+	// The two sides of forks (fork.go): the parents' states at forks
+	// whose child has not announced itself yet, and the forks whose
+	// child did before the parent's FORKED record came (its time).
+	forkCuts  map[forkID]*proc
+	forkTaken map[forkID]uint64
+
 	exitChecks []ExitCheck // processes waiting at exit for a leak check (TakeExitChecks)
 
 	maxSeen  uint64 // largest timestamp seen
@@ -315,7 +321,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		if err != nil {
 			return recErr(rec, err)
 		}
-		if pr.Event < shm.ProcessStart || pr.Event > shm.ProcessExit {
+		if pr.Event < shm.ProcessStart || pr.Event > shm.ProcessForked {
 			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
 		}
 		if pr.Event == shm.ProcessExit && rec.Flags&shm.FlagExitCheck != 0 {
@@ -559,6 +565,7 @@ func (e *Engine) applyProcess(th *thread, ts uint64, pr shm.Process) {
 				p.execs++
 			}
 			p.resetImage(ts)
+			e.forgetForks(p.pid)
 		}
 		p.started = true
 		p.ppid = pr.Ppid
@@ -567,14 +574,9 @@ func (e *Engine) applyProcess(th *thread, ts uint64, pr shm.Process) {
 		p.started = true
 		p.ppid = pr.Ppid
 		setNames()
-		if parent := e.procs[pr.Ppid]; parent != nil && parent != p {
-			p.copyFrom(parent, ts)
-			if len(p.deferred) > 0 {
-				e.deferringAdd(p) // the parent's frees from before the fork
-			}
-		} else {
-			p.startTS = ts
-		}
+		e.fork(p, pr.Ppid, uint32(pr.Status), ts) // fork.go
+	case shm.ProcessForked:
+		e.forked(p, uint32(pr.Status), ts)
 	case shm.ProcessExit:
 		p.libExit, p.libExitKnown = pr.Status, true
 	}
@@ -681,6 +683,7 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 		}
 	}
 	delete(e.procs, pid)
+	e.forgetForks(pid)
 	for i, q := range e.deferring {
 		if q == p {
 			e.deferring = append(e.deferring[:i], e.deferring[i+1:]...)

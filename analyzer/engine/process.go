@@ -256,12 +256,18 @@ func (p *proc) resetImage(ts uint64) {
 	p.countLoaded()
 }
 
-// copyFrom makes p the child of a fork of parent at ts.
-func (p *proc) copyFrom(parent *proc, ts uint64) {
-	p.live = parent.live.clone()
-	p.sites = append([]site(nil), parent.sites...)
-	p.siteKeys = append([]siteKey(nil), parent.siteKeys...)
-	p.siteIndex = parent.siteIndex.clone()
+// copyFrom makes p the child of a fork of parent at ts. take: parent is
+// a fork's cut (fork.go), dropped after: p takes its tables instead of
+// copying them.
+func (p *proc) copyFrom(parent *proc, ts uint64, take bool) {
+	if take {
+		p.live, p.sites, p.siteKeys, p.siteIndex = parent.live, parent.sites, parent.siteKeys, parent.siteIndex
+	} else {
+		p.live = parent.live.clone()
+		p.sites = append([]site(nil), parent.sites...)
+		p.siteKeys = append([]siteKey(nil), parent.siteKeys...)
+		p.siteIndex = parent.siteIndex.clone()
+	}
 	dropped, unrecorded := p.t.DroppedEvents, p.t.UnrecordedCalls
 	p.t = parent.t
 	p.t.DroppedEvents, p.t.UnrecordedCalls = dropped, unrecorded

@@ -21,7 +21,8 @@ import (
 // names, leak-check state, frees waiting for the watermark, unmatched
 // frees), the events waiting in the reorder window with each thread's
 // temporary-allocation state, the PROCESS records waiting there, the
-// stacks, the pending exit checks, and the engine's clocks (largest
+// stacks, the pending exit checks, the forks waiting for their other
+// side (fork.go), and the engine's clocks (largest
 // stamp seen, what was released, the watermark). What can be derived is
 // rebuilt instead (the live tables' layout, the threads' heap, the
 // counts of loaded modules). Options are not: the engine restoring a
@@ -35,7 +36,7 @@ import (
 // file the traced program's user can write: RestoreState validates
 // every index it follows.
 
-const stateMagic = "MSENGS01"
+const stateMagic = "MSENGS02"
 
 // AppendState appends the engine's state to b and returns the result.
 func (e *Engine) AppendState(b []byte) []byte {
@@ -81,6 +82,29 @@ func (e *Engine) AppendState(b []byte) []byte {
 	s.u64(uint64(len(pids)))
 	for _, pid := range pids {
 		s.proc(e.procs[pid])
+	}
+
+	// The forks waiting for their other side (fork.go).
+	cuts := make([]forkID, 0, len(e.forkCuts))
+	for id := range e.forkCuts {
+		cuts = append(cuts, id)
+	}
+	sort.Slice(cuts, func(i, j int) bool { return cuts[i].less(cuts[j]) })
+	s.u64(uint64(len(cuts)))
+	for _, id := range cuts {
+		s.u32(id.k)
+		s.proc(e.forkCuts[id]) // its pid is id.ppid
+	}
+	taken := make([]forkID, 0, len(e.forkTaken))
+	for id := range e.forkTaken {
+		taken = append(taken, id)
+	}
+	sort.Slice(taken, func(i, j int) bool { return taken[i].less(taken[j]) })
+	s.u64(uint64(len(taken)))
+	for _, id := range taken {
+		s.u32(id.ppid)
+		s.u32(id.k)
+		s.u64(e.forkTaken[id])
 	}
 	return s.b
 }
@@ -292,6 +316,31 @@ func (e *Engine) RestoreState(b []byte) error {
 	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
 		d.proc(n, e.interval)
 	}
+	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
+		k := d.u32()
+		scratch := New(Options{})
+		d.proc(scratch, e.interval)
+		for pid, cut := range scratch.procs {
+			switch {
+			case len(cut.threads) > 0 || cut.inDeferring:
+				d.fail("the cut of fork %d of pid %d has threads", k, pid)
+			case n.forkCuts[forkID{pid, k}] != nil:
+				d.fail("fork %d of pid %d cut twice", k, pid)
+			default:
+				if n.forkCuts == nil {
+					n.forkCuts = map[forkID]*proc{}
+				}
+				n.forkCuts[forkID{pid, k}] = cut
+			}
+		}
+	}
+	for i, c := 0, d.count(16); i < c && d.err == nil; i++ {
+		id := forkID{d.u32(), d.u32()}
+		if n.forkTaken == nil {
+			n.forkTaken = map[forkID]uint64{}
+		}
+		n.forkTaken[id] = d.u64()
+	}
 	if d.err == nil && d.off != len(b) {
 		d.fail("%d bytes after the end", len(b)-d.off)
 	}
@@ -312,6 +361,7 @@ func (e *Engine) RestoreState(b []byte) error {
 	}
 	e.maxSeen, e.released, e.safe, e.nextProcID = n.maxSeen, n.released, n.safe, n.nextProcID
 	e.stacks, e.procRecs, e.exitChecks = n.stacks, n.procRecs, n.exitChecks
+	e.forkCuts, e.forkTaken = n.forkCuts, n.forkTaken
 	e.procs, e.threads, e.heap, e.deferring = n.procs, n.threads, n.heap, n.deferring
 	e.pool.inUse += n.pool.inUse
 	e.pool.free = append(e.pool.free, n.pool.free...)

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,12 +44,18 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 	cases = append(cases, streamCase{name: "lifecycle", s: lifecycleStream(t), window: 5 * time.Millisecond,
-		interval: time.Millisecond, pids: []uint32{700, 701, 702}})
+		interval: time.Millisecond, pids: []uint32{700, 701, 702, 703}})
 
 	for ci, c := range cases {
 		n := len(c.s.recs)
 		rng := rand.New(rand.NewSource(int64(ci)))
 		cuts := []int{0, 1, n / 3, n / 2, n - 1, n, rng.Intn(n + 1), rng.Intn(n + 1)}
+		if c.name == "lifecycle" {
+			cuts = cuts[:0]
+			for cut := 0; cut <= n; cut++ {
+				cuts = append(cuts, cut)
+			}
+		}
 		for _, cut := range cuts {
 			opts := Options{ReorderWindow: c.window, TimelineInterval: c.interval}
 			whole, restored := New(opts), New(opts)
@@ -80,6 +88,9 @@ func TestStateRoundTrip(t *testing.T) {
 			require.Equal(t, whole.Pending(), restored.Pending())
 			feed(whole, cut, n)
 			feed(restored, cut, n)
+			// The forks left waiting too (a fork whose child came
+			// first must not leave a cut when its parent's side comes).
+			require.Equal(t, forkKeys(whole), forkKeys(restored), "%s case %d cut %d: forks waiting", c.name, ci, cut)
 			for _, pid := range c.pids {
 				want := whole.EndProcess(pid, ExitStatus{Known: true, Code: 3})
 				got := restored.EndProcess(pid, ExitStatus{Known: true, Code: 3})
@@ -88,6 +99,24 @@ func TestStateRoundTrip(t *testing.T) {
 			require.Empty(t, restored.Pids())
 		}
 	}
+}
+
+// forkKeys lists the forks e holds a cut of, then those taken by a child
+// before their parent's side came.
+func forkKeys(e *Engine) [2][]forkID {
+	var keys [2][]forkID
+	for id := range e.forkCuts {
+		keys[0] = append(keys[0], id)
+	}
+	for id := range e.forkTaken {
+		keys[1] = append(keys[1], id)
+	}
+	for _, ids := range keys {
+		slices.SortFunc(ids, func(a, b forkID) int {
+			return cmp.Compare(uint64(a.ppid)<<32|uint64(a.k), uint64(b.ppid)<<32|uint64(b.k))
+		})
+	}
+	return keys
 }
 
 // lifecycleStream is a process with a module, a named thread, stacks
@@ -104,7 +133,9 @@ func lifecycleStream(t *testing.T) *modelStream {
 		malloc(700, 701, 4*ms, 0x2000, 200, 0x52).
 		malloc(700, 700, 5*ms, 0x3000, 1<<40, 0x51). // wide: does not pack
 		free(700, 701, 6*ms, 0x1000).
-		process(702, 702, 7*ms, shm.ProcessFork, 700, "/bin/parent").
+		forked(700, 6*ms+ms/2, 1).                       // fork 1: the parent's side first
+		malloc(700, 700, 6*ms+3*ms/4, 0x7000, 70, 0x51). // after fork 1: not 702's
+		forkChild(702, 700, 7*ms, 1).
 		malloc(702, 702, 8*ms, 0x4000, 40, 0x53).
 		free(702, 702, 9*ms, 0x2000).
 		process(702, 702, 10*ms, shm.ProcessExec, 700, "/bin/child").
@@ -112,13 +143,18 @@ func lifecycleStream(t *testing.T) *modelStream {
 		add(700, 700, shm.AppendModule(nil, 12*ms, shm.Module{Bias: 0x7000_0000, Event: shm.ModuleUnload, Segments: seg, Path: "/lib/a.so"})).
 		add(700, 701, shm.AppendThread(nil, 13*ms, shm.Thread{Tid: 701, Exiting: true, StackSP: 0x7ff0_0000})).
 		realloc(700, 700, 14*ms, 15*ms, 0x3000, 0x6000, 60, 0x51).
-		process(701, 701, 16*ms, shm.ProcessFork, 700, "/bin/parent").
+		forkChild(701, 700, 16*ms, 2). // fork 2: the child's side first
 		free(701, 701, 17*ms, 0x6000).
+		forked(700, 17*ms+ms/2, 2).
+		forked(700, 17*ms+3*ms/4, 3). // fork 3: its child comes late
 		lost(701, 701, 18*ms, 2).
 		add(700, 700, shm.AppendProcess(nil, 19*ms, shm.Process{Pid: 700, Event: shm.ProcessExit, Status: 3})).
-		free(702, 702, 20*ms, 0x5000)
+		free(702, 702, 20*ms, 0x5000).
+		malloc(702, 702, 21*ms+ms/2, 0x5100, 51, 0x54). // fork 2's two sides apart
+		forkChild(703, 700, 26*ms, 3).                  // fork 3's child comes late
+		malloc(703, 703, 27*ms, 0x8000, 80, 0x55)
 	// The exit record asks for an exit check.
-	exit := &s.recs[len(s.recs)-2]
+	exit := &s.recs[len(s.recs)-5]
 	exit.Data = append([]byte(nil), exit.Data...)
 	exit.Data[4] |= shm.FlagExitCheck // the header's flags: bits 32-63
 	return &modelStream{recs: s.recs, advance: make([]uint64, len(s.recs)), settle: make([]uint64, len(s.recs))}

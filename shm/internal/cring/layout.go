@@ -95,7 +95,7 @@ static const struct cring_named_value cring_consts[] = {
 	K(MS_KIND_PVALLOC), K(MS_KIND_MAX),
 	K(MS_MAX_DEPTH), K(MS_BUILD_ID_MAX), K(MS_PATH_MAX), K(MS_MAX_SEGMENTS), K(MS_THREAD_NAME_MAX),
 	K(MS_MODULE_LOAD), K(MS_MODULE_UNLOAD),
-	K(MS_PROCESS_START), K(MS_PROCESS_FORK), K(MS_PROCESS_EXEC), K(MS_PROCESS_EXIT),
+	K(MS_PROCESS_START), K(MS_PROCESS_FORK), K(MS_PROCESS_EXEC), K(MS_PROCESS_EXIT), K(MS_PROCESS_FORKED),
 };
 
 static size_t cring_field_count(void) { return sizeof cring_fields / sizeof cring_fields[0]; }
