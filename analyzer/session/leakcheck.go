@@ -115,7 +115,7 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	// memory is garbage right after, and collected then.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	began := time.Now()
-	stopped, ok := reach.Parked(int(pid))
+	stopped, ok := reach.AwaitParked(int(pid), parkWait)
 	var err error
 	if !ok {
 		stopped, err = reach.Stop(int(pid))
@@ -187,6 +187,11 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	}
 	return nil
 }
+
+// parkWait bounds the wait for a single-threaded process to reach the
+// library's wait after its exit record (reach.AwaitParked): microseconds,
+// unless the machine is busy.
+const parkWait = 100 * time.Millisecond
 
 // nothingToScan finishes the check of a process that holds no block: with
 // every record it published applied, no live block and no thread but the
