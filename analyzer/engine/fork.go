@@ -1,6 +1,10 @@
 package engine
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+	"sort"
+)
 
 // Where a fork child's heap comes from (include/memscope.h F1-F2).
 //
@@ -33,7 +37,19 @@ type forkID struct {
 	ppid, k uint32
 }
 
-func (a forkID) less(b forkID) bool { return a.ppid < b.ppid || a.ppid == b.ppid && a.k < b.k }
+func (a forkID) compare(b forkID) int {
+	return cmp.Compare(uint64(a.ppid)<<32|uint64(a.k), uint64(b.ppid)<<32|uint64(b.k))
+}
+
+// sortedForks lists the forks of m in order (the state format's).
+func sortedForks[V any](m map[forkID]V) []forkID {
+	ids := make([]forkID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, forkID.compare)
+	return ids
+}
 
 // Bounds on what waits for the other side of a fork. A child writes its
 // FORK record first thing after fork() returns in it, so a cut waits about

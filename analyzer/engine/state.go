@@ -85,21 +85,13 @@ func (e *Engine) AppendState(b []byte) []byte {
 	}
 
 	// The forks waiting for their other side (fork.go).
-	cuts := make([]forkID, 0, len(e.forkCuts))
-	for id := range e.forkCuts {
-		cuts = append(cuts, id)
-	}
-	sort.Slice(cuts, func(i, j int) bool { return cuts[i].less(cuts[j]) })
+	cuts := sortedForks(e.forkCuts)
 	s.u64(uint64(len(cuts)))
 	for _, id := range cuts {
 		s.u32(id.k)
 		s.proc(e.forkCuts[id]) // its pid is id.ppid
 	}
-	taken := make([]forkID, 0, len(e.forkTaken))
-	for id := range e.forkTaken {
-		taken = append(taken, id)
-	}
-	sort.Slice(taken, func(i, j int) bool { return taken[i].less(taken[j]) })
+	taken := sortedForks(e.forkTaken)
 	s.u64(uint64(len(taken)))
 	for _, id := range taken {
 		s.u32(id.ppid)

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"cmp"
 	"math/rand"
-	"slices"
 	"testing"
 	"time"
 
@@ -104,19 +102,7 @@ func TestStateRoundTrip(t *testing.T) {
 // forkKeys lists the forks e holds a cut of, then those taken by a child
 // before their parent's side came.
 func forkKeys(e *Engine) [2][]forkID {
-	var keys [2][]forkID
-	for id := range e.forkCuts {
-		keys[0] = append(keys[0], id)
-	}
-	for id := range e.forkTaken {
-		keys[1] = append(keys[1], id)
-	}
-	for _, ids := range keys {
-		slices.SortFunc(ids, func(a, b forkID) int {
-			return cmp.Compare(uint64(a.ppid)<<32|uint64(a.k), uint64(b.ppid)<<32|uint64(b.k))
-		})
-	}
-	return keys
+	return [2][]forkID{sortedForks(e.forkCuts), sortedForks(e.forkTaken)}
 }
 
 // lifecycleStream is a process with a module, a named thread, stacks
