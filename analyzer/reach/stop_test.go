@@ -79,7 +79,11 @@ func TestAwaitParked(t *testing.T) {
 	})
 	t.Run("two threads", func(t *testing.T) {
 		cmd := startParker(t, "0", "two")
-		time.Sleep(50 * time.Millisecond)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if tids, _ := listThreads(cmd.Process.Pid); len(tids) == 2 {
+				break
+			}
+		}
 		began := time.Now()
 		_, ok := AwaitParked(cmd.Process.Pid, 5*time.Second)
 		assert.False(t, ok)
