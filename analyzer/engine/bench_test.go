@@ -442,7 +442,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 
 // allocLive applies n allocations that stay live (setLiveAlloc's sizes
 // and sites) to process 1 of e.
-func allocLive(b *testing.B, e *Engine, n int) {
+func allocLive(b testing.TB, e *Engine, n int) {
 	rec := recOf(b, 1, 1, shm.AppendAlloc(nil, 2, shm.Alloc{Kind: shm.KindMalloc}))
 	for k := 0; k < n; k++ {
 		setLiveAlloc(&rec, k)

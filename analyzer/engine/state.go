@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 
@@ -40,7 +41,27 @@ const stateMagic = "MSENGS02"
 
 // AppendState appends the engine's state to b and returns the result.
 func (e *Engine) AppendState(b []byte) []byte {
-	s := stateEnc{b: append(b, stateMagic...)}
+	s := stateEnc{b: b}
+	e.encodeState(&s)
+	return s.b
+}
+
+// stateSpill is how much of the state WriteState holds before writing
+// it out: a large state (python's 2 M live blocks: 55 MB) is not built
+// in memory first, whose fresh pages, growing copies and collections
+// cost more than encoding it (1.07 s for that state, 500 ns a block).
+const stateSpill = 1 << 20
+
+// WriteState writes the engine's state (AppendState's bytes) to w.
+func (e *Engine) WriteState(w io.Writer) error {
+	s := stateEnc{b: make([]byte, 0, stateSpill+4096), w: w}
+	e.encodeState(&s)
+	s.spill()
+	return s.err
+}
+
+func (e *Engine) encodeState(s *stateEnc) {
+	s.b = append(s.b, stateMagic...)
 	s.u64(e.maxSeen)
 	s.u64(e.released)
 	s.u64(e.safe)
@@ -98,7 +119,6 @@ func (e *Engine) AppendState(b []byte) []byte {
 		s.u32(id.k)
 		s.u64(e.forkTaken[id])
 	}
-	return s.b
 }
 
 func (s *stateEnc) proc(p *proc) {
@@ -523,11 +543,30 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 	e.procs[pid] = p
 }
 
-// stateEnc appends the state format's values to b.
-type stateEnc struct{ b []byte }
+// stateEnc appends the state format's values to b; with w, it writes
+// them out a stateSpill at a time, the first error sticking in err.
+type stateEnc struct {
+	b   []byte
+	w   io.Writer
+	err error
+}
 
-func (s *stateEnc) u64(v uint64) { s.b = binary.LittleEndian.AppendUint64(s.b, v) }
+func (s *stateEnc) u64(v uint64) {
+	if s.w != nil && len(s.b) >= stateSpill {
+		s.spill()
+	}
+	s.b = binary.LittleEndian.AppendUint64(s.b, v)
+}
+
 func (s *stateEnc) u32(v uint32) { s.b = binary.LittleEndian.AppendUint32(s.b, v) }
+
+// spill writes out what b holds.
+func (s *stateEnc) spill() {
+	if s.err == nil && len(s.b) > 0 {
+		_, s.err = s.w.Write(s.b)
+	}
+	s.b = s.b[:0]
+}
 
 func (s *stateEnc) bool(v bool) {
 	if v {

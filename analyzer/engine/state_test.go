@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
 	"math/rand"
 	"testing"
 	"time"
@@ -170,3 +172,29 @@ func TestRestoreStateRefusesBadStates(t *testing.T) {
 	// A state goes only into an engine that has applied nothing.
 	require.ErrorContains(t, e.RestoreState(state), "applied records already")
 }
+
+// TestWriteState: the state streamed by WriteState, a stateSpill at a
+// time, is AppendState's, byte for byte; a write error is returned.
+func TestWriteState(t *testing.T) {
+	for _, live := range []int{0, 3, 200_000} { // 200 K blocks: 5.6 MB, several spills
+		e := New(Options{ReorderWindow: time.Millisecond})
+		allocLive(t, e, live)
+		var out bytes.Buffer
+		require.NoError(t, e.WriteState(&out))
+		want := e.AppendState(nil)
+		require.Equal(t, len(want), out.Len(), "%d live blocks", live)
+		require.True(t, bytes.Equal(want, out.Bytes()), "%d live blocks", live)
+		if live > 0 {
+			require.Greater(t, len(want), 28*live)
+		}
+	}
+	e := New(Options{})
+	allocLive(t, e, 100_000)
+	require.ErrorIs(t, e.WriteState(failingWriter{}), errFull)
+}
+
+var errFull = errors.New("disk full")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errFull }

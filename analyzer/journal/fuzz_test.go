@@ -29,7 +29,7 @@ func FuzzReplay(f *testing.F) {
 	}
 	f.Add(data)
 	// With a checkpoint.
-	if err := w.Checkpoint([]byte("state!!!"), []ChunkOffset{{Seq: 0, Off: 24}, {Seq: 3, Off: 24}}, false); err != nil {
+	if err := checkpoint(w, []byte("state!!!"), []ChunkOffset{{Seq: 0, Off: 24}, {Seq: 3, Off: 24}}, false); err != nil {
 		f.Fatal(err)
 	}
 	w.Taken(0, 24, 1, 2, make([]byte, 8))

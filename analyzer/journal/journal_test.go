@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -151,7 +152,7 @@ func TestCheckpoint(t *testing.T) {
 	w.Taken(1, 0, 1, 11, rec("b"))
 	require.NoError(t, w.Flush())
 	require.Equal(t, int64(2*(frameSize+8)), w.SinceCheckpoint())
-	require.NoError(t, w.Checkpoint([]byte("after a and b"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 8}}, false))
+	require.NoError(t, checkpoint(w, []byte("after a and b"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 8}}, false))
 	require.Zero(t, w.SinceCheckpoint())
 	w.Taken(0, 8, 1, 10, rec("c"))
 	w.Note(5, []byte("verdicts"))
@@ -192,10 +193,32 @@ func TestCheckpoint(t *testing.T) {
 	w, err = Create(path, Header{RingCreatedNS: 77}, headerSize+64, nil)
 	require.NoError(t, err)
 	require.NoError(t, w.Publish())
-	require.NoError(t, w.Checkpoint(make([]byte, 64), nil, false))
+	require.NoError(t, checkpoint(w, make([]byte, 64), nil, false))
 	require.Equal(t, ErrLimit.Error(), w.Dropped())
 	_, _, _, err = replayAll(t, path, func(uint64, uint32) bool { return true })
 	require.ErrorIs(t, err, ErrLimit)
+}
+
+// checkpoint writes state as w's checkpoint, streamed as a consumer's
+// is, leaving the records after it in the ring if ring, and checks the
+// size Checkpoint returns.
+func checkpoint(w *Writer, state []byte, chunks []ChunkOffset, ring bool) error {
+	ringUpTo := int64(-1)
+	if ring {
+		ringUpTo = int64(len(state))
+	}
+	n, err := w.Checkpoint(func(o io.Writer) error {
+		for i := 0; i < len(state); i += 3 { // in pieces
+			if _, err := o.Write(state[i:min(i+3, len(state))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, chunks, ringUpTo)
+	if err == nil && n != int64(len(state)) {
+		err = fmt.Errorf("Checkpoint says the state is %d bytes, not %d", n, len(state))
+	}
+	return err
 }
 
 // TestRingCheckpoint: after a checkpoint that leaves the records in the
@@ -208,7 +231,7 @@ func TestRingCheckpoint(t *testing.T) {
 	require.NoError(t, w.Publish())
 	w.Taken(0, 0, 1, 10, rec("a"))
 	require.NoError(t, w.Flush())
-	require.NoError(t, w.Checkpoint([]byte("s"), []ChunkOffset{{Seq: 0, Off: 16}}, true))
+	require.NoError(t, checkpoint(w, []byte("s"), []ChunkOffset{{Seq: 0, Off: 16}}, true))
 	require.True(t, w.RingMode())
 	w.Taken(0, 16, 1, 10, rec("b")) // stays in the ring
 	w.Note(7, []byte("verdict"))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -79,41 +80,39 @@ type ChunkOffset struct {
 	Off uint32
 }
 
-// Checkpoint replaces every frame so far by state, what applying them
-// gave the caller: it writes a journal holding the header and the
-// checkpoint, renames it over this one, and appends the next frames to
-// it. chunks are the read offsets of the chunks read in part or whole
-// and not released: the state covers the records before them. Call it
-// right after a Commit (which the journal's Flush preceded), or, with
-// ring, before one: the records the state covers are then not all
-// committed, and the journal keeps no frame after the checkpoint (the
-// ring keeps the records until the next Commit, and a resume skips what
-// the checkpoint covers); notes are still written. If it cannot write the
-// new journal, it says why and the journal goes on as it was; one that
-// would pass the limit is stopped.
-func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset, ring bool) error {
+// Checkpoint replaces every frame so far by the state writeState writes,
+// what applying them gave the caller, and returns its size: it writes a
+// journal holding the header and the checkpoint, renames it over this
+// one, and appends the next frames to it. The state is streamed to the
+// file, not held in memory. chunks are the read offsets of the chunks
+// read in part or whole and not released: the state covers the records
+// before them. A state of at most ringUpTo bytes leaves the records after
+// it in the ring (ring mode, RingMode): the caller calls Checkpoint
+// before it commits what the state covers, the journal keeps no frame
+// after the checkpoint (the ring keeps the records until the next Commit,
+// and a resume skips what the checkpoint covers), and notes are still
+// written. A larger one is a checkpoint taken right after a Commit (which
+// the journal's Flush preceded), frames following. If it cannot write
+// the new journal, it says why and the journal goes on as it was; one
+// that would pass the limit is stopped.
+func (w *Writer) Checkpoint(writeState func(io.Writer) error, chunks []ChunkOffset, ringUpTo int64) (int64, error) {
 	if w.dropped != "" {
-		return nil
+		return 0, nil
 	}
 	if err := w.Flush(); err != nil || w.dropped != "" {
-		return err
+		return 0, err
 	}
 	h := w.hdr
 	h.Flags |= flagCheckpoint
-	if ring {
-		h.Flags |= flagRing
-	}
-	b := h.encode()
 	le := binary.LittleEndian
-	b = le.AppendUint64(b, uint64(len(state)))
+	// The state's length and the ring flag are known once it is written:
+	// the header and the length are written again then.
+	b := h.encode()
+	b = le.AppendUint64(b, 0)
 	b = le.AppendUint64(b, uint64(len(chunks)))
 	for _, c := range chunks {
 		b = le.AppendUint64(b, c.Seq)
 		b = le.AppendUint64(b, uint64(c.Off))
-	}
-	if w.limit > 0 && int64(len(b)+len(state)) > w.limit {
-		w.stop()
-		return nil
 	}
 	name := w.path
 	if !w.public {
@@ -123,11 +122,26 @@ func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset, ring bool) error
 	os.Remove(tmp) // one left by an analyzer that died writing it
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("journal checkpoint: %w", err)
+		return 0, fmt.Errorf("journal checkpoint: %w", err)
 	}
-	n, err := unix.Writev(int(f.Fd()), [][]byte{b, state})
-	if err == nil && n != len(b)+len(state) {
-		err = fmt.Errorf("wrote %d of %d bytes", n, len(b)+len(state))
+	state := &countingWriter{w: f}
+	_, err = f.Write(b)
+	if err == nil {
+		err = writeState(state)
+	}
+	ring := state.n <= ringUpTo
+	if ring {
+		h.Flags |= flagRing
+	}
+	if err == nil {
+		_, err = f.WriteAt(le.AppendUint64(h.encode(), uint64(state.n)), 0)
+	}
+	total := int64(len(b)) + state.n
+	if err == nil && w.limit > 0 && total > w.limit {
+		f.Close()
+		os.Remove(tmp)
+		w.stop()
+		return state.n, nil
 	}
 	if err == nil {
 		err = os.Rename(tmp, name)
@@ -135,13 +149,25 @@ func (w *Writer) Checkpoint(state []byte, chunks []ChunkOffset, ring bool) error
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("journal checkpoint %s: %w", tmp, err)
+		return state.n, fmt.Errorf("journal checkpoint %s: %w", tmp, err)
 	}
 	w.f.Close()
 	w.f = f
-	w.written, w.flushed, w.base = int64(n), int64(n), int64(n)
+	w.written, w.flushed, w.base = total, total, total
 	w.ring = ring
-	return nil
+	return state.n, nil
+}
+
+// countingWriter counts what it writes to w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // RingMode reports whether the last checkpoint left the records after it

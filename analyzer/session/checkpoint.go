@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"memscope/analyzer/engine"
@@ -116,20 +117,19 @@ func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
 }
 
 // write replaces the journal's records by a checkpoint of eng and st,
-// covering every record read, and reports whether it did (it says why
-// not, once); the caller commits them then. Call it with the report
-// writer idle (st is the session as its reports left it). A small state
-// leaves the next records in the ring (ringStateMax).
+// covering every record read, streamed to the journal's file, and
+// reports whether it did (it says why not, once); the caller commits
+// them then. Call it with the report writer idle (st is the session as
+// its reports left it). A small state leaves the next records in the
+// ring (ringStateMax).
 func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState) bool {
-	b, err := encodeCheckpoint(st, eng)
 	var chunks []journal.ChunkOffset
+	err := rd.ReadChunks(func(seq uint64, off uint32) {
+		chunks = append(chunks, journal.ChunkOffset{Seq: seq, Off: off})
+	})
+	var size int64
 	if err == nil {
-		err = rd.ReadChunks(func(seq uint64, off uint32) {
-			chunks = append(chunks, journal.ChunkOffset{Seq: seq, Off: off})
-		})
-	}
-	if err == nil {
-		err = c.jw.Checkpoint(b, chunks, int64(len(b)) <= ringStateMax)
+		size, err = c.jw.Checkpoint(func(w io.Writer) error { return writeCheckpoint(w, st, eng) }, chunks, ringStateMax)
 	}
 	if err != nil {
 		if !c.warned {
@@ -138,18 +138,20 @@ func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState
 		}
 		return false
 	}
-	c.lastState, c.lastAt = int64(len(b)), time.Now()
+	c.lastState, c.lastAt = size, time.Now()
 	return true
 }
 
-func encodeCheckpoint(st sessionState, eng *engine.Engine) ([]byte, error) {
+// writeCheckpoint writes the checkpoint of st and eng to w.
+func writeCheckpoint(w io.Writer, st sessionState, eng *engine.Engine) error {
 	js, err := json.Marshal(st)
 	if err != nil {
-		return nil, fmt.Errorf("session state: %w", err)
+		return fmt.Errorf("session state: %w", err)
 	}
-	b := binary.LittleEndian.AppendUint64(nil, uint64(len(js)))
-	b = append(b, js...)
-	return eng.AppendState(b), nil
+	if _, err := w.Write(append(binary.LittleEndian.AppendUint64(nil, uint64(len(js))), js...)); err != nil {
+		return err
+	}
+	return eng.WriteState(w)
 }
 
 // decodeCheckpoint restores a checkpoint into eng, which has applied
