@@ -47,14 +47,28 @@ type Proc struct {
 // Board holds the latest State. Publish and Load may be called from any
 // goroutine; a published State must not be modified.
 type Board struct {
-	cur atomic.Pointer[State]
+	cur    atomic.Pointer[State]
+	unread atomic.Bool // nobody loaded cur since it was published
 }
 
 // Publish makes s the current state.
-func (b *Board) Publish(s *State) { b.cur.Store(s) }
+func (b *Board) Publish(s *State) {
+	b.cur.Store(s)
+	b.unread.Store(true)
+}
 
 // Load returns the current state, or nil before the first Publish.
-func (b *Board) Load() *State { return b.cur.Load() }
+func (b *Board) Load() *State {
+	if b.unread.Load() {
+		b.unread.Store(false)
+	}
+	return b.cur.Load()
+}
+
+// Read reports whether the current state was loaded since it was
+// published (true before the first Publish): a publisher whose states
+// nobody reads publishes less often.
+func (b *Board) Read() bool { return !b.unread.Load() }
 
 // Proc returns the process pid of s, or nil.
 func (s *State) Proc(pid uint32) *Proc {
