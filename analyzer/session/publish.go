@@ -32,6 +32,9 @@ type publisher struct {
 	snapNo    map[uint32]int
 
 	maxPublish time.Duration
+	// dirty: a process ended since the last publication (tick's force),
+	// which waits for a reader or flush.
+	dirty bool
 }
 
 // publishInterval is how often readers see a new state; unreadInterval
@@ -63,24 +66,31 @@ func (pb *publisher) processEnded(p *engine.Process) {
 	}
 }
 
-// tick publishes a new state if it is time (or force), and writes the
-// periodic snapshots that are due.
+// tick publishes a new state if it is time (force: a process ended; now
+// if someone reads the states, else with the next one or at flush), and
+// writes the periodic snapshots that are due.
 func (pb *publisher) tick(eng *engine.Engine, ringInfo func() shm.Info, force bool) {
 	now := time.Now()
 	snap := pb.snapEvery > 0 && now.Sub(pb.lastSnap) >= pb.snapEvery
 	if pb.board == nil && !snap {
 		return
 	}
-	if !force && !snap {
+	if force {
+		pb.dirty = true
+	}
+	if !snap {
 		every := publishInterval
-		if pb.board != nil && !pb.board.Read() {
-			every = unreadInterval
+		switch {
+		case pb.board != nil && !pb.board.Read():
+			every = unreadInterval // dirty too: nobody looks (flush)
+		case pb.dirty:
+			every = 0
 		}
 		if now.Sub(pb.last) < every {
 			return
 		}
 	}
-	pb.last = now
+	pb.last, pb.dirty = now, false
 	st := &live.State{Time: now, Started: pb.started, NowNS: pb.clock.Now(), Ring: ringInfo(),
 		Command: pb.cfg.Command, Output: pb.cfg.Output, EventsApplied: pb.endedEv}
 	for _, pid := range eng.Pids() {
@@ -101,6 +111,15 @@ func (pb *publisher) tick(eng *engine.Engine, ringInfo func() shm.Info, force bo
 	if snap {
 		pb.lastSnap = now
 		pb.writeSnapshots(st)
+	}
+}
+
+// flush publishes what tick left unpublished, at the session's end: the
+// last states (every process ended) stay for the viewers still reading.
+func (pb *publisher) flush(eng *engine.Engine, ringInfo func() shm.Info) {
+	if pb.dirty {
+		pb.last = time.Time{}
+		pb.tick(eng, ringInfo, false)
 	}
 }
 

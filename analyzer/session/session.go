@@ -507,6 +507,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	for _, pid := range eng.Pids() {
 		finish(&ending{pid: pid}, false)
 	}
+	pub.flush(eng, ring.Info)
 	closeWriter()
 	out.writeWarnings()
 	// Best effort: a cache that cannot be written costs the next run time.
