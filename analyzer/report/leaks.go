@@ -50,6 +50,7 @@ type Leak struct {
 	Objects    uint64
 	Suppressed bool    // a suppression matched (leak kinds only)
 	Frames     []Frame // frames[0]: the caller of the allocator
+	firstTS    uint64  // the group's first allocation (symbolization's code generation)
 }
 
 // SuppressionUse is a suppression that matched leaks, with what it hid
@@ -80,8 +81,30 @@ func (r *LeakReport) IncompleteReasons() []string {
 // kindOrder is the position of each kind in the report.
 var kindOrder = [reach.NumKinds]int{reach.Direct: 0, reach.Indirect: 1, reach.Unknown: 2, reach.Reachable: 3}
 
-// Leaks builds the leak report of p. supp may be nil.
+// Leaks builds the leak report of p, every group symbolized. supp may be
+// nil.
 func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
+	r := LeakVerdicts(p, syms, supp)
+	r.ResolveReachable(p, syms)
+	return r
+}
+
+// ResolveReachable symbolizes the reachable groups LeakVerdicts left
+// without frames: call it before writing the report anywhere.
+func (r *LeakReport) ResolveReachable(p *engine.Process, syms *Symbols) {
+	for i := range r.Leaks {
+		if l := &r.Leaks[i]; l.Frames == nil && l.Kind == reach.Reachable {
+			l.Frames = syms.Frames(p, l.StackID, l.firstTS)
+		}
+	}
+	sort.Slice(r.Leaks, func(i, j int) bool { return leakLess(&r.Leaks[i], &r.Leaks[j]) })
+}
+
+// LeakVerdicts is Leaks with only the leaked groups symbolized (the
+// suppressions match their frames): all the index, the summary line and
+// --fail-on-leak need of a process whose files are not written. A bash
+// subshell's hundreds of reachable groups took most of its report's time.
+func LeakVerdicts(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
 	r := &LeakReport{
 		Pid: p.Pid, Ppid: p.Ppid, Program: p.Exe, Exit: p.Exit,
 		Complete: p.Totals.DroppedEvents == 0, Totals: p.Totals, Reach: p.Reach,
@@ -117,7 +140,10 @@ func Leaks(p *engine.Process, syms *Symbols, supp *Suppressions) *LeakReport {
 	}
 	used := map[string]*SuppressionUse{}
 	for gk, g := range groups {
-		l := Leak{StackID: gk.stack, Kind: gk.kind, Bytes: g.bytes, Objects: g.objects, Frames: syms.Frames(p, gk.stack, g.firstTS)}
+		l := Leak{StackID: gk.stack, Kind: gk.kind, Bytes: g.bytes, Objects: g.objects, firstTS: g.firstTS}
+		if l.Kind != reach.Reachable {
+			l.Frames = syms.Frames(p, gk.stack, g.firstTS)
+		}
 		r.ByKind[l.Kind].Objects += l.Objects
 		r.ByKind[l.Kind].Bytes += l.Bytes
 		if l.Kind.Leaked() {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/reach"
 	"memscope/analyzer/symbolize"
 	"memscope/shm"
 )
@@ -93,6 +94,15 @@ func (r *recs) free(tid uint32, ts, ptr uint64) {
 // syntheticProcess is a process with known leaks, built from encoded
 // records through the engine.
 func syntheticProcess(t *testing.T, lost uint64) *engine.Process {
+	e := syntheticEngine(t, lost)
+	e.SetNotChecked(pid, "the process did not wait for the check at exit")
+	p := e.EndProcess(pid, engine.ExitStatus{Known: true, Code: 0})
+	require.NotNil(t, p)
+	return p
+}
+
+// syntheticEngine holds syntheticProcess before its end.
+func syntheticEngine(t *testing.T, lost uint64) *engine.Engine {
 	r := &recs{t: t}
 	r.add(mainTid, shm.AppendProcess(nil, 1*ms, shm.Process{Pid: pid, Ppid: ppid, Event: shm.ProcessStart, Exe: appPath, Arg0: "app"}))
 	r.add(mainTid, shm.AppendModule(nil, 1*ms, shm.Module{Bias: appBias, Event: shm.ModuleLoad, BuildID: appBuildID, Path: "",
@@ -128,10 +138,37 @@ func syntheticProcess(t *testing.T, lost uint64) *engine.Process {
 	for _, rec := range r.all {
 		require.NoError(t, e.Apply(rec))
 	}
-	e.SetNotChecked(pid, "the process did not wait for the check at exit")
-	p := e.EndProcess(pid, engine.ExitStatus{Known: true, Code: 0})
-	require.NotNil(t, p)
-	return p
+	return e
+}
+
+// TestLeakVerdicts: LeakVerdicts symbolizes the leaked groups only, and
+// ResolveReachable then gives Leaks's report, order included.
+func TestLeakVerdicts(t *testing.T) {
+	e := syntheticEngine(t, 0)
+	e.Flush()
+	blocks := e.LiveBlocks(pid)
+	kinds := make([]reach.Kind, len(blocks.Extents))
+	for i := range kinds {
+		kinds[i] = []reach.Kind{reach.Reachable, reach.Direct, reach.Reachable}[i%3]
+	}
+	e.SetReachability(pid, blocks, kinds)
+	p := e.EndProcess(pid, engine.ExitStatus{Known: true})
+	want := Leaks(p, symbols(), suppressions(t))
+	got := LeakVerdicts(p, symbols(), suppressions(t))
+	reachable := 0
+	for _, l := range got.Leaks {
+		if l.Kind == reach.Reachable {
+			reachable++
+			assert.Nil(t, l.Frames, "a reachable group, not symbolized")
+		} else {
+			assert.NotEmpty(t, l.Frames, "a leaked group, symbolized")
+		}
+	}
+	require.NotZero(t, reachable)
+	assert.Equal(t, want.UnsuppressedBytes, got.UnsuppressedBytes)
+	assert.Equal(t, want.ByKind, got.ByKind)
+	got.ResolveReachable(p, symbols())
+	assert.Equal(t, want, got)
 }
 
 func suppressions(t *testing.T) *Suppressions {

@@ -81,7 +81,16 @@ func (o *outputs) finishSummary(indexPath string) {
 // write produces every report of p and its summary. A file that cannot be
 // written is said on stderr; the others are still written.
 func (o *outputs) write(p *engine.Process) ProcessResult {
-	leaks := report.Leaks(p, o.syms, o.supp)
+	// The reachable groups are symbolized only for a process whose
+	// files or summary are written (resolve).
+	leaks := report.LeakVerdicts(p, o.syms, o.supp)
+	resolved := false
+	resolve := func() {
+		if !resolved {
+			resolved = true
+			leaks.ResolveReachable(p, o.syms)
+		}
+	}
 	o.reported += p.Totals.DroppedEvents
 	if total := o.dropped(); total > o.reported && leaks.Complete {
 		// Events a producer dropped and never got to attribute (it died
@@ -123,6 +132,7 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	o.bases[p.Pid] = base
 	isRoot, leaking := p.Pid == o.root, leaks.UnsuppressedObjects > 0
 	if o.cfg.Reports == "" || o.cfg.Reports == ReportsAll || isRoot || (o.cfg.Reports == ReportsLeaking && leaking) {
+		resolve()
 		for _, f := range files {
 			name := base + f.suffix
 			if err := report.WriteFileAtomic(o.cfg.OutDir, name, f.write); err != nil {
@@ -143,6 +153,7 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	if !isRoot {
 		o.loud++
 	}
+	resolve()
 	if err := report.WriteSummary(o.cfg.Stderr, p, leaks, res.Files); err != nil {
 		fmt.Fprintf(o.cfg.Stderr, "memscope: summary: %v\n", err)
 	}
