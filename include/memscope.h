@@ -175,9 +175,14 @@ struct ms_ring_header {
 	 * X4  The consumer stops the process's threads (ptrace) before it reads
 	 *     the ring to the end for that pid, so no record of the process can
 	 *     be published after the consumer's last read and before the scan.
+	 * X5  After its exit record and seal, a process that took a slot adds 1
+	 *     to exit_futex (release) and wakes its waiters (FUTEX_WAKE). An idle
+	 *     consumer reads exit_futex before it polls and, finding nothing,
+	 *     waits on it with the value read (bounded by its poll interval),
+	 *     so it starts a check when the process parks, not at its next poll.
 	 */
 	uint32_t consumer_caps; /* MS_CAP_*, written by the consumer at attach */
-	uint32_t _pad5;
+	uint32_t exit_futex;    /* X5: bumped after each exit record that waits for a check */
 	uint64_t _pad6[6];
 	uint32_t exit_waiters[MS_EXIT_SLOTS];
 };

@@ -18,7 +18,8 @@
  *   4. bare mode's first process also asks for its reports before the
  *      release (MS_RECF_EXIT_REPORTS): they exist when the shell sees its
  *      exit status;
- *   5. FUTEX_WAIT on the slot while it holds our pid, up to
+ *   5. bump exit_futex and wake the consumer if it waits there (X5);
+ *   6. FUTEX_WAIT on the slot while it holds our pid, up to
  *      MEMSCOPE_LEAK_CHECK_TIMEOUT; on timeout free it ourselves with the
  *      CAS pid -> 0 (X2). Nothing else: the exit goes on as it would.
  *
@@ -28,6 +29,7 @@
 #include "memscope_internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
@@ -160,6 +162,10 @@ void ms_exit_check(struct ms_tls *t, int status)
 		flags |= MS_RECF_EXIT_REPORTS;
 	ms_process_write(t, MS_PROCESS_EXIT, status & 0xff, flags);
 	ms_ring_seal(r, &t->w);
-	if (slot)
+	if (slot) {
+		/* X5: an idle consumer starts the check now, not at its next poll. */
+		__atomic_add_fetch(&r->hdr->exit_futex, 1, __ATOMIC_RELEASE);
+		syscall(SYS_futex, &r->hdr->exit_futex, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 		wait_slot(slot, pid, consumer, deadline);
+	}
 }

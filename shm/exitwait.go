@@ -2,6 +2,7 @@ package shm
 
 import (
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -58,4 +59,28 @@ func (r *Ring) ReleaseExit(pid uint32) bool {
 		}
 	}
 	return false
+}
+
+// ExitSeq is the count of exit records written by processes that wait for
+// a check (X5): read it before a poll, and hand it to AwaitExit if the
+// poll found nothing.
+func (r *Ring) ExitSeq() uint32 {
+	if r.mem == nil {
+		return 0
+	}
+	return atomic.LoadUint32(r.u32(offExitFutex))
+}
+
+// AwaitExit waits until a process writes an exit record that waits for a
+// check after ExitSeq said seq, or for d: an idle consumer sleeps on it
+// instead of for its poll interval, and starts the check as soon as the
+// process parks.
+func (r *Ring) AwaitExit(seq uint32, d time.Duration) {
+	if r.mem == nil {
+		time.Sleep(d)
+		return
+	}
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	// A shared futex: the waker is another process. EAGAIN: it changed.
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.u32(offExitFutex))), futexWait, uintptr(seq), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }

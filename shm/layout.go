@@ -57,7 +57,7 @@ const (
 	offFullWaitNS        = 224
 	offPad4              = 232
 	offConsumerCaps      = 264
-	offPad5              = 268
+	offExitFutex         = 268
 	offPad6              = 272
 	offExitWaiters       = 320
 	ringHeaderStructSize = 576

@@ -40,7 +40,7 @@ var goFields = []cring.Field{
 	{Name: "ms_ring_header.full_wait_ns", Off: offFullWaitNS, Size: 8},
 	{Name: "ms_ring_header._pad4", Off: offPad4, Size: 32},
 	{Name: "ms_ring_header.consumer_caps", Off: offConsumerCaps, Size: 4},
-	{Name: "ms_ring_header._pad5", Off: offPad5, Size: 4},
+	{Name: "ms_ring_header.exit_futex", Off: offExitFutex, Size: 4},
 	{Name: "ms_ring_header._pad6", Off: offPad6, Size: 48},
 	{Name: "ms_ring_header.exit_waiters", Off: offExitWaiters, Size: 4 * ExitSlots},
 

@@ -801,4 +801,9 @@ func isZombie(statPath string) bool {
 	return b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
-const futexWake = 1 // FUTEX_WAKE without FUTEX_PRIVATE_FLAG
+// Futex operations without FUTEX_PRIVATE_FLAG: the other side is another
+// process.
+const (
+	futexWait = 0 // FUTEX_WAIT
+	futexWake = 1 // FUTEX_WAKE
+)

@@ -407,6 +407,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 
 	for {
+		exitSeq := ring.ExitSeq() // before the poll: AwaitExit below
 		n, err := pollOnce(rd, eng, jr)
 		if err == nil {
 			err = checker.checkAll()
@@ -492,7 +493,9 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 			break // record mode interrupted: report what we have
 		}
 		if n == 0 {
-			time.Sleep(cfg.PollInterval)
+			// Idle: until the poll interval, or a process parks at
+			// exit for its check (X5), whose wait is the program's.
+			ring.AwaitExit(exitSeq, cfg.PollInterval)
 		}
 	}
 

@@ -28,7 +28,7 @@ static const struct cring_field cring_fields[] = {
 	F(ms_ring_header, consumer_pid), F(ms_ring_header, _pad2),
 	F(ms_ring_header, full_waiters), F(ms_ring_header, _pad3), F(ms_ring_header, dropped_events),
 	F(ms_ring_header, full_waits), F(ms_ring_header, full_wait_ns), F(ms_ring_header, _pad4),
-	F(ms_ring_header, consumer_caps), F(ms_ring_header, _pad5), F(ms_ring_header, _pad6),
+	F(ms_ring_header, consumer_caps), F(ms_ring_header, exit_futex), F(ms_ring_header, _pad6),
 	F(ms_ring_header, exit_waiters),
 
 	S(ms_chunk_header),
