@@ -66,6 +66,46 @@ type SymbolWarning struct {
 	Err  error
 }
 
+// SavedWarning is a SymbolWarning as plain data, for a checkpoint: the
+// warnings of processes reported before an analyzer died are said by the
+// one that resumes its ring, at its end.
+type SavedWarning struct {
+	Path string `json:"path"`
+	// Kind is "no-debug-info" or "no-symbols" (symbolize's errors), or
+	// "" with Message saying why.
+	Kind    string `json:"kind,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Saved is w as plain data.
+func (w SymbolWarning) Saved() SavedWarning {
+	switch {
+	case errors.Is(w.Err, symbolize.ErrNoDebugInfo):
+		return SavedWarning{Path: w.Path, Kind: "no-debug-info"}
+	case errors.Is(w.Err, symbolize.ErrNoSymbols):
+		return SavedWarning{Path: w.Path, Kind: "no-symbols"}
+	}
+	return SavedWarning{Path: w.Path, Message: fmt.Sprint(w.Err)}
+}
+
+// RestoreWarnings adds saved warnings, but for modules s has one of.
+func (s *Symbols) RestoreWarnings(ws []SavedWarning) {
+	for _, w := range ws {
+		if s.warned[w.Path] {
+			continue
+		}
+		s.warned[w.Path] = true
+		err := errors.New(w.Message)
+		switch w.Kind {
+		case "no-debug-info":
+			err = symbolize.ErrNoDebugInfo
+		case "no-symbols":
+			err = symbolize.ErrNoSymbols
+		}
+		s.Warnings = append(s.Warnings, SymbolWarning{Path: w.Path, Err: err})
+	}
+}
+
 // NewSymbols returns a resolver using sym (nil: a default
 // symbolize.Symbolizer).
 func NewSymbols(sym Symbolizer) *Symbols {

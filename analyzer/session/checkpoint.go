@@ -38,6 +38,9 @@ type sessionState struct {
 	// Verdicts are leak checks replayed from a journal whose records
 	// are still to be read again from the ring (notes, by pid).
 	Verdicts map[uint32][]byte `json:"verdicts,omitempty"`
+	// Warnings are the modules whose frames the reports written so far
+	// have degraded, said at the session's end.
+	Warnings []report.SavedWarning `json:"warnings,omitempty"`
 }
 
 // When to checkpoint. A checkpoint costs writing the state (28 bytes a
@@ -185,6 +188,7 @@ func (st *sessionState) restore(out *outputs) {
 	out.loud += st.Loud
 	out.quietPeaks = append(out.quietPeaks, st.QuietPeaks...)
 	out.reported += st.Reported
+	out.syms.RestoreWarnings(st.Warnings)
 }
 
 // sessionStateOf is the session's part of a checkpoint: out and results
@@ -193,6 +197,9 @@ func (st *sessionState) restore(out *outputs) {
 func sessionStateOf(out *outputs, results []ProcessResult, reportedEarly map[uint32]bool, verdicts map[uint32][]byte) sessionState {
 	st := sessionState{Root: out.root, Index: out.index, Bases: out.bases, Quiet: out.quiet, Loud: out.loud,
 		QuietPeaks: out.quietPeaks, Reported: out.reported, Results: results, Verdicts: verdicts}
+	for _, w := range out.syms.Warnings {
+		st.Warnings = append(st.Warnings, w.Saved())
+	}
 	for pid := range reportedEarly {
 		st.ReportedEarly = append(st.ReportedEarly, pid)
 	}

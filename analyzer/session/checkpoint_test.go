@@ -1,0 +1,45 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"memscope/analyzer/engine"
+	"memscope/analyzer/report"
+	"memscope/analyzer/symbolize"
+)
+
+// TestCheckpointKeepsWarnings: the modules whose frames the reports
+// written before a checkpoint degraded are said by the analyzer that
+// restores it, at its end, as the dead one would have said them; a
+// module it warns of itself is said once.
+func TestCheckpointKeepsWarnings(t *testing.T) {
+	var said bytes.Buffer
+	dead, err := newOutputs(Config{Stderr: &said}, func() uint64 { return 0 })
+	require.NoError(t, err)
+	dead.syms.Warnings = []report.SymbolWarning{
+		{Path: "/usr/bin/tr", Err: symbolize.ErrNoSymbols},
+		{Path: "/usr/lib/libfoo.so", Err: symbolize.ErrNoDebugInfo},
+		{Path: "/opt/gone.so", Err: errors.New("open /opt/gone.so: no such file or directory")},
+	}
+	var state bytes.Buffer
+	require.NoError(t, writeCheckpoint(&state, sessionStateOf(dead, nil, nil, nil), engine.New(engine.Options{})))
+
+	resumed, err := newOutputs(Config{Stderr: &said}, func() uint64 { return 0 })
+	require.NoError(t, err)
+	resumed.syms.RestoreWarnings([]report.SavedWarning{{Path: "/usr/bin/tr", Kind: "no-symbols"}}) // its own, first
+	st, err := decodeCheckpoint(state.Bytes(), engine.New(engine.Options{}))
+	require.NoError(t, err)
+	st.restore(resumed)
+	resumed.writeWarnings()
+	lines := strings.Split(strings.TrimSpace(said.String()), "\n")
+	require.Len(t, lines, 3, "%s", said.String())
+	assert.True(t, strings.HasPrefix(lines[0], "memscope: warning: no symbols for /usr/bin/tr: its frames are addresses"), lines[0])
+	assert.True(t, strings.HasPrefix(lines[1], "memscope: warning: no debug info for /usr/lib/libfoo.so: its frames have functions, no file:line"), lines[1])
+	assert.Equal(t, "memscope: warning: /opt/gone.so: open /opt/gone.so: no such file or directory", lines[2])
+}
