@@ -325,7 +325,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			return recErr(rec, fmt.Errorf("unknown process event %d", uint32(pr.Event)))
 		}
 		if pr.Event == shm.ProcessExit && rec.Flags&shm.FlagExitCheck != 0 {
-			e.exitChecks = append(e.exitChecks, ExitCheck{Pid: rec.Pid, TS: rec.TS, Reports: rec.Flags&shm.FlagExitReports != 0})
+			e.exitChecks = append(e.exitChecks, ExitCheck{Pid: rec.Pid, Tid: rec.Tid, TS: rec.TS, Reports: rec.Flags&shm.FlagExitReports != 0})
 		}
 		e.nextProcID++
 		key := eventKey(rec.TS, evProc)

@@ -116,6 +116,7 @@ func (r *procReach) kindOf(addr uint64) reach.Kind {
 // (CLOCK_MONOTONIC ns, when it wrote its PROCESS exit record).
 type ExitCheck struct {
 	Pid uint32
+	Tid uint32 // the thread that wrote the exit record, and waits
 	TS  uint64
 	// Reports: the process also waits until its reports are written
 	// (bare mode's first process, FlagExitReports).

@@ -91,6 +91,7 @@ func (e *Engine) encodeState(s *stateEnc) {
 	s.u64(uint64(len(e.exitChecks)))
 	for _, c := range e.exitChecks {
 		s.u32(c.Pid)
+		s.u32(c.Tid)
 		s.u64(c.TS)
 		s.bool(c.Reports)
 	}
@@ -321,8 +322,8 @@ func (e *Engine) RestoreState(b []byte) error {
 		n.procRecs[id] = pp
 	}
 
-	for i, c := 0, d.count(13); i < c; i++ {
-		n.exitChecks = append(n.exitChecks, ExitCheck{Pid: d.u32(), TS: d.u64(), Reports: d.bool()})
+	for i, c := 0, d.count(17); i < c; i++ {
+		n.exitChecks = append(n.exitChecks, ExitCheck{Pid: d.u32(), Tid: d.u32(), TS: d.u64(), Reports: d.bool()})
 	}
 
 	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {

@@ -164,18 +164,8 @@ func Parked(pid int) (s *Stopped, ok bool) {
 	if err != nil || len(tids) != 1 {
 		return nil, false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tids[0]))
-	if err != nil {
-		return nil, false
-	}
-	// "nr arg1 ... arg6 sp pc" while in a system call.
-	f := strings.Fields(string(b))
-	if len(f) != 9 {
-		return nil, false
-	}
-	nr, err1 := strconv.ParseInt(f[0], 10, 64)
-	sp, err2 := strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
-	if err1 != nil || err2 != nil || nr != unix.SYS_FUTEX || sp == 0 {
+	sp, ok := inFutexWait(pid, tids[0])
+	if !ok {
 		return nil, false
 	}
 	// Still the only thread, still waiting: nothing started meanwhile.
@@ -183,6 +173,49 @@ func Parked(pid int) (s *Stopped, ok bool) {
 		return nil, false
 	}
 	return &Stopped{Pid: pid, Threads: []Thread{{Tid: tids[0], SP: sp}}, parked: true}, true
+}
+
+// inFutexWait reports whether thread tid of pid is in a futex wait, and
+// its stack pointer there (/proc/PID/task/TID/syscall).
+func inFutexWait(pid, tid int) (sp uint64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid))
+	if err != nil {
+		return 0, false
+	}
+	// "nr arg1 ... arg6 sp pc" while in a system call.
+	f := strings.Fields(string(b))
+	if len(f) != 9 {
+		return 0, false
+	}
+	nr, err1 := strconv.ParseInt(f[0], 10, 64)
+	sp, err2 := strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
+	if err1 != nil || err2 != nil || nr != unix.SYS_FUTEX || sp == 0 {
+		return 0, false
+	}
+	return sp, true
+}
+
+// AwaitThreadParked waits up to within for thread tid of pid, the one
+// that wrote its exit record, to reach the library's futex wait, as
+// AwaitParked does for a process with one thread: Stop then finds it
+// there, its registers spilled and no deeper frame on its stack, whatever
+// the timing. It reports whether it got there (false too when the thread
+// is gone).
+func AwaitThreadParked(pid, tid int, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for try := 0; ; try++ {
+		if _, ok := inFutexWait(pid, tid); ok {
+			return true
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid)); err != nil || !time.Now().Before(deadline) {
+			return false
+		}
+		if try < 20 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
 }
 
 // AwaitParked is Parked, waiting up to within for a process whose only

@@ -63,7 +63,8 @@ func startParker(t *testing.T, args ...string) *exec.Cmd {
 
 // TestAwaitParked: a process on its way to its futex wait is found
 // parked once it waits, not stopped before; one with two threads is not
-// waited for.
+// waited for by AwaitParked, but AwaitThreadParked waits for the thread
+// that is on its way.
 func TestAwaitParked(t *testing.T) {
 	t.Run("on its way", func(t *testing.T) {
 		cmd := startParker(t, "200")
@@ -88,5 +89,14 @@ func TestAwaitParked(t *testing.T) {
 		_, ok := AwaitParked(cmd.Process.Pid, 5*time.Second)
 		assert.False(t, ok)
 		assert.Less(t, time.Since(began), time.Second, "not waited for")
+	})
+	t.Run("one of two threads on its way", func(t *testing.T) {
+		cmd := startParker(t, "200", "two")
+		pid := cmd.Process.Pid // its main thread: the one that will wait
+		assert.False(t, AwaitThreadParked(pid, pid, 0), "still asleep")
+		began := time.Now()
+		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "in its futex wait")
+		assert.Greater(t, time.Since(began), 50*time.Millisecond, "waited for it")
+		assert.False(t, AwaitThreadParked(pid, 1<<30, time.Second), "no such thread: not waited for")
 	})
 }

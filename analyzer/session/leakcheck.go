@@ -118,6 +118,12 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	stopped, ok := reach.AwaitParked(int(pid), parkWait)
 	var err error
 	if !ok {
+		// Other threads: they are stopped where they are, the exiting
+		// one once it reached its wait (the same frames, whatever the
+		// timing).
+		if x.Tid != 0 {
+			reach.AwaitThreadParked(int(pid), int(x.Tid), parkWait-time.Since(began))
+		}
 		stopped, err = reach.Stop(int(pid))
 	}
 	stoppedIn := time.Since(began)
