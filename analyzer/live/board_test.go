@@ -1,6 +1,7 @@
 package live
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,4 +23,23 @@ func TestBoardRead(t *testing.T) {
 	assert.False(t, b.Read())
 	assert.Same(t, s2, b.Load())
 	assert.True(t, b.Read())
+}
+
+// TestBoardSourceBuildsAViewOnce: readers of one published state share
+// its View; the next state gets its own.
+func TestBoardSourceBuildsAViewOnce(t *testing.T) {
+	var b Board
+	src := NewBoardSource(&b, "")
+	b.Publish(&State{EventsApplied: 1})
+	v1, err := src.State(context.Background())
+	assert.NoError(t, err)
+	again, err := src.State(context.Background())
+	assert.NoError(t, err)
+	assert.Same(t, v1, again)
+	b.Publish(&State{EventsApplied: 2})
+	v2, err := src.State(context.Background())
+	assert.NoError(t, err)
+	assert.NotSame(t, v1, v2)
+	assert.Equal(t, uint64(1), v1.EventsApplied)
+	assert.Equal(t, uint64(2), v2.EventsApplied)
 }

@@ -38,7 +38,7 @@ func FuzzSessionSocket(f *testing.F) {
 	f.Cleanup(func() { os.RemoveAll(dir) })
 	board := &Board{}
 	board.Publish(&State{Time: time.Now(), Procs: []Proc{{Process: oneProcess(f), Running: true}}})
-	srv, err := Listen(filepath.Join(dir, "s.sock"), board)
+	srv, err := Listen(filepath.Join(dir, "s.sock"), board, "")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -36,8 +36,8 @@ type Server struct {
 }
 
 // Listen creates the socket at path (refusing to replace anything there)
-// and serves board on it until Close.
-func Listen(path string, board *Board) (*Server, error) {
+// and serves board on it until Close; symbolCache is NewBoardSource's.
+func Listen(path string, board *Board, symbolCache string) (*Server, error) {
 	// Created 0600 from the start: no window where another user could connect.
 	old := unix.Umask(0o177)
 	ln, err := net.Listen("unix", path)
@@ -51,7 +51,7 @@ func Listen(path string, board *Board) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session socket %s: %w", path, err)
 	}
-	s := &Server{src: NewBoardSource(board), path: path}
+	s := &Server{src: NewBoardSource(board, symbolCache), path: path}
 	s.ln = &peerCheckListener{ln.(*net.UnixListener)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/state", s.state)

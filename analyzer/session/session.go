@@ -318,7 +318,7 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 	}
 	pub := newPublisher(cfg, board, loopSyms)
 	if cfg.Serve {
-		srv, err := live.Listen(live.SocketPath(ring.Path()), board)
+		srv, err := live.Listen(live.SocketPath(ring.Path()), board, cfg.SymbolCache)
 		if err != nil {
 			fmt.Fprintf(cfg.Stderr, "memscope: warning: %v; live view, ps and snapshot will not find this session\n", err)
 		} else {

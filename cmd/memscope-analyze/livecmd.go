@@ -146,7 +146,7 @@ func liveRun(ctx context.Context, rf *runFlags, args []string, noCapture bool) e
 		done <- runProgramWith(ctx, rf, args, hooks)
 		close(finished)
 	}()
-	src := live.NewBoardSource(board)
+	src := live.NewBoardSource(board, symbolCacheDir())
 	if !tty {
 		tui.Plain(ctx, src, os.Stdout, time.Second, finished)
 		return <-done
