@@ -196,11 +196,15 @@ func inFutexWait(pid, tid int) (sp uint64, ok bool) {
 }
 
 // AwaitThreadParked waits up to within for thread tid of pid, the one
-// that wrote its exit record, to reach the library's futex wait, as
-// AwaitParked does for a process with one thread: Stop then finds it
-// there, its registers spilled and no deeper frame on its stack, whatever
-// the timing. It reports whether it got there (false too when the thread
-// is gone).
+// that wrote its exit record, to reach the library's futex wait: it writes
+// that record a few calls before it waits, and a loaded machine may
+// deschedule it in between. Parked, or Stop with other threads, then
+// finds it there, its registers spilled and no deeper frame on its stack;
+// caught on its way, the frames of those calls and every register would
+// be scanned, with the stale pointers they hold, and the verdict would
+// depend on the timing (python3 -c pass: 3 blocks of LeakSanitizer's 6
+// found reachable on a busy machine). It reports whether it got there
+// (false too when the thread is gone).
 func AwaitThreadParked(pid, tid int, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for try := 0; ; try++ {
@@ -209,31 +213,6 @@ func AwaitThreadParked(pid, tid int, within time.Duration) bool {
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid)); err != nil || !time.Now().Before(deadline) {
 			return false
-		}
-		if try < 20 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(100 * time.Microsecond)
-		}
-	}
-}
-
-// AwaitParked is Parked, waiting up to within for a process whose only
-// thread is on its way to the library's wait at exit: it writes its exit
-// record a few calls before it waits, and a loaded machine may deschedule
-// it in between. Stopping it there instead would scan the frames of those
-// calls and every register, with the stale pointers they hold, and the
-// verdict would depend on the timing (python3 -c pass: 3 blocks of
-// LeakSanitizer's 6 found reachable on a busy machine). ok is false at
-// once for a process with other threads.
-func AwaitParked(pid int, within time.Duration) (s *Stopped, ok bool) {
-	deadline := time.Now().Add(within)
-	for try := 0; ; try++ {
-		if s, ok := Parked(pid); ok {
-			return s, true
-		}
-		if tids, err := listThreads(pid); err != nil || len(tids) != 1 || !time.Now().Before(deadline) {
-			return nil, false
 		}
 		if try < 20 {
 			runtime.Gosched()

@@ -61,34 +61,37 @@ func startParker(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// TestAwaitParked: a process on its way to its futex wait is found
-// parked once it waits, not stopped before; one with two threads is not
-// waited for by AwaitParked, but AwaitThreadParked waits for the thread
-// that is on its way.
+// TestAwaitParked: a process on its way to its futex wait is waited for
+// (AwaitThreadParked) and then found parked, not stopped before; one with
+// two threads, its main thread in its wait, is not Parked (Stop is for
+// it), while AwaitThreadParked waits for the thread that is on its way.
 func TestAwaitParked(t *testing.T) {
 	t.Run("on its way", func(t *testing.T) {
 		cmd := startParker(t, "200")
-		_, ok := AwaitParked(cmd.Process.Pid, 0)
+		pid := cmd.Process.Pid
+		assert.False(t, AwaitThreadParked(pid, pid, 0), "still asleep: not in its wait yet")
+		_, ok := Parked(pid)
 		assert.False(t, ok, "still asleep: not parked yet")
 		began := time.Now()
-		s, ok := AwaitParked(cmd.Process.Pid, 5*time.Second)
-		require.True(t, ok, "parked once in its futex wait")
+		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "in its futex wait")
 		assert.Greater(t, time.Since(began), 50*time.Millisecond, "waited for it")
+		s, ok := Parked(pid)
+		require.True(t, ok, "parked once in its futex wait")
 		require.Len(t, s.Threads, 1)
 		assert.NotZero(t, s.Threads[0].SP)
 		s.Resume() // nothing to resume: it never stopped
 	})
 	t.Run("two threads", func(t *testing.T) {
 		cmd := startParker(t, "0", "two")
+		pid := cmd.Process.Pid
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if tids, _ := listThreads(cmd.Process.Pid); len(tids) == 2 {
+			if tids, _ := listThreads(pid); len(tids) == 2 {
 				break
 			}
 		}
-		began := time.Now()
-		_, ok := AwaitParked(cmd.Process.Pid, 5*time.Second)
-		assert.False(t, ok)
-		assert.Less(t, time.Since(began), time.Second, "not waited for")
+		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "its main thread waits")
+		_, ok := Parked(pid)
+		assert.False(t, ok, "another thread runs: not parked")
 	})
 	t.Run("one of two threads on its way", func(t *testing.T) {
 		cmd := startParker(t, "200", "two")

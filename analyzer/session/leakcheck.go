@@ -115,15 +115,12 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	// memory is garbage right after, and collected then.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	began := time.Now()
-	stopped, ok := reach.AwaitParked(int(pid), parkWait)
+	// The exiting thread is scanned in its wait, whatever the timing;
+	// other threads are stopped where they are.
+	reach.AwaitThreadParked(int(pid), int(x.Tid), parkWait)
+	stopped, ok := reach.Parked(int(pid))
 	var err error
 	if !ok {
-		// Other threads: they are stopped where they are, the exiting
-		// one once it reached its wait (the same frames, whatever the
-		// timing).
-		if x.Tid != 0 {
-			reach.AwaitThreadParked(int(pid), int(x.Tid), parkWait-time.Since(began))
-		}
 		stopped, err = reach.Stop(int(pid))
 	}
 	stoppedIn := time.Since(began)
@@ -194,8 +191,8 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	return nil
 }
 
-// parkWait bounds the wait for a single-threaded process to reach the
-// library's wait after its exit record (reach.AwaitParked): microseconds,
+// parkWait bounds the wait for the exiting thread to reach the library's
+// wait after its exit record (reach.AwaitThreadParked): microseconds,
 // unless the machine is busy.
 const parkWait = 100 * time.Millisecond
 
