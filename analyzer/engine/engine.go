@@ -93,9 +93,9 @@ type Engine struct {
 
 	// The two sides of forks (fork.go): the parents' states at forks
 	// whose child has not announced itself yet, and the forks whose
-	// child did before the parent's FORKED record came (its time).
+	// child did before the parent's FORKED record came.
 	forkCuts  map[forkID]*proc
-	forkTaken map[forkID]uint64
+	forkTaken map[forkID]bool
 
 	exitChecks []ExitCheck // processes waiting at exit for a leak check (TakeExitChecks)
 

@@ -64,7 +64,7 @@ const (
 // forked applies the parent's FORKED record of fork k at ts.
 func (e *Engine) forked(parent *proc, k uint32, ts uint64) {
 	id := forkID{parent.pid, k}
-	if _, ok := e.forkTaken[id]; ok {
+	if e.forkTaken[id] {
 		delete(e.forkTaken, id)
 		return
 	}
@@ -86,9 +86,9 @@ func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 	} else if parent := e.procs[ppid]; parent != nil && parent != p {
 		if k != 0 {
 			if e.forkTaken == nil {
-				e.forkTaken = map[forkID]uint64{}
+				e.forkTaken = map[forkID]bool{}
 			}
-			e.forkTaken[forkID{ppid, k}] = ts
+			e.forkTaken[forkID{ppid, k}] = true
 		}
 		p.copyFrom(parent, ts, false)
 	} else {

@@ -118,7 +118,6 @@ func (e *Engine) encodeState(s *stateEnc) {
 	for _, id := range taken {
 		s.u32(id.ppid)
 		s.u32(id.k)
-		s.u64(e.forkTaken[id])
 	}
 }
 
@@ -347,12 +346,11 @@ func (e *Engine) RestoreState(b []byte) error {
 			}
 		}
 	}
-	for i, c := 0, d.count(16); i < c && d.err == nil; i++ {
-		id := forkID{d.u32(), d.u32()}
+	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
 		if n.forkTaken == nil {
-			n.forkTaken = map[forkID]uint64{}
+			n.forkTaken = map[forkID]bool{}
 		}
-		n.forkTaken[id] = d.u64()
+		n.forkTaken[forkID{d.u32(), d.u32()}] = true
 	}
 	if d.err == nil && d.off != len(b) {
 		d.fail("%d bytes after the end", len(b)-d.off)
