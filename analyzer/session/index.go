@@ -1,10 +1,12 @@
 package session
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/report"
@@ -63,12 +65,29 @@ func indexEntry(p *engine.Process, leaks *report.LeakReport, files []string) Ind
 	return e
 }
 
+// indexOrder lists the processes root first, then by pid: the order
+// processes are reported in depends on timing (a fork child's report waits
+// for its parent's wait status), and the index must not.
+func indexOrder(entries []IndexEntry, root uint32) []IndexEntry {
+	sorted := slices.Clone(entries)
+	slices.SortStableFunc(sorted, func(a, b IndexEntry) int {
+		if (a.Pid == root) != (b.Pid == root) {
+			if a.Pid == root {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Pid, b.Pid)
+	})
+	return sorted
+}
+
 // writeIndex writes the session's index beside the reports; it says where.
 func (o *outputs) writeIndex(root uint32, command []string) (string, error) {
 	if len(o.index) == 0 {
 		return "", nil
 	}
-	idx := Index{Version: 1, Root: root, Command: command, Processes: o.index}
+	idx := Index{Version: 1, Root: root, Command: command, Processes: indexOrder(o.index, root)}
 	name := fmt.Sprintf("memscope.session.%d.index.json", root)
 	if base, ok := o.bases[root]; ok {
 		name = base + ".index.json"
