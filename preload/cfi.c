@@ -22,10 +22,10 @@
  * async-signal-safe, unlike dl_iterate_phdr: safe in a fork child, M4)
  * and the binary search table of .eh_frame_hdr.
  *
- * Rules are cached in a table shared by all threads: slots of {key, rule},
- * 64-bit words each.
- *   C1  key goes 0 -> ra by CAS and never changes again; a slot whose key
- *       is ra is the only slot for ra within PROBES of its hash.
+ * Rules are cached in a table shared by all threads (slots.c): ra -> rule.
+ *   C1  a slot's key goes 0 -> ra by CAS and never changes again; ra has
+ *       one slot, or two if two threads inserted it while the table grew
+ *       (slots.c T4): each then computes the rule, the same one.
  *   C2  rule is written with one atomic store after the key; a reader that
  *       finds the key with rule 0 (not stored yet) computes the rule itself.
  *   C3  every stored rule carries the code generation it was computed in
@@ -40,8 +40,8 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 
-#define RULE_TABLE_BITS 16 /* 64K return addresses, 1 MiB of address space */
-#define RULE_TABLE_SLOTS (1u << RULE_TABLE_BITS)
+/* Region 0: 1024 return addresses, 16 KiB; the last region 2^18 (slots.c). */
+#define RULE_TABLE_BITS0 10
 #define PROBES 32
 
 /* DWARF register numbers of the x86-64 psABI. */
@@ -57,21 +57,12 @@
 #define PE_PCREL 0x10
 #define PE_DATAREL 0x30
 
-struct rule_slot {
-	uint64_t key;
-	uint64_t rule;
-};
-
-static struct rule_slot *rules;
+static struct ms_slots rules;
 static uint32_t code_gen = 1; /* C3; 0 once it ran out: rules off */
 
 int ms_cfi_init(void)
 {
-	void *p = ms_map_private(RULE_TABLE_SLOTS * sizeof(struct rule_slot));
-	if (!p)
-		return -1;
-	rules = p;
-	return 0;
+	return ms_slots_init(&rules, RULE_TABLE_BITS0, PROBES);
 }
 
 uint32_t ms_cfi_generation(void)
@@ -525,41 +516,28 @@ static uint64_t compile_rule(uintptr_t ra)
 	return rule;
 }
 
-static inline uint32_t hash_ra(uintptr_t ra)
+/* The regions index by the low bits: those of the product's upper half. */
+static inline uint64_t hash_ra(uintptr_t ra)
 {
-	return (uint32_t)(((uint64_t)ra * 0x9e3779b97f4a7c15ull) >> (64 - RULE_TABLE_BITS));
+	return ((uint64_t)ra * 0x9e3779b97f4a7c15ull) >> 32;
 }
 
 uint64_t ms_cfi_rule(uintptr_t ra)
 {
 	uint32_t gen = __atomic_load_n(&code_gen, __ATOMIC_ACQUIRE);
-	uint32_t h = hash_ra(ra);
-	struct rule_slot *s = NULL;
+	struct ms_slot *s;
 	uint64_t rule;
 
-	if (!gen || !rules)
+	if (!gen || !rules.base || !ra) /* no table: every stack goes to libunwind */
 		return MS_RULE_FALLBACK;
-	for (unsigned i = 0; i < PROBES; i++) {
-		struct rule_slot *t = &rules[(h + i) & (RULE_TABLE_SLOTS - 1)];
-		uint64_t k = __atomic_load_n(&t->key, __ATOMIC_ACQUIRE);
-		if (k == ra) {
-			rule = __atomic_load_n(&t->rule, __ATOMIC_ACQUIRE);
-			if (rule && MS_RULE_GEN(rule) == gen) /* C2, C3 */
-				return rule;
-			s = t;
-			break;
-		}
-		if (k == 0) {
-			if (__atomic_compare_exchange_n(&t->key, &k, (uint64_t)ra, 0, __ATOMIC_ACQ_REL,
-							__ATOMIC_ACQUIRE) ||
-			    k == ra) {
-				s = t; /* C1 */
-				break;
-			}
-		}
+	s = ms_slots_get(&rules, (uint64_t)ra, hash_ra(ra));
+	if (s) {
+		rule = __atomic_load_n(&s->value, __ATOMIC_ACQUIRE);
+		if (rule && MS_RULE_GEN(rule) == gen) /* C2, C3 */
+			return rule;
 	}
 	rule = compile_rule(ra) | (uint64_t)gen << MS_RULE_GEN_SHIFT;
 	if (s)
-		__atomic_store_n(&s->rule, rule, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->value, rule, __ATOMIC_RELEASE);
 	return rule;
 }

@@ -9,6 +9,7 @@
  *   unwind.c   call stacks: the validated stack cache, libunwind
  *   cfi.c      unwind rules compiled from .eh_frame, by return address
  *   stacks.c   stack interning table and STACK records
+ *   slots.c    the hash tables of stacks.c and cfi.c, growing by regions
  *   modules.c  MODULE records, dlopen/dlclose
  *   process.c  PROCESS/THREAD records, fork, thread exit, env markers
  *   exitcheck.c  the wait at exit while the analyzer checks reachability
@@ -211,6 +212,31 @@ static inline void ms_callback_leave(struct ms_tls *t, int err)
 }
 
 /* ---- stacks (unwind.c, cfi.c, stacks.c) ---- */
+
+/*
+ * An insert-only hash table of {key, value} words (slots.c): key 0 is
+ * empty. MS_SLOT_REGIONS regions, each four times the previous one.
+ */
+#define MS_SLOT_REGIONS 5
+struct ms_slot {
+	uint64_t key;
+	uint64_t value;
+};
+struct ms_slots {
+	struct ms_slot *base;
+	unsigned bits0;  /* region 0 has 1 << bits0 slots */
+	unsigned probes; /* window of a key's hash within a region */
+	unsigned level;  /* the region inserts go to */
+	uint32_t used[MS_SLOT_REGIONS];
+};
+/* Maps the table; -1 if mmap fails. */
+MS_HIDDEN int ms_slots_init(struct ms_slots *t, unsigned bits0, unsigned probes);
+/*
+ * The slot of key (!= 0), inserted if it was not there; NULL when the
+ * table is full near hash (or was never mapped). A key inserted
+ * concurrently with a region change can get two slots (slots.c T4).
+ */
+MS_HIDDEN struct ms_slot *ms_slots_get(struct ms_slots *t, uint64_t key, uint64_t hash);
 
 /*
  * Where a hook was called from: the return address into its caller, the

@@ -1,49 +1,42 @@
 /*
  * stacks.c — interning of call stacks and their STACK records.
  *
- * A stack's id is a 64-bit hash of its pcs (never 0). The table is an
- * open-addressing array of {key, epoch} slots in anonymous memory we map
- * ourselves (MAP_NORESERVE: untouched pages cost nothing). The epoch says
- * in which process the STACK record for key was written.
+ * A stack's id is a 64-bit hash of its pcs (never 0). The table
+ * (slots.c) maps an id to an epoch, which says in which process the STACK
+ * record for the id was written.
  *
  * Invariants (lock-free, so fork in any thread is safe):
- *   S1  key goes 0 -> id by CAS and never changes again; a slot whose key
- *       is id is the only slot for id within its probe window (a thread
- *       that loses the CAS re-reads: same id -> use it, other id -> probe on).
+ *   S1  an id has one slot (slots.c T1), or two when two threads inserted
+ *       it while the table grew (T4): each slot then writes its own STACK
+ *       record, the same one, which the analyzer reads as one.
  *   S2  epoch goes to ms_g.epoch by CAS; the one thread whose CAS wins
  *       writes the STACK record, before the record (ALLOC/REALLOC) that
  *       made it intern the stack, in its own chunk. So each process writes
- *       each STACK once; other threads may refer to the id before that
- *       record is published (the analyzer resolves ids at output time).
+ *       each STACK once (per slot, S1); other threads may refer to the id
+ *       before that record is published (the analyzer resolves ids at
+ *       output time).
  *   S3  ms_g.epoch is unique among a process and its fork ancestors (from
  *       which the table is inherited): (fork depth << 32) | pid. A child
  *       therefore writes again every stack it uses.
  *   S4  If the STACK record is dropped (lossy ring), the winner puts the
  *       old epoch back so that a later use writes it.
- *   S5  No slot within PROBES of the hash: the table is full there; the
- *       STACK record is written at every use (correct, only bigger).
+ *   S5  No slot for the id (the table is full near its hash, slots.c T5):
+ *       the STACK record is written at every use (correct, only bigger).
  */
 #include "memscope_internal.h"
 
 #include <sys/mman.h>
 
-#define TABLE_BITS 18 /* 256K slots, 4 MiB of address space */
-#define TABLE_SLOTS (1u << TABLE_BITS)
+/* Region 0: 4096 stacks, 64 KiB; the last region 2^20 (slots.c). */
+#define TABLE_BITS0 12
 #define PROBES 64
 
-struct slot {
-	uint64_t key;
-	uint64_t epoch;
-};
-
-static struct slot *table;
+static struct ms_slots table;
 
 int ms_stacks_init(void)
 {
-	void *p = ms_map_private(TABLE_SLOTS * sizeof(struct slot));
-	if (!p)
+	if (ms_slots_init(&table, TABLE_BITS0, PROBES) != 0)
 		return -1;
-	table = p;
 	ms_g.epoch = (1ull << 32) | ms_g.pid;
 	return 0;
 }
@@ -85,20 +78,6 @@ static uint64_t hash_pcs(void *const *pcs, unsigned n)
 	return h ? h : 1;
 }
 
-static struct slot *find_or_insert(uint64_t id)
-{
-	for (unsigned i = 0; i < PROBES; i++) {
-		struct slot *s = &table[(id + i) & (TABLE_SLOTS - 1)];
-		uint64_t k = __atomic_load_n(&s->key, __ATOMIC_ACQUIRE);
-		if (k == 0 && __atomic_compare_exchange_n(&s->key, &k, id, 0, __ATOMIC_ACQ_REL,
-							  __ATOMIC_ACQUIRE))
-			return s;
-		if (k == id)
-			return s;
-	}
-	return NULL;
-}
-
 static int write_stack(struct ms_tls *t, uint64_t id, void *const *pcs, unsigned n, int truncated)
 {
 	uint32_t size = (uint32_t)(sizeof(struct ms_stack) + 8u * n);
@@ -120,7 +99,7 @@ uint64_t ms_stack_capture(struct ms_tls *t, const struct ms_caller *c)
 	unsigned depth = ms_g.cfg.depth, first, n;
 	int truncated;
 	uint64_t id, ep = ms_g.epoch, cur;
-	struct slot *s;
+	struct ms_slot *s;
 
 	if (depth == 0)
 		return 0;
@@ -128,22 +107,22 @@ uint64_t ms_stack_capture(struct ms_tls *t, const struct ms_caller *c)
 	if (id) /* the thread's cached stack, already written in this process */
 		return id;
 	id = hash_pcs(buf + first, n);
-	s = find_or_insert(id);
+	s = ms_slots_get(&table, id, id);
 	if (!s) { /* S5 */
 		write_stack(t, id, buf + first, n, truncated);
 		return id;
 	}
-	cur = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
+	cur = __atomic_load_n(&s->value, __ATOMIC_ACQUIRE);
 	if (cur == ep) {
 		ms_unwind_remember(id);
 		return id;
 	}
-	if (!__atomic_compare_exchange_n(&s->epoch, &cur, ep, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+	if (!__atomic_compare_exchange_n(&s->value, &cur, ep, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return id; /* another thread of this process won (S2) */
 	/* A new stack may point into an object loaded behind our back. */
 	ms_modules_check(t);
 	if (!write_stack(t, id, buf + first, n, truncated))
-		__atomic_compare_exchange_n(&s->epoch, &ep, cur, 0, __ATOMIC_ACQ_REL,
+		__atomic_compare_exchange_n(&s->value, &ep, cur, 0, __ATOMIC_ACQ_REL,
 					    __ATOMIC_ACQUIRE); /* S4 */
 	else
 		ms_unwind_remember(id);
