@@ -570,7 +570,8 @@ func TestSymbolWarningText(t *testing.T) {
 }
 
 // TestDebugPackages asks the real dpkg, once for every module, and
-// compares with dpkg-query run by hand.
+// compares with dpkg-query run by hand (libunwind.so.8: the loader's name
+// for a file dpkg knows under /usr, libunwind-dev being a dependency).
 func TestDebugPackages(t *testing.T) {
 	ws := []SymbolWarning{
 		{"/lib/x86_64-linux-gnu/libc.so.6", symbolize.ErrNoDebugInfo},
@@ -579,18 +580,64 @@ func TestDebugPackages(t *testing.T) {
 	}
 	want := map[string]string{"/lib/x86_64-linux-gnu/libc.so.6": "libc6-dbg"}
 	if _, err := exec.LookPath("dpkg-query"); err == nil {
-		for _, path := range []string{"/usr/bin/dpkg-query", "/usr/bin/tar"} {
+		for _, path := range []string{"/usr/bin/dpkg-query", "/usr/bin/tar", "/lib/x86_64-linux-gnu/libunwind.so.8"} {
 			ws = append(ws, SymbolWarning{path, symbolize.ErrNoSymbols})
 			out, err := exec.Command("dpkg-query", "-S", path).Output()
-			if err != nil {
+			if err != nil && strings.HasPrefix(path, "/usr") {
 				out, err = exec.Command("dpkg-query", "-S", strings.TrimPrefix(path, "/usr")).Output()
 			}
+			if err != nil && !strings.HasPrefix(path, "/usr") {
+				out, err = exec.Command("dpkg-query", "-S", "/usr"+path).Output()
+			}
 			if pkg, _, ok := strings.Cut(string(out), ": "); err == nil && ok && !strings.ContainsAny(pkg, " ,") {
+				pkg, _, _ = strings.Cut(pkg, ":") // libunwind8:amd64
 				want[path] = pkg + "-dbgsym"
 			}
 		}
 	}
-	assert.Equal(t, want, DebugPackages(ws))
+	assert.Equal(t, want, DebugPackages(ws, ""))
+}
+
+// TestDebugPackagesCached: the owners dpkg named are kept in the cache
+// directory and read back instead of asking again while the module file
+// is the same file; a module whose file changed is asked about again.
+func TestDebugPackagesCached(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("no dpkg-query here")
+	}
+	dir := t.TempDir()
+	module := filepath.Join(dir, "libmodule.so") // a module dpkg does not know
+	require.NoError(t, os.WriteFile(module, []byte("v1"), 0o644))
+	ws := []SymbolWarning{
+		{"/usr/bin/tar", symbolize.ErrNoSymbols},
+		{module, symbolize.ErrNoDebugInfo},
+	}
+	first := DebugPackages(ws, dir)
+	require.Equal(t, map[string]string{"/usr/bin/tar": "tar-dbgsym"}, first)
+
+	// What dpkg said is kept, the unknown module's "none" too.
+	c := readOwnerCache(dir)
+	require.Len(t, c.Owners, 2)
+	assert.Equal(t, "tar", c.Owners["/usr/bin/tar"].Package)
+	assert.Equal(t, "", c.Owners[module].Package)
+
+	// A second run reads the cache: an owner only the cache can know
+	// shows that dpkg was not asked.
+	c.Owners["/usr/bin/tar"] = ownerEntry{File: c.Owners["/usr/bin/tar"].File, Package: "from-cache"}
+	c.Owners[module] = ownerEntry{File: c.Owners[module].File, Package: "module-from-cache"}
+	writeOwnerCache(dir, c)
+	assert.Equal(t, map[string]string{"/usr/bin/tar": "from-cache-dbgsym", module: "module-from-cache-dbgsym"},
+		DebugPackages(ws, dir))
+
+	// The module file replaced (another size): dpkg is asked again, and
+	// knows it no more than before.
+	require.NoError(t, os.WriteFile(module, []byte("version 2"), 0o644))
+	assert.Equal(t, map[string]string{"/usr/bin/tar": "from-cache-dbgsym"}, DebugPackages(ws, dir))
+	assert.Equal(t, "", readOwnerCache(dir).Owners[module].Package)
+
+	// A corrupt cache file is an empty cache.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ownerCacheName), []byte("{not json"), 0o600))
+	assert.Equal(t, first, DebugPackages(ws, dir))
 }
 
 func TestWriteLargestPeaks(t *testing.T) {

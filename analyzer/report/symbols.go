@@ -7,13 +7,10 @@
 package report
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/symbolize"
@@ -213,63 +210,4 @@ func (w SymbolWarning) Text(pkgs map[string]string) string {
 		msg += " (install " + pkg + ")"
 	}
 	return msg
-}
-
-// DebugPackages guesses the Debian packages with the debug symbols of the
-// modules the warnings name: libc6-dbg for glibc's own libraries (known
-// by name), else PACKAGE-dbgsym of the package dpkg says owns the module.
-// dpkg-query reads every package's file list, about 0.15 s a call, so all
-// modules go in one call, with for a merged /usr the name dpkg may know a
-// module by (/bin/bash for /usr/bin/bash). Modules dpkg does not know
-// have no entry.
-func DebugPackages(ws []SymbolWarning) map[string]string {
-	pkgs := map[string]string{}
-	args := []string{"-S"}
-	asked := map[string]string{} // name given to dpkg -> module path
-	for _, w := range ws {
-		if !errors.Is(w.Err, symbolize.ErrNoDebugInfo) && !errors.Is(w.Err, symbolize.ErrNoSymbols) {
-			continue
-		}
-		if isGlibcLibrary(filepath.Base(w.Path)) {
-			pkgs[w.Path] = "libc6-dbg"
-			continue
-		}
-		for _, name := range []string{w.Path, strings.TrimPrefix(w.Path, "/usr")} {
-			if _, dup := asked[name]; !dup && strings.HasPrefix(name, "/") {
-				asked[name] = w.Path
-				args = append(args, name)
-			}
-		}
-	}
-	if len(args) == 1 {
-		return pkgs
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// It exits 1 when a name is unknown, still printing the others.
-	out, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		pkg, name, ok := strings.Cut(strings.TrimSpace(line), ": ")
-		path, known := asked[name]
-		if !ok || !known || pkg == "" || strings.ContainsAny(pkg, " ,") || pkgs[path] != "" {
-			continue
-		}
-		if pkg, _, _ = strings.Cut(pkg, ":"); pkg == "libc6" { // libc6:amd64
-			pkgs[path] = "libc6-dbg"
-		} else {
-			pkgs[path] = pkg + "-dbgsym"
-		}
-	}
-	return pkgs
-}
-
-// isGlibcLibrary reports whether name is one of glibc's shared objects,
-// whose debug symbols Debian ships in libc6-dbg.
-func isGlibcLibrary(name string) bool {
-	for _, lib := range []string{"libc.so.", "libm.so.", "libpthread.so.", "libdl.so.", "librt.so.", "libresolv.so.", "libutil.so.", "libanl.so.", "libnss_", "ld-linux"} {
-		if strings.HasPrefix(name, lib) {
-			return true
-		}
-	}
-	return false
 }

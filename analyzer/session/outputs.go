@@ -59,7 +59,7 @@ func (o *outputs) writeWarnings() {
 	if len(o.syms.Warnings) == 0 {
 		return
 	}
-	pkgs := report.DebugPackages(o.syms.Warnings)
+	pkgs := report.DebugPackages(o.syms.Warnings, o.cfg.SymbolCache)
 	for _, w := range o.syms.Warnings {
 		fmt.Fprintf(o.cfg.Stderr, "memscope: warning: %s\n", w.Text(pkgs))
 	}
