@@ -40,8 +40,8 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 
-/* Region 0: 1024 return addresses, 16 KiB; the last region 2^18 (slots.c). */
-#define RULE_TABLE_BITS0 10
+/* Region 0: 256 return addresses, one page; the last region 2^20 (slots.c). */
+#define RULE_TABLE_BITS0 8
 #define PROBES 32
 
 /* DWARF register numbers of the x86-64 psABI. */

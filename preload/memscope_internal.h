@@ -217,7 +217,7 @@ static inline void ms_callback_leave(struct ms_tls *t, int err)
  * An insert-only hash table of {key, value} words (slots.c): key 0 is
  * empty. MS_SLOT_REGIONS regions, each four times the previous one.
  */
-#define MS_SLOT_REGIONS 5
+#define MS_SLOT_REGIONS 7
 struct ms_slot {
 	uint64_t key;
 	uint64_t value;

@@ -9,7 +9,10 @@
  * stacks paid a page fault for nearly every stack: about a thousand per
  * process, a tenth of the build row's time. So the table starts small and
  * each region is four times its predecessor: the pages touched stay in
- * proportion to the keys held.
+ * proportion to the keys held. Region 0 is one page: a short process
+ * (sed in a shell pipeline, a hundred stacks) touches one page, not
+ * sixteen, and a fork child writing its parent's slots again (stacks.c
+ * S3) copies as few pages.
  *
  * One mapping holds the regions back to back; region r has
  * 1 << (bits0 + 2r) slots. Inserts go to region `level`, which moves to

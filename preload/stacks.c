@@ -27,8 +27,8 @@
 
 #include <sys/mman.h>
 
-/* Region 0: 4096 stacks, 64 KiB; the last region 2^20 (slots.c). */
-#define TABLE_BITS0 12
+/* Region 0: 256 stacks, one page; the last region 2^20 (slots.c). */
+#define TABLE_BITS0 8
 #define PROBES 64
 
 static struct ms_slots table;
