@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -373,6 +374,34 @@ func TestPprof(t *testing.T) {
 			"/usr/lib/libfoo.so 0102 0x7f1000002000-0x7f1000003000@0x2000",
 		}, maps)
 	}
+}
+
+// TestProfilesShareTables: the two profiles Profiles builds with shared
+// locations, encoded one after the other by one ProfileWriter, are the
+// bytes WriteProfile writes for each alone.
+func TestProfilesShareTables(t *testing.T) {
+	p := syntheticProcess(t, 0)
+	syms := symbols()
+	opts := ProfileOptions{TimeNanos: 1234}
+	atExit, atPeak := Profiles(p, syms, opts)
+	var pw ProfileWriter
+	for _, tc := range []struct {
+		inuse Inuse
+		prof  *profile.Profile
+	}{{InuseAtExit, atExit}, {InuseAtPeak, atPeak}, {InuseAtExit, atExit}} {
+		var want, got bytes.Buffer
+		require.NoError(t, WriteProfile(&want, p, syms, tc.inuse, opts))
+		require.NoError(t, pw.Write(&got, tc.prof))
+		assert.Equal(t, unzip(t, want.Bytes()), unzip(t, got.Bytes()), "inuse %d", tc.inuse)
+	}
+}
+
+func unzip(t *testing.T, b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	require.NoError(t, err)
+	out, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return out
 }
 
 func hexs(start, limit, off uint64) string { return fmt.Sprintf("%#x-%#x@%#x", start, limit, off) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/pprof/profile"
+
 	"memscope/analyzer/engine"
 	"memscope/analyzer/report"
 	"memscope/analyzer/symbolize"
@@ -26,6 +28,7 @@ type outputs struct {
 	syms       *report.Symbols      // the report writer's (reportWriter)
 	supp       *report.Suppressions // read-only once parsed: the leak checker reads it too
 	dropped    func() uint64        // events dropped in the ring, attributed or not
+	profiles   report.ProfileWriter // its compressor, reused from file to file
 	reported   uint64               // dropped events attributed to the processes reported so far
 	// missing says what of the ring an analyzer that is gone read and
 	// this one could not replay (startJournal); "": nothing.
@@ -106,12 +109,19 @@ func (o *outputs) write(p *engine.Process) ProcessResult {
 	}
 	base := report.FileBase(p)
 	opts := report.ProfileOptions{TimeNanos: time.Now().UnixNano()}
+	var atExit, atPeak *profile.Profile // built once for both files
+	writeProfile := func(w io.Writer, which **profile.Profile) error {
+		if atExit == nil {
+			atExit, atPeak = report.Profiles(p, o.syms, opts)
+		}
+		return o.profiles.Write(w, *which)
+	}
 	files := []struct {
 		suffix string
 		write  func(io.Writer) error
 	}{
-		{".pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtExit, opts) }},
-		{".peak.pb.gz", func(w io.Writer) error { return report.WriteProfile(w, p, o.syms, report.InuseAtPeak, opts) }},
+		{".pb.gz", func(w io.Writer) error { return writeProfile(w, &atExit) }},
+		{".peak.pb.gz", func(w io.Writer) error { return writeProfile(w, &atPeak) }},
 		{".leaks.txt", writeText},
 		{".leaks.json", leaks.WriteJSON},
 		{".trace.json", func(w io.Writer) error { return report.WriteTrace(w, p, nil) }},
