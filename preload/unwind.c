@@ -95,8 +95,28 @@ void ms_unwind_init(void)
 {
 	const char *v = ms_getenv("MEMSCOPE_UNWIND_CHECK");
 	check_mode = v && v[0] == '1' && !v[1];
-	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	ms_cfi_init(); /* if it fails, every stack goes to libunwind */
+}
+
+/*
+ * libunwind sets itself up on its first use (tdep_init): two mmaps and a
+ * pipe it keeps open for validating addresses, which takes the program's
+ * two lowest free file descriptors (a program's first open() returned 5
+ * instead of 3). Most processes never need libunwind (their frames all
+ * have rules), so it is first called, and set up, when a stack needs it.
+ * Only the first caller sets the caching policy; a thread that comes
+ * meanwhile does not wait (a fork child could wait forever for a thread
+ * it does not have) and unwinds with libunwind's default global cache,
+ * which gives the same frames.
+ */
+static int libunwind_policy_set;
+
+static void libunwind_prepare(void)
+{
+	if (__atomic_load_n(&libunwind_policy_set, __ATOMIC_ACQUIRE))
+		return;
+	if (__atomic_exchange_n(&libunwind_policy_set, 1, __ATOMIC_ACQ_REL) == 0)
+		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 }
 
 static int is_self(uintptr_t pc)
@@ -137,6 +157,7 @@ static unsigned libunwind_stack(struct ms_tls *t, void **buf, unsigned depth, un
 	int want = (int)depth + MS_UNWIND_SLACK + 1;
 	int n, i = 0;
 
+	libunwind_prepare();
 	if (t->unwinds < MS_WARM_UNWINDS) {
 		t->unwinds++;
 		n = walk_frames(buf, want);

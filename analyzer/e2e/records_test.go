@@ -393,6 +393,25 @@ func TestInvalidEnv(t *testing.T) {
 	}
 }
 
+// TestFileDescriptorsUnchanged: the library holds no file descriptor in
+// the program: its first open() gets 3, as without the library. libunwind
+// keeps a pipe open once it is set up, so it is set up only for a stack
+// that needs it (fdnum's never do); the unwind check mode uses libunwind
+// for every stack, so it is off here.
+func TestFileDescriptorsUnchanged(t *testing.T) {
+	bin := program(t, "fdnum")
+	bare, err := exec.Command(bin).Output()
+	require.NoError(t, err)
+	require.Equal(t, "3\n", string(bare), "untraced")
+	res := traced(t, []string{bin}, runOpts{Env: []string{"MEMSCOPE_UNWIND_CHECK=0"}})
+	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
+	assert.Equal(t, "3\n", string(res.Stdout), "traced")
+	st := account(res.Events)[res.mainPid(t)]
+	require.NotNil(t, st)
+	assert.Equal(t, uint64(4), st.Totals.Allocations)
+	assert.Equal(t, uint64(4), st.Totals.Frees)
+}
+
 // TestBadRing: a MEMSCOPE_RING that is not a ring: one line, then the
 // program runs untraced and unchanged.
 func TestBadRing(t *testing.T) {
