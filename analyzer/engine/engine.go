@@ -107,6 +107,8 @@ type Engine struct {
 	safe      uint64
 	deferring []*proc // processes with frees waiting for the watermark
 	slack     uint64  // release in steps of at least this many key units
+
+	stateBuf []byte // WriteState's spill buffer, kept between checkpoints
 }
 
 // New returns an empty Engine.

@@ -54,9 +54,18 @@ const stateSpill = 1 << 20
 
 // WriteState writes the engine's state (AppendState's bytes) to w.
 func (e *Engine) WriteState(w io.Writer) error {
-	s := stateEnc{b: make([]byte, 0, stateSpill+4096), w: w}
+	// The spill buffer is kept for the next checkpoint: a steady program
+	// is checkpointed every few hundred milliseconds, and a fresh
+	// megabyte each time was most of the analyzer's garbage.
+	if cap(e.stateBuf) < stateSpill+4096 {
+		e.stateBuf = make([]byte, 0, stateSpill+4096)
+	}
+	s := stateEnc{b: e.stateBuf[:0], w: w}
 	e.encodeState(&s)
 	s.spill()
+	if cap(s.b) <= 2*(stateSpill+4096) {
+		e.stateBuf = s.b[:0]
+	}
 	return s.err
 }
 

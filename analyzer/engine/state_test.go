@@ -174,16 +174,19 @@ func TestRestoreStateRefusesBadStates(t *testing.T) {
 }
 
 // TestWriteState: the state streamed by WriteState, a stateSpill at a
-// time, is AppendState's, byte for byte; a write error is returned.
+// time, is AppendState's, byte for byte, the second time too (its buffer
+// is kept); a write error is returned.
 func TestWriteState(t *testing.T) {
 	for _, live := range []int{0, 3, 200_000} { // 200 K blocks: 5.6 MB, several spills
 		e := New(Options{ReorderWindow: time.Millisecond})
 		allocLive(t, e, live)
-		var out bytes.Buffer
-		require.NoError(t, e.WriteState(&out))
 		want := e.AppendState(nil)
-		require.Equal(t, len(want), out.Len(), "%d live blocks", live)
-		require.True(t, bytes.Equal(want, out.Bytes()), "%d live blocks", live)
+		for round := 0; round < 2; round++ { // the second reuses the spill buffer
+			var out bytes.Buffer
+			require.NoError(t, e.WriteState(&out))
+			require.Equal(t, len(want), out.Len(), "%d live blocks, round %d", live, round)
+			require.True(t, bytes.Equal(want, out.Bytes()), "%d live blocks, round %d", live, round)
+		}
 		if live > 0 {
 			require.Greater(t, len(want), 28*live)
 		}
