@@ -394,18 +394,21 @@ func TestInvalidEnv(t *testing.T) {
 }
 
 // TestFileDescriptorsUnchanged: the library holds no file descriptor in
-// the program: its first open() gets 3, as without the library. libunwind
+// the program: its first open() gets the descriptor it gets without the
+// library (it got 5 instead of 3 when libunwind was set up at start). libunwind
 // keeps a pipe open once it is set up, so it is set up only for a stack
 // that needs it (fdnum's never do); the unwind check mode uses libunwind
 // for every stack, so it is off here.
 func TestFileDescriptorsUnchanged(t *testing.T) {
 	bin := program(t, "fdnum")
+	// Untraced, it says which descriptor is free first here (3, unless
+	// whatever runs the tests leaked one to us).
 	bare, err := exec.Command(bin).Output()
 	require.NoError(t, err)
-	require.Equal(t, "3\n", string(bare), "untraced")
+	require.NotEmpty(t, bare)
 	res := traced(t, []string{bin}, runOpts{Env: []string{"MEMSCOPE_UNWIND_CHECK=0"}})
 	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
-	assert.Equal(t, "3\n", string(res.Stdout), "traced")
+	assert.Equal(t, string(bare), string(res.Stdout), "traced")
 	st := account(res.Events)[res.mainPid(t)]
 	require.NotNil(t, st)
 	assert.Equal(t, uint64(4), st.Totals.Allocations)
