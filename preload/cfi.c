@@ -421,10 +421,38 @@ static int parse_cie(const uint8_t *p, struct cie *c)
 }
 
 /*
- * Finds the FDE covering pc through the .eh_frame_hdr search table.
- * Returns its address, or NULL.
+ * The rule of a return address its object has no FDE for: the loader's
+ * start code, which runs the libraries' constructors (libselinux's
+ * allocates in every program that links it), has none. libunwind's step
+ * then looks at the code at ra for a signal trampoline (mov $15,%rax;
+ * syscall) and a PLT stub (jmp *x(%rip); push; jmp), else follows rbp as
+ * a frame chain, ending the stack where rbp is 0. MS_RULE_NO_FDE is that
+ * last case, the walk checking rbp; the others (and code bytes that
+ * cannot be read within ra's page, mapped since ra - 1 is the call) fall
+ * back to libunwind.
  */
-static const uint8_t *find_fde(const uint8_t *hdr, uintptr_t pc)
+static uint64_t no_fde_rule(uintptr_t ra)
+{
+	uint64_t w0, w1;
+
+	if (((ra - 1) & ~(uintptr_t)4095) != ((ra + 15) & ~(uintptr_t)4095))
+		return MS_RULE_FALLBACK;
+	memcpy(&w0, (const void *)ra, 8);
+	memcpy(&w1, (const void *)(ra + 8), 8);
+	if (w0 == 0x0f0000000fc0c748ull && (w1 & 0xff) == 0x05)
+		return MS_RULE_FALLBACK; /* rt_sigreturn */
+	if ((w0 & 0xffff) == 0x25ff && ((w0 >> 48) & 0xff) == 0x68 && ((w1 >> 24) & 0xff) == 0xe9)
+		return MS_RULE_FALLBACK; /* a PLT stub */
+	return MS_RULE_NO_FDE;
+}
+
+/*
+ * Finds the FDE that may cover pc through the .eh_frame_hdr search table:
+ * the last one starting at or below pc (the caller checks its range).
+ * Returns its address, or NULL: with *unreadable set when the table is
+ * not one this code reads, else because no FDE starts at or below pc.
+ */
+static const uint8_t *find_fde(const uint8_t *hdr, uintptr_t pc, int *unreadable)
 {
 	struct reader r = {hdr, hdr + 4 + 8 + 8, 0};
 	uint8_t version = read_u8(&r), frame_enc = read_u8(&r), count_enc = read_u8(&r),
@@ -433,12 +461,14 @@ static const uint8_t *find_fde(const uint8_t *hdr, uintptr_t pc)
 	const int32_t *table;
 	uint64_t lo = 0, hi;
 
+	*unreadable = 1;
 	if (version != 1 || table_enc != 0x3b) /* datarel | sdata4: what ld writes */
 		return NULL;
 	read_encoded(&r, frame_enc, (uintptr_t)hdr);
 	count = read_encoded(&r, count_enc, (uintptr_t)hdr);
 	if (r.bad || count == 0)
 		return NULL;
+	*unreadable = 0;
 	table = (const int32_t *)r.p;
 	hi = count;
 	/* The last entry whose initial location is <= pc. */
@@ -465,12 +495,13 @@ static uint64_t compile_rule(uintptr_t ra)
 	uintptr_t pc = ra - 1; /* the call instruction */
 	struct cfa_row row = {DW_RSP, 8, REG_SAME, REG_UNDEFINED, 0, 0}, initial;
 	int64_t cie_off;
+	int unreadable;
 
 	if (_dl_find_object((void *)pc, &obj) != 0 || !obj.dlfo_eh_frame)
 		return MS_RULE_FALLBACK;
-	fde = find_fde(obj.dlfo_eh_frame, pc);
+	fde = find_fde(obj.dlfo_eh_frame, pc, &unreadable);
 	if (!fde)
-		return MS_RULE_FALLBACK;
+		return unreadable ? MS_RULE_FALLBACK : no_fde_rule(ra);
 	r = (struct reader){fde, fde + 8, 0};
 	len = read_fixed(&r, 4);
 	if (len == 0 || len == 0xffffffffu)
@@ -482,8 +513,10 @@ static uint64_t compile_rule(uintptr_t ra)
 	r.end = fde + 4 + len;
 	pc_begin = read_encoded(&r, c.fde_enc, 0);
 	pc_range = read_encoded(&r, c.fde_enc & PE_FMT, 0);
-	if (r.bad || pc < pc_begin || pc - pc_begin >= pc_range)
+	if (r.bad)
 		return MS_RULE_FALLBACK;
+	if (pc < pc_begin || pc - pc_begin >= pc_range)
+		return no_fde_rule(ra); /* between two functions' FDEs */
 	if (c.has_z) {
 		uint64_t n = read_uleb(&r);
 		if (r.bad || (uint64_t)(r.end - r.p) < n)

@@ -279,13 +279,15 @@ MS_HIDDEN void ms_unwind_remember(uint64_t id);
  * Unwind rules (cfi.c), one 64-bit word per return address:
  *   bits 0-31   CFA offset (positive) from rsp, or from rbp if MS_RULE_CFA_RBP
  *   bits 32-47  offset of the saved rbp from the CFA (negative), 0: rbp unchanged
- *   bits 48-50  MS_RULE_CFA_RBP, MS_RULE_END (outermost frame), MS_RULE_FALLBACK
+ *   bits 48-51  MS_RULE_CFA_RBP, MS_RULE_END (outermost frame), MS_RULE_FALLBACK,
+ *               MS_RULE_NO_FDE (no CFI: the stack ends here if rbp is 0)
  *   bits 52-63  the code generation the rule was computed in (never 0)
  * The caller's return address is always at CFA - 8.
  */
 #define MS_RULE_CFA_RBP (1ull << 48)
 #define MS_RULE_END (1ull << 49)
 #define MS_RULE_FALLBACK (1ull << 50)
+#define MS_RULE_NO_FDE (1ull << 51)
 #define MS_RULE_GEN_SHIFT 52
 #define MS_RULE_GEN(r) ((uint32_t)((r) >> MS_RULE_GEN_SHIFT))
 #define MS_RULE_GEN_MAX 4095u

@@ -19,10 +19,12 @@
  *      rules of a return address do not change within a code generation
  *      (cfi.c C3). A loop that allocates from one place checks about one
  *      word per frame and reuses the previous stack id outright.
- *   2. Rules compiled from .eh_frame (cfi.c) for the frames that are new.
+ *   2. Rules compiled from .eh_frame (cfi.c) for the frames that are new;
+ *      a frame without an FDE where rbp is 0 ends the stack, as libunwind
+ *      ends it (the loader's start code, below library constructors).
  *   3. libunwind for any stack with a frame the rules do not cover (signal
  *      frames, a CFA kept in rbx as in the loader's trampolines, stack
- *      realignment, code without CFI): the whole stack goes to unw_step
+ *      realignment, other code without CFI): the whole stack goes to unw_step
  *      for a thread's first MS_WARM_UNWINDS stacks, then to unw_backtrace,
  *      whose 256 KiB frame cache a short thread should not pay for.
  *
@@ -312,6 +314,13 @@ static int walk(const struct ms_caller *c, unsigned limit, void **out, unsigned 
 		uint64_t rule = rule_of(v, ip, gen);
 		if (rule & MS_RULE_FALLBACK)
 			return WALK_FALLBACK;
+		if (rule & MS_RULE_NO_FDE) {
+			/* libunwind ends the stack here if rbp is 0 (cfi.c no_fde_rule). */
+			if (rbp != 0)
+				return WALK_FALLBACK;
+			stop = STOP_ZERO; /* complete, but not this thread's root: not cached */
+			break;
+		}
 		if (rule & MS_RULE_END) {
 			stop = STOP_END;
 			break;

@@ -413,6 +413,51 @@ func TestFileDescriptorsUnchanged(t *testing.T) {
 	require.NotNil(t, st)
 	assert.Equal(t, uint64(4), st.Totals.Allocations)
 	assert.Equal(t, uint64(4), st.Totals.Frees)
+
+	// A library whose constructor allocates (libselinux does, in ls,
+	// sed, tar): the loader's start code below it has no CFI, and its
+	// stacks need no libunwind either.
+	ctor := program(t, "ctoralloc", "-shared", "-fPIC")
+	bareCmd := exec.Command(bin)
+	bareCmd.Env = append(os.Environ(), "LD_PRELOAD="+ctor)
+	bare, err = bareCmd.Output()
+	require.NoError(t, err)
+	preload := "LD_PRELOAD=" + library(t) + ":" + ctor
+	res = traced(t, []string{bin}, runOpts{Env: []string{preload, "MEMSCOPE_UNWIND_CHECK=0"}})
+	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
+	assert.Equal(t, string(bare), string(res.Stdout), "traced, with a constructor allocating")
+	st = account(res.Events)[res.mainPid(t)]
+	require.NotNil(t, st)
+	assert.Equal(t, uint64(6), st.Totals.Allocations)
+	assert.Equal(t, uint64(5), st.Totals.Frees)
+}
+
+// TestConstructorStacks: the stacks of a preloaded library's constructor
+// end in the loader's start code, which has no CFI; under the check mode
+// every one of them is libunwind's, and the kept block's stack starts at
+// the constructor's line.
+func TestConstructorStacks(t *testing.T) {
+	bin := program(t, "fdnum")
+	ctor := program(t, "ctoralloc", "-shared", "-fPIC")
+	res := traced(t, []string{bin}, runOpts{Env: []string{"LD_PRELOAD=" + library(t) + ":" + ctor}})
+	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
+	require.Empty(t, string(res.Stderr))
+	mainPid := res.mainPid(t)
+	st := account(res.Events)[mainPid]
+	require.NotNil(t, st)
+	stacks := map[uint64][]uint64{}
+	for _, ev := range res.Events {
+		if ev.Type == shm.RecStack {
+			stacks[ev.Stack.ID] = ev.Stack.PCs
+		}
+	}
+	mods := programModules(res, mainPid, ctor)
+	var got []string
+	for _, g := range st.leaks() {
+		got = append(got, groupString(g.Bytes, g.Objects, framesIn(t, mods, stacks[g.Stack])))
+	}
+	want := groupString(40, 1, []srcLoc{{Function: "ctor_alloc", File: "ctoralloc.c", Line: sourceLine(t, "ctoralloc.c", "ctor_block")}})
+	assert.Contains(t, got, want)
 }
 
 // TestBadRing: a MEMSCOPE_RING that is not a ring: one line, then the
