@@ -87,7 +87,7 @@ func (p *proc) applyDeferred(ts uint64) {
 	n := 0
 	for ; n < len(p.deferred) && p.deferred[n].ts < ts; n++ {
 		d := &p.deferred[n]
-		p.closeBlock(d.ts, d.ptr, d.temp, d.lastTS)
+		p.closeBlock(d.ts, d.ptr, d.temp, d.lastTS, 0, 0) // late: the old rule (reuse.go)
 	}
 	p.deferred = append(p.deferred[:0], p.deferred[n:]...)
 }

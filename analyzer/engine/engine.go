@@ -49,6 +49,10 @@ type Options struct {
 	// written by the traced program: a hostile one must not exhaust the
 	// analyzer's memory). Default 16 M (about 4 GiB of stacks at depth 32).
 	MaxStacks int
+	// ReuseSkew is how much earlier than the free of a block another
+	// thread's allocation of the same address may be stamped (reuse.go).
+	// Default 100 us; negative: none.
+	ReuseSkew time.Duration
 }
 
 // maxWindowBlocks bounds the memory of the events waiting for a stalled
@@ -86,7 +90,8 @@ type Engine struct {
 	windowBlocks int
 
 	stacks    map[uint64][]uint64
-	maxStacks int // bound of len(stacks) (Options.MaxStacks)
+	maxStacks int    // bound of len(stacks) (Options.MaxStacks)
+	reuseSkew uint64 // Options.ReuseSkew, ns
 
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
@@ -139,6 +144,12 @@ func New(opts Options) *Engine {
 	}
 	if e.maxStacks <= 0 {
 		e.maxStacks = 16 << 20
+	}
+	switch {
+	case opts.ReuseSkew == 0:
+		e.reuseSkew = defaultReuseSkew
+	case opts.ReuseSkew > 0:
+		e.reuseSkew = uint64(opts.ReuseSkew)
 	}
 	if e.stamps == (shm.StampConv{}) {
 		e.stamps = shm.NSStamps()
@@ -537,7 +548,7 @@ func (e *Engine) applyEvent(th *thread, ev *event) {
 		if e.safe != 0 && ev.ts() >= e.safe {
 			e.deferFree(th, ev.ts(), ev.ptr) // the window passed the watermark
 		} else {
-			p.free(th, ev.ts(), ev.ptr)
+			p.free(th, ev.ts(), ev.ptr, e.reuseSkew)
 		}
 	case evProc:
 		pr := e.procRecs[ev.ptr]

@@ -304,6 +304,15 @@ func (t *liveTable) insert(b liveBlock) {
 
 // remove closes the newest generation of addr allocated at or before ts.
 func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
+	return t.removeFreed(addr, ts, 0, 0, nil)
+}
+
+// removeFreed closes the generation of addr that a free at ts by thread
+// tid frees: the newest allocated at or before ts, or an older one if
+// that is another thread's reuse the free's stamp came after, by less
+// than skew (reuse.go; sites are the process's, for whose thread
+// allocated a block).
+func (t *liveTable) removeFreed(addr, ts uint64, tid uint32, skew uint64, sites []siteKey) (liveBlock, bool) {
 	home, g, k, ok := t.find(addr)
 	if !ok {
 		return liveBlock{}, false
@@ -334,6 +343,9 @@ func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
 	}
 	if best < 0 {
 		return liveBlock{}, false
+	}
+	if tid != 0 && skew != 0 {
+		best = freer{tid: tid, sites: sites, skew: skew}.skipReuses(main, extra, best, ts)
 	}
 	t.count--
 	var b liveBlock

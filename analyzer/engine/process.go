@@ -428,18 +428,19 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
 	}
 }
 
-func (p *proc) free(th *thread, ts, ptr uint64) {
+func (p *proc) free(th *thread, ts, ptr, reuseSkew uint64) {
 	p.applied(ts)
 	p.heapEvents = true
 	temp := th.lastAllocOK && th.lastAlloc == ptr
 	th.lastAllocOK = false
-	p.closeBlock(ts, ptr, temp, th.lastAllocTS)
+	p.closeBlock(ts, ptr, temp, th.lastAllocTS, th.tid, reuseSkew)
 }
 
-// closeBlock applies a free of ptr at ts; temp says its thread's
-// previous allocation, at lastTS, was of ptr (the temporary rule).
-func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64) {
-	b, ok := p.live.remove(ptr, ts)
+// closeBlock applies a free of ptr at ts by thread tid (0: unknown); temp
+// says its thread's previous allocation, at lastTS, was of ptr (the
+// temporary rule); reuseSkew is the reuse rule's (reuse.go).
+func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, reuseSkew uint64) {
+	b, ok := p.live.removeFreed(ptr, ts, tid, reuseSkew, p.siteKeys)
 	if !ok {
 		p.t.UnknownFrees++
 		if p.pendingCount < maxPending {
