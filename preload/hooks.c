@@ -165,8 +165,10 @@ static inline void *do_realloc(void *old, size_t n, int kind, const struct ms_ca
 		 * realloc(p, 0) with p != NULL, which glibc turns into free(p).
 		 */
 		int done = p || frees_only;
+		uint64_t after = ms_stamp(&ms_g.ring);
 		r->ts_before = r->h.ts;
-		r->h.ts = ms_stamp_alloc(&ms_g.ring);
+		/* Unordered reads (ring.h ms_tsc) never make the record go backwards. */
+		r->h.ts = after > r->ts_before ? after : r->ts_before;
 		r->old_ptr = done ? (uint64_t)(uintptr_t)old : 0;
 		r->new_ptr = (uint64_t)(uintptr_t)p;
 		r->size = p ? n : 0;

@@ -163,8 +163,7 @@ static inline void *ms_rec_open(struct ms_tls *t, uint16_t type, uint32_t size, 
 		h->type = type;
 		h->len = (uint16_t)size;
 		h->flags = flags;
-		/* type is a constant where this is inlined: no branch. */
-		h->ts = type == MS_REC_ALLOC ? ms_stamp_alloc(&ms_g.ring) : ms_stamp(&ms_g.ring);
+		h->ts = ms_stamp(&ms_g.ring);
 	}
 	return h;
 }

@@ -82,19 +82,22 @@ void ms_ring_forget(struct ms_writer *w);
 uint64_t ms_now_ns(void);
 
 /*
- * The time-stamp counter. rdtsc is not ordered with other instructions:
- * it may read the counter before earlier instructions complete (never
- * after later stores become visible: they retire after it). So:
- *   - ms_tsc() (plain rdtsc, about 8 ns here) may read a time from before
- *     the record's CAS completed, by at most that CAS's latency (a cache
- *     miss or two): the consumer's watermark allows for it
- *     (shm.watermarkSlack). A free's record stamped with it is stamped
- *     before the free can be seen by another thread.
- *   - ms_tsc_ordered() ("lfence; rdtsc") reads it after every earlier
- *     instruction has completed, the loads with which malloc found a block
- *     another thread freed among them: an allocation's record is stamped
- *     after the free that allowed it. The lfence waits for the record's
- *     CAS too: 13 ns more a record here, so only allocations pay it.
+ * The time-stamp counter, read with a plain rdtsc (about 8 ns here). rdtsc
+ * is not ordered with other instructions: it may read the counter before
+ * earlier instructions complete (never after later stores become
+ * visible: they retire after it). So:
+ *   - it may read a time from before the record's CAS completed, by at
+ *     most the time instructions wait in the CPU (a cache miss or two):
+ *     the consumer's watermark allows for it (shm.watermarkSlack). A
+ *     free's record is stamped before the free can be seen by another
+ *     thread.
+ *   - an allocation's record may be stamped before the loads with which
+ *     malloc found a block another thread had just freed completed, so
+ *     before that free's record: the analyzer's reuse rule
+ *     (analyzer/engine/reuse.go) pairs the free with the old block all
+ *     the same. "lfence; rdtsc" would wait for those loads, and for the
+ *     record's CAS: it took a fifth of the time of a program allocating
+ *     in a loop (micro in make bench).
  * Only where ms_tsc_invariant(); 14-27 ns for clock_gettime otherwise.
  */
 static inline uint64_t ms_tsc(void)
@@ -108,28 +111,10 @@ static inline uint64_t ms_tsc(void)
 #endif
 }
 
-static inline uint64_t ms_tsc_ordered(void)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("lfence" : : : "memory");
-#endif
-	return ms_tsc();
-}
-
 /* A record's timestamp: ms_tsc() in an MS_RING_TSC ring, else ms_now_ns(). */
 static inline uint64_t ms_stamp(const struct ms_ring *r)
 {
 	return __builtin_expect(r->tsc, 1) ? ms_tsc() : ms_now_ns();
-}
-
-/*
- * The timestamp of an allocation's record (the new block of a realloc's
- * too): ms_tsc_ordered() in an MS_RING_TSC ring, else ms_now_ns() (the
- * vDSO reads the counter ordered).
- */
-static inline uint64_t ms_stamp_alloc(const struct ms_ring *r)
-{
-	return __builtin_expect(r->tsc, 1) ? ms_tsc_ordered() : ms_now_ns();
 }
 
 /*
