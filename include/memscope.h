@@ -192,7 +192,7 @@ struct ms_chunk_header {
 	uint64_t state;    /* SEALED | WRITING | GEN | len (I4-I6) */
 	uint32_t pid;      /* owner process (I3) */
 	uint32_t tid;      /* owner thread (I3) */
-	uint64_t claim_ns; /* owner's clock at claim; diagnostics */
+	uint64_t claim_ns; /* owner's record clock at claim (ts units); diagnostics */
 	uint64_t consumed; /* consumer: bytes of data committed as read */
 	uint64_t _pad[3];
 };

@@ -288,7 +288,7 @@ static int take_chunk(struct ms_ring *r, struct ms_writer *w)
 			continue;
 		c->pid = w->pid;
 		c->tid = w->tid;
-		c->claim_ns = ms_now_ns();
+		c->claim_ns = ms_stamp(r); /* not the vDSO: its pages would fault in every process */
 		/*
 		 * Fails only if the consumer sealed the still-empty chunk already
 		 * (we were stalled for seal_after). The expected value names our
