@@ -543,7 +543,7 @@ func (e *Engine) applyEvent(th *thread, ev *event) {
 	p := th.proc
 	switch ev.key & (1<<kindBit - 1) {
 	case evAlloc:
-		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack)
+		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack, e.reuseSkew)
 	case evFree:
 		if e.safe != 0 && ev.ts() >= e.safe {
 			e.deferFree(th, ev.ts(), ev.ptr) // the window passed the watermark

@@ -209,7 +209,7 @@ type proc struct {
 	t         Totals // LiveObjects/LiveBytes kept current
 	peakEpoch uint64
 
-	pending      map[uint64][]uint64 // unmatched frees: addr -> ts, for late allocations
+	pending      map[uint64][]pendingFree // unmatched frees by address, for allocations to come
 	pendingCount int
 
 	deferred       []deferredFree // frees waiting for the watermark (deferred.go)
@@ -224,9 +224,16 @@ type proc struct {
 	reach procReach
 }
 
-// maxPending bounds the unmatched frees remembered for pairing with late
-// allocations; past it they are only counted.
+// maxPending bounds the unmatched frees remembered for pairing with
+// allocations to come; past it they are only counted.
 const maxPending = 1 << 16
+
+// pendingFree is a free that found no block: its stamp and thread (0:
+// unknown, a free that waited for the watermark).
+type pendingFree struct {
+	ts  uint64
+	tid uint32
+}
 
 func newProc(pid uint32, interval uint64) *proc {
 	return &proc{pid: pid, interval: interval, baseInterval: interval, threadNames: map[uint32]string{}}
@@ -394,7 +401,7 @@ func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 	return i
 }
 
-func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
+func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
 	late := p.applied(ts)
 	p.heapEvents = true
 	if ptr == 0 {
@@ -411,8 +418,8 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack uint64) {
 	p.t.Allocations++
 	p.t.BytesAllocated += size
 	th.lastAlloc, th.lastAllocTS, th.lastAllocOK = ptr, ts, true
-	if late && p.pairPending(ptr, ts) {
-		// Its free was applied before it arrived: born and dead already.
+	if (late || len(p.pending) > 0) && p.pairPending(ptr, ts, late, th.tid, reuseSkew) {
+		// Its free was applied before it: born and dead already.
 		p.t.Frees++
 		p.t.UnknownFrees--
 		return
@@ -445,9 +452,9 @@ func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, 
 		p.t.UnknownFrees++
 		if p.pendingCount < maxPending {
 			if p.pending == nil {
-				p.pending = make(map[uint64][]uint64)
+				p.pending = make(map[uint64][]pendingFree)
 			}
-			p.pending[ptr] = append(p.pending[ptr], ts)
+			p.pending[ptr] = append(p.pending[ptr], pendingFree{ts, tid})
 			p.pendingCount++
 		}
 		return
@@ -465,14 +472,24 @@ func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, 
 	}
 }
 
-// pairPending matches a late allocation of ptr at ts with the earliest
-// unmatched free of ptr at or after ts.
-func (p *proc) pairPending(ptr, ts uint64) bool {
+// pairPending matches an allocation of ptr at ts by thread tid with a free
+// of ptr applied before it, which found no block: for an allocation that
+// arrived late, the earliest such free at or after ts; otherwise one by
+// another thread stamped less than skew before ts, the latest (a free of
+// a block handed over at once, stamped before its allocation: reuse.go).
+func (p *proc) pairPending(ptr, ts uint64, late bool, tid uint32, skew uint64) bool {
 	frees := p.pending[ptr]
 	best := -1
 	for i, f := range frees {
-		if f >= ts && (best < 0 || f < frees[best]) {
-			best = i
+		switch {
+		case late:
+			if f.ts >= ts && (best < 0 || f.ts < frees[best].ts) {
+				best = i
+			}
+		case f.tid != 0 && f.tid != tid && f.ts <= ts && ts-f.ts < skew:
+			if best < 0 || f.ts > frees[best].ts {
+				best = i
+			}
 		}
 	}
 	if best < 0 {

@@ -1,46 +1,62 @@
 package engine
 
-// Reuse: an address freed by one thread and allocated again by another.
+// Reuse and hand-over: one address's records from two threads, stamped
+// out of order.
 //
 // The library stamps a FREE record before the real free and an ALLOC
-// record after the real malloc, both with a plain rdtsc
-// (preload/ring.h). The counter is read when the instruction executes,
-// and a plain rdtsc may execute before the instructions ahead of it have
-// completed: the ALLOC of a block that another thread has just freed can
-// carry a stamp from before that free's, if the reads with which malloc
-// found the freed block were still waiting when the counter was read.
-// Waiting for them ("lfence; rdtsc") cost a fifth of the time of a
-// program that allocates in a loop, so the library does not; the engine
-// instead knows that such a misorder is short (instructions wait in a
-// CPU for nanoseconds, microseconds at worst: far below defaultReuseSkew) and
-// happens between two threads.
+// record after the real malloc, with the time-stamp counter of the CPU
+// the thread runs on (preload/ring.h). Across threads those stamps can
+// be misordered by tens of nanoseconds: rdtsc may read the counter
+// before the instructions ahead of it have completed, and the counters
+// of two CPUs are not exactly in step (measured on the project's VM:
+// frees stamped up to ~150 ticks before the allocation of the block
+// they free, in testdata/handoff.c). Tens of nanoseconds is about what
+// it takes to pass a pointer from one thread to another, so two cases
+// happen, and in time order they break the pairing:
 //
-// Applied in time order, the reusing allocation then comes first: the
-// address has two live generations for a moment (the live table keeps
-// both), and the old rule for a free (close the newest generation
-// allocated at or before it) would close the new block and leave the
-// old one live for ever: a leak that is not there. So a free by thread T
-// skips the newest generation when another thread allocated it less than
-// the skew before the free and an older generation is live: that
-// allocation is the reuse of the block the free frees. In the program,
-// one address has at most one live block at a time, so two live
-// generations mean that a free is still to come (this misorder), is
-// late (a thread stalled past the reorder window, counted), or was lost
-// (counted); only a free that is late or lost and a new block freed by
-// another thread within the skew of its allocation could be misled,
-// and those reports already say they are not exact.
+//   - Reuse: thread A frees a block, thread B's malloc returns the same
+//     address and B's record is stamped before A's. Applied in time
+//     order, the allocation comes first: the address has two live
+//     generations for a moment (the live table keeps both), and the old
+//     rule for a free (close the newest generation allocated at or
+//     before it) would close the new block and leave the old one live
+//     for ever: a leak that is not there.
+//   - Hand-over: thread A allocates a block and hands it to thread B,
+//     which frees it, and B's record is stamped before A's. The free
+//     comes first, finds no block (an unknown free, kept in
+//     proc.pending), and the allocation then stays live for ever.
 //
-// The heap curve sees the new block before the old one's free, for less
-// than the skew: the same bytes as an order the program could have run
-// (the allocation first, at another address).
+// The rules, both bounded by the reuse skew (Options.ReuseSkew):
+//
+//   - A free by thread T skips the newest generation when another thread
+//     allocated it less than the skew before the free and an older
+//     generation is live: that allocation is the reuse of the block the
+//     free frees (skipReuses).
+//   - An allocation by T pairs with a free of its address by another
+//     thread that found no block and was stamped less than the skew
+//     before it: the block was born and freed (proc.pairPending).
+//
+// In the program, one address has at most one live block at a time, so
+// two live generations mean that a free is still to come (the first
+// case), is late (a thread stalled past the reorder window, counted), or
+// was lost (counted); and a free that finds no block is of a block
+// allocated before tracking began, is early (the second case), or
+// follows a lost allocation. The rules can only be misled by a late or
+// lost record, or by the free of an untracked block followed within the
+// skew by another thread's allocation of the same address: the first
+// two make the report say it is not exact, the third is rare (untracked
+// blocks come from before the library started).
+//
+// The heap curve sees the new block before the old one's free, or the
+// free before the allocation, for less than the skew: the same bytes as
+// an order the program could have run.
 //
 // Frees that waited for the watermark (deferred.go) are late by
-// definition and keep the old rule (their freer is the zero value).
+// definition and keep the old rule (their freer is unknown).
 
-// defaultReuseSkew bounds how far a reusing allocation's stamp can
-// precede the stamp of the free it follows (Options.ReuseSkew): as far
-// as the reader's watermark allows a plain rdtsc to read early
-// (shm.watermarkSlack).
+// defaultReuseSkew bounds how far two threads' stamps can be misordered
+// (Options.ReuseSkew): as far as the reader's watermark allows a stamp
+// to be early (shm.watermarkSlack).
 const defaultReuseSkew = 100_000 // ns
 
 // freer is the thread a free is applied for, for the reuse rule.

@@ -8,15 +8,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReuseStampedBeforeItsFree: thread A allocates p and frees it;
-// thread B's malloc returns p again but its record carries a stamp from
-// before A's free (reuse.go). Which block each free closes, by who frees
-// and how far apart the stamps are.
-func TestReuseStampedBeforeItsFree(t *testing.T) {
+// TestMisorderedStamps: one address's records from two threads stamped
+// out of order (reuse.go): an allocation that reuses an address stamped
+// before the free that released it, a free stamped before the allocation
+// of the block it frees. Which block each free closes, by who frees and
+// how far apart the stamps are.
+func TestMisorderedStamps(t *testing.T) {
 	const pid, a, b, c = 400, 400, 401, 402
 	const p = 0x1000
 	const us = uint64(time.Microsecond)
 	old := siteWant{stack: 1, tid: a, allocs: 1, allocBytes: 10, peakObjects: 1, peakBytes: 10}
+	kept := siteWant{stack: 1, tid: a, allocs: 1, allocBytes: 10, liveObjects: 1, liveBytes: 10, peakObjects: 1, peakBytes: 10}
 	tests := []struct {
 		name   string
 		stream func(s *stream)
@@ -95,6 +97,56 @@ func TestReuseStampedBeforeItsFree(t *testing.T) {
 				{stack: 1, tid: a, allocs: 1, allocBytes: 10, peakObjects: 1, peakBytes: 10, temporaries: 1},
 				{stack: 2, tid: b, allocs: 1, allocBytes: 20, peakObjects: 1, peakBytes: 20, temporaries: 1},
 				{stack: 3, tid: c, allocs: 1, allocBytes: 40, liveObjects: 1, liveBytes: 40, peakObjects: 1, peakBytes: 40},
+			},
+		},
+		{
+			// Hand-over: A allocates p and hands it to B, whose free is
+			// stamped before A's allocation. Born and freed: no leak.
+			name: "free stamped 0.5 us before its block's allocation",
+			stream: func(s *stream) {
+				s.malloc(pid, a, 20*ms, p, 10, 1).free(pid, b, 20*ms-us/2, p)
+			},
+			t: Totals{Allocations: 1, Frees: 1, BytesAllocated: 10},
+			sites: []siteWant{
+				{stack: 1, tid: a, allocs: 1, allocBytes: 10},
+			},
+		},
+		{
+			// The same from the allocating thread itself: its own records
+			// are in program order, so that free was of a block allocated
+			// before tracking, and the new block stays live.
+			name: "own free stamped before the allocation",
+			stream: func(s *stream) {
+				s.free(pid, a, 20*ms-us/2, p).malloc(pid, a, 20*ms, p, 10, 1)
+			},
+			t: Totals{Allocations: 1, BytesAllocated: 10, LiveObjects: 1, LiveBytes: 10,
+				PeakBytes: 10, PeakObjects: 1, PeakTS: 20 * ms, UnknownFrees: 1},
+			sites: []siteWant{kept},
+		},
+		{
+			// Further apart than the skew: an unknown free, then a block.
+			name: "another thread's free 200 us before the allocation",
+			stream: func(s *stream) {
+				s.malloc(pid, a, 20*ms, p, 10, 1).free(pid, b, 20*ms-200*us, p)
+			},
+			t: Totals{Allocations: 1, BytesAllocated: 10, LiveObjects: 1, LiveBytes: 10,
+				PeakBytes: 10, PeakObjects: 1, PeakTS: 20 * ms, UnknownFrees: 1},
+			sites: []siteWant{kept},
+		},
+		{
+			// Both at once, as testdata/handoff.c makes them: A allocates
+			// p, B frees it stamped before; A allocates p again, stamped
+			// before B's free of the first... each free meets its block.
+			name: "hand-over and reuse in a row",
+			stream: func(s *stream) {
+				s.malloc(pid, a, 20*ms, p, 10, 1).malloc(pid, a, 20*ms+2*us, p, 20, 2).
+					free(pid, b, 20*ms-us, p).free(pid, b, 20*ms+3*us, p)
+			},
+			t: Totals{Allocations: 2, Frees: 2, BytesAllocated: 30,
+				PeakBytes: 20, PeakObjects: 1, PeakTS: 20*ms + 2*us},
+			sites: []siteWant{
+				{stack: 1, tid: a, allocs: 1, allocBytes: 10},
+				{stack: 2, tid: a, allocs: 1, allocBytes: 20, peakObjects: 1, peakBytes: 20},
 			},
 		},
 	}

@@ -37,7 +37,7 @@ import (
 // file the traced program's user can write: RestoreState validates
 // every index it follows.
 
-const stateMagic = "MSENGS02"
+const stateMagic = "MSENGS03"
 
 // AppendState appends the engine's state to b and returns the result.
 func (e *Engine) AppendState(b []byte) []byte {
@@ -203,11 +203,12 @@ func (s *stateEnc) proc(p *proc) {
 	s.u64(p.peakEpoch)
 
 	s.u64(uint64(len(p.pending)))
-	for addr, tss := range p.pending {
+	for addr, frees := range p.pending {
 		s.u64(addr)
-		s.u64(uint64(len(tss)))
-		for _, ts := range tss {
-			s.u64(ts)
+		s.u64(uint64(len(frees)))
+		for _, f := range frees {
+			s.u64(f.ts)
+			s.u64(uint64(f.tid))
 		}
 	}
 	s.u64(uint64(p.pendingCount))
@@ -470,14 +471,14 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 
 	for i, c := 0, d.count(16); i < c; i++ {
 		addr := d.u64()
-		tss := make([]uint64, d.count(8))
-		for j := range tss {
-			tss[j] = d.u64()
+		frees := make([]pendingFree, d.count(16))
+		for j := range frees {
+			frees[j] = pendingFree{ts: d.u64(), tid: uint32(d.u64())}
 		}
 		if p.pending == nil {
-			p.pending = map[uint64][]uint64{}
+			p.pending = map[uint64][]pendingFree{}
 		}
-		p.pending[addr] = tss
+		p.pending[addr] = frees
 	}
 	p.pendingCount = int(d.u64() & math.MaxInt32)
 
