@@ -92,73 +92,156 @@ func (s *procState) leaks() []leakGroup {
 	return out
 }
 
-// account replays the events of every process in timestamp order.
-// Events of a fork child are applied after its parent's events up to the
-// fork, so that the copy is taken at the right moment.
+// account replays the events of every process: each thread's in its
+// order, the threads merged by timestamp. Events of a fork child are
+// applied after its parent's events up to the fork, so that the copy is
+// taken at the right moment.
+//
+// Two threads' stamps can be misordered by a little (the counters of two
+// CPUs are not exactly in step: analyzer/engine/reuse.go): when the
+// earliest event cannot have come first in the program (an allocation of
+// an address still live, a free of one that is not), another thread's
+// event stamped less than reorderSlack after it that can, comes first.
 func account(events []event) map[uint32]*procState {
-	sorted := append([]event(nil), events...)
-	sort.SliceStable(sorted, func(i, j int) bool {
-		return evTime(sorted[i]) < evTime(sorted[j])
-	})
-	states := map[uint32]*procState{}
-	// Forks by parent and number (include/memscope.h F1-F2): the
-	// parent's state at its FORKED record, or that the child came first.
-	type forkID struct{ ppid, k uint32 }
-	cuts := map[forkID]*procState{}
-	taken := map[forkID]bool{}
-	get := func(pid uint32) *procState {
-		s := states[pid]
+	type stream struct {
+		evs  []event
+		next int
+	}
+	var streams []*stream // in order of first appearance
+	byThread := map[[2]uint32]*stream{}
+	for _, ev := range events {
+		k := [2]uint32{ev.Pid, ev.Tid}
+		st := byThread[k]
+		if st == nil {
+			st = &stream{}
+			byThread[k] = st
+			streams = append(streams, st)
+		}
+		st.evs = append(st.evs, ev)
+	}
+	r := &replay{states: map[uint32]*procState{}, cuts: map[forkID]*procState{}, taken: map[forkID]bool{}}
+	live := func(pid uint32, ptr uint64) bool {
+		s := r.states[pid]
 		if s == nil {
-			s = &procState{Pid: pid, Live: map[uint64]block{}}
-			states[pid] = s
+			return false
 		}
-		return s
+		_, ok := s.Live[ptr]
+		return ok
 	}
-	for _, ev := range sorted {
+	canComeFirst := func(ev event) bool {
 		switch ev.Type {
-		case shm.RecProcess:
-			p := ev.Process
-			switch p.Event {
-			case shm.ProcessForked:
-				id := forkID{p.Pid, uint32(p.Status)}
-				if taken[id] {
-					delete(taken, id)
-				} else {
-					cuts[id] = get(p.Pid).clone(p.Pid)
-				}
-			case shm.ProcessFork:
-				id := forkID{p.Ppid, uint32(p.Status)}
-				var c *procState
-				if cut := cuts[id]; cut != nil && id.k != 0 {
-					delete(cuts, id)
-					c = cut.clone(p.Pid)
-				} else {
-					taken[id] = true
-					c = get(p.Ppid).clone(p.Pid)
-				}
-				c.Event = p.Event
-				c.Image = p.Exe
-				states[p.Pid] = c
-			case shm.ProcessExec, shm.ProcessStart:
-				// A start for a pid already known is an exec.
-				s := &procState{Pid: p.Pid, Live: map[uint64]block{}, Image: p.Exe, Event: p.Event}
-				states[p.Pid] = s
-			}
 		case shm.RecAlloc:
-			get(ev.Pid).alloc(ev.Alloc.Ptr, ev.Alloc.Size, ev.Alloc.StackID)
+			return ev.Alloc.Ptr == 0 || !live(ev.Pid, ev.Alloc.Ptr)
 		case shm.RecFree:
-			get(ev.Pid).free(ev.Free.Ptr)
+			return live(ev.Pid, ev.Free.Ptr)
 		case shm.RecRealloc:
-			s := get(ev.Pid)
-			if ev.Realloc.OldPtr != 0 {
-				s.free(ev.Realloc.OldPtr)
-			}
-			if ev.Realloc.NewPtr != 0 {
-				s.alloc(ev.Realloc.NewPtr, ev.Realloc.Size, ev.Realloc.StackID)
+			old, nw := ev.Realloc.OldPtr, ev.Realloc.NewPtr
+			return (old == 0 || live(ev.Pid, old)) && (nw == 0 || nw == old || !live(ev.Pid, nw))
+		}
+		return true
+	}
+	for {
+		var first *stream
+		for _, st := range streams {
+			if st.next < len(st.evs) && (first == nil || evTime(st.evs[st.next]) < evTime(first.evs[first.next])) {
+				first = st
 			}
 		}
+		if first == nil {
+			break
+		}
+		pick := first
+		if head := first.evs[first.next]; !canComeFirst(head) {
+			var alt *stream
+			for _, st := range streams {
+				if st == first || st.next == len(st.evs) {
+					continue
+				}
+				ev := st.evs[st.next]
+				if ev.Pid == head.Pid && evTime(ev)-evTime(head) < reorderSlack && canComeFirst(ev) &&
+					(alt == nil || evTime(ev) < evTime(alt.evs[alt.next])) {
+					alt = st
+				}
+			}
+			if alt != nil {
+				pick = alt
+			}
+		}
+		ev := pick.evs[pick.next]
+		pick.next++
+		r.apply(ev)
 	}
-	return states
+	return r.states
+}
+
+// reorderSlack bounds how far two threads' stamps are misordered, in
+// the ring's clock units: about a millisecond whether they are TSC
+// ticks or nanoseconds, far more than the tens of nanoseconds seen.
+const reorderSlack = 1 << 20
+
+// forkID names a fork by its parent and number (include/memscope.h F1-F2).
+type forkID struct{ ppid, k uint32 }
+
+// replay is account's state: the processes, and for each fork the
+// parent's state at its FORKED record, or that the child came first.
+type replay struct {
+	states map[uint32]*procState
+	cuts   map[forkID]*procState
+	taken  map[forkID]bool
+}
+
+func (r *replay) get(pid uint32) *procState {
+	s := r.states[pid]
+	if s == nil {
+		s = &procState{Pid: pid, Live: map[uint64]block{}}
+		r.states[pid] = s
+	}
+	return s
+}
+
+func (r *replay) apply(ev event) {
+	switch ev.Type {
+	case shm.RecProcess:
+		p := ev.Process
+		switch p.Event {
+		case shm.ProcessForked:
+			id := forkID{p.Pid, uint32(p.Status)}
+			if r.taken[id] {
+				delete(r.taken, id)
+			} else {
+				r.cuts[id] = r.get(p.Pid).clone(p.Pid)
+			}
+		case shm.ProcessFork:
+			id := forkID{p.Ppid, uint32(p.Status)}
+			var c *procState
+			if cut := r.cuts[id]; cut != nil && id.k != 0 {
+				delete(r.cuts, id)
+				c = cut.clone(p.Pid)
+			} else {
+				r.taken[id] = true
+				c = r.get(p.Ppid).clone(p.Pid)
+			}
+			c.Event = p.Event
+			c.Image = p.Exe
+			r.states[p.Pid] = c
+		case shm.ProcessExec, shm.ProcessStart:
+			// A start for a pid already known is an exec.
+			s := &procState{Pid: p.Pid, Live: map[uint64]block{}, Image: p.Exe, Event: p.Event}
+			r.states[p.Pid] = s
+		}
+	case shm.RecAlloc:
+		r.get(ev.Pid).alloc(ev.Alloc.Ptr, ev.Alloc.Size, ev.Alloc.StackID)
+	case shm.RecFree:
+		r.get(ev.Pid).free(ev.Free.Ptr)
+	case shm.RecRealloc:
+		s := r.get(ev.Pid)
+		if ev.Realloc.OldPtr != 0 {
+			s.free(ev.Realloc.OldPtr)
+		}
+		if ev.Realloc.NewPtr != 0 {
+			s.alloc(ev.Realloc.NewPtr, ev.Realloc.Size, ev.Realloc.StackID)
+		}
+	}
 }
 
 // evTime orders events causally: a REALLOC's free half happened at
