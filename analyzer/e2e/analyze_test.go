@@ -45,6 +45,8 @@ type leaksJSON struct {
 		TemporaryAllocations uint64 `json:"temporary_allocations"`
 		DroppedEvents        uint64 `json:"dropped_events"`
 		UnrecordedCalls      uint64 `json:"unrecorded_calls"`
+		UnknownFrees         uint64 `json:"unknown_frees"`
+		LateEvents           uint64 `json:"late_events"`
 	} `json:"totals"`
 	LeakedBytes      uint64 `json:"leaked_bytes"`
 	LeakedObjects    uint64 `json:"leaked_objects"`
@@ -256,6 +258,10 @@ func TestAnalyzeExpectations(t *testing.T) {
 							assert.Equal(t, shellCode(p), *r.ExitStatus, "%s: exit_status", p.Role)
 						}
 						assert.Zero(t, r.Totals.DroppedEvents, "%s: dropped events", p.Role)
+						if p.Exact {
+							// The programs free only what they allocated.
+							assert.Zero(t, r.Totals.UnknownFrees, "%s: frees of unknown blocks", p.Role)
+						}
 						allocBytes, allocObjects := r.allocated()
 						assert.Equal(t, r.Totals.Allocations-r.Totals.Frees, allocObjects, "%s: allocations - frees == objects still allocated", p.Role)
 						if !p.Exact {

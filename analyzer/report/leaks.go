@@ -340,6 +340,8 @@ type jsonTotals struct {
 	TemporaryAllocations uint64 `json:"temporary_allocations"`
 	DroppedEvents        uint64 `json:"dropped_events"`
 	UnrecordedCalls      uint64 `json:"unrecorded_calls"`
+	UnknownFrees         uint64 `json:"unknown_frees"`
+	LateEvents           uint64 `json:"late_events"`
 }
 
 type jsonLeak struct {
@@ -368,7 +370,7 @@ func (r *LeakReport) WriteJSON(w io.Writer) error {
 		Totals: jsonTotals{
 			Allocations: r.Totals.Allocations, Frees: r.Totals.Frees, BytesAllocated: r.Totals.BytesAllocated,
 			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,
-			UnrecordedCalls: r.Totals.UnrecordedCalls,
+			UnrecordedCalls: r.Totals.UnrecordedCalls, UnknownFrees: r.Totals.UnknownFrees, LateEvents: r.Totals.LateEvents,
 		},
 		LeakedBytes: r.LeakedBytes, LeakedObjects: r.LeakedObjects,
 		Reachability: "checked",

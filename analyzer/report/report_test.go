@@ -262,7 +262,7 @@ func TestLeakJSON(t *testing.T) {
 	r := Leaks(p, symbols(), suppressions(t))
 	require.NoError(t, r.WriteJSON(&b))
 	assert.Equal(t, `{"version":1,"pid":1234,"ppid":1200,"program":"/abs/path/app","exit_status":0,"complete":true,`+
-		`"totals":{"allocations":7,"frees":2,"bytes_allocated":5674,"peak_bytes":5624,"temporary_allocations":2,"dropped_events":0,"unrecorded_calls":0},`+
+		`"totals":{"allocations":7,"frees":2,"bytes_allocated":5674,"peak_bytes":5624,"temporary_allocations":2,"dropped_events":0,"unrecorded_calls":0,"unknown_frees":1,"late_events":0},`+
 		`"leaked_bytes":1624,"leaked_objects":5,"reachability":"not checked: the process did not wait for the check at exit",`+
 		`"direct_bytes":0,"direct_objects":0,"indirect_bytes":0,"indirect_objects":0,"reachable_bytes":0,"reachable_objects":0,"leaks":[`+
 		`{"kind":"unknown","bytes":1000,"objects":1,"suppressed":true,"frames":[`+
