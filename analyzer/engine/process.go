@@ -211,6 +211,7 @@ type proc struct {
 
 	pending      map[uint64][]pendingFree // unmatched frees by address, for allocations to come
 	pendingCount int
+	lastPending  uint64 // the latest stamp of a pending free with a thread (the hand-over rule's)
 
 	deferred       []deferredFree // frees waiting for the watermark (deferred.go)
 	deferredSorted bool           // deferred is in time order
@@ -246,7 +247,7 @@ func (p *proc) resetImage(ts uint64) {
 	p.siteIndex = siteTable{}
 	p.t = Totals{DroppedEvents: p.t.DroppedEvents, UnrecordedCalls: p.t.UnrecordedCalls}
 	p.peakEpoch = 0
-	p.pending, p.pendingCount = nil, 0
+	p.pending, p.pendingCount, p.lastPending = nil, 0, 0
 	p.deferred = p.deferred[:0] // frees of the old image's blocks
 	p.timeline = nil
 	p.interval = p.baseInterval
@@ -283,7 +284,7 @@ func (p *proc) copyFrom(parent *proc, ts uint64, take bool) {
 	// snapshot is taken lazily at that epoch.
 	p.peakEpoch = parent.peakEpoch + 1
 	p.t.PeakBytes, p.t.PeakObjects, p.t.PeakTS = p.t.LiveBytes, p.t.LiveObjects, ts
-	p.pending, p.pendingCount = nil, 0
+	p.pending, p.pendingCount, p.lastPending = nil, 0, 0
 	// Frees the parent made before the fork that wait for the watermark
 	// free the child's copies too.
 	for _, d := range parent.deferred {
@@ -418,7 +419,9 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
 	p.t.Allocations++
 	p.t.BytesAllocated += size
 	th.lastAlloc, th.lastAllocTS, th.lastAllocOK = ptr, ts, true
-	if (late || len(p.pending) > 0) && p.pairPending(ptr, ts, late, th.tid, reuseSkew) {
+	// The hand-over rule (reuse.go) looks only when a free by a thread
+	// found no block less than the skew ago: not a lookup per allocation.
+	if (late || ts < p.lastPending+reuseSkew) && p.pairPending(ptr, ts, late, th.tid, reuseSkew) {
 		// Its free was applied before it: born and dead already.
 		p.t.Frees++
 		p.t.UnknownFrees--
@@ -455,6 +458,9 @@ func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, 
 				p.pending = make(map[uint64][]pendingFree)
 			}
 			p.pending[ptr] = append(p.pending[ptr], pendingFree{ts, tid})
+			if tid != 0 {
+				p.lastPending = max(p.lastPending, ts)
+			}
 			p.pendingCount++
 		}
 		return

@@ -474,6 +474,9 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 		frees := make([]pendingFree, d.count(16))
 		for j := range frees {
 			frees[j] = pendingFree{ts: d.u64(), tid: uint32(d.u64())}
+			if frees[j].tid != 0 {
+				p.lastPending = max(p.lastPending, frees[j].ts)
+			}
 		}
 		if p.pending == nil {
 			p.pending = map[uint64][]pendingFree{}
