@@ -49,9 +49,10 @@ type Options struct {
 	// written by the traced program: a hostile one must not exhaust the
 	// analyzer's memory). Default 16 M (about 4 GiB of stacks at depth 32).
 	MaxStacks int
-	// ReuseSkew is how much earlier than the free of a block another
-	// thread's allocation of the same address may be stamped (reuse.go).
-	// Default 100 us; negative: none.
+	// ReuseSkew bounds how far two threads' records of one address may
+	// be stamped out of order: a reuse before the free that released the
+	// address, a free before the allocation of the block it frees
+	// (reuse.go). Default 100 us; negative: none.
 	ReuseSkew time.Duration
 }
 
