@@ -115,7 +115,7 @@ func library(t testing.TB) string { return built(t, "build/libmemscope.so", "lib
 func analyzer(t testing.TB) string { return built(t, "all", "memscope-analyze") }
 
 // expectPrograms are the testdata programs with a NAME.expect.json.
-var expectPrograms = []string{"leaks", "entry", "realloc", "threads", "handoff", "manystacks", "fork", "forkrace", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd", "exits"}
+var expectPrograms = []string{"leaks", "entry", "realloc", "threads", "handoff", "passring", "manystacks", "fork", "forkrace", "exec", "cxx", "dlopen", "crash", "sigsuspend", "signalfd", "exits"}
 
 var (
 	binMu    sync.Mutex

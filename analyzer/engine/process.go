@@ -480,20 +480,24 @@ func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, 
 
 // pairPending matches an allocation of ptr at ts by thread tid with a free
 // of ptr applied before it, which found no block: for an allocation that
-// arrived late, the earliest such free at or after ts; otherwise one by
-// another thread stamped less than skew before ts, the latest (a free of
-// a block handed over at once, stamped before its allocation: reuse.go).
+// arrived late, the earliest such free at or after ts; otherwise, or if
+// there is none, one by another thread stamped less than skew before ts,
+// the latest (a free of a block handed over at once, stamped before its
+// allocation: reuse.go). A late allocation can be one of those too: a
+// thread moved to another CPU can stamp an event before its previous one.
 func (p *proc) pairPending(ptr, ts uint64, late bool, tid uint32, skew uint64) bool {
 	frees := p.pending[ptr]
 	best := -1
-	for i, f := range frees {
-		switch {
-		case late:
+	if late {
+		for i, f := range frees {
 			if f.ts >= ts && (best < 0 || f.ts < frees[best].ts) {
 				best = i
 			}
-		case f.tid != 0 && f.tid != tid && f.ts <= ts && ts-f.ts < skew:
-			if best < 0 || f.ts > frees[best].ts {
+		}
+	}
+	if best < 0 {
+		for i, f := range frees {
+			if f.tid != 0 && f.tid != tid && f.ts <= ts && ts-f.ts < skew && (best < 0 || f.ts > frees[best].ts) {
 				best = i
 			}
 		}

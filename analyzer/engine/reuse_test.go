@@ -134,6 +134,20 @@ func TestMisorderedStamps(t *testing.T) {
 			sites: []siteWant{kept},
 		},
 		{
+			// The hand-over's allocation is late: its thread, moved to
+			// another CPU, stamped it before its previous event (q).
+			name: "late allocation of a block handed over",
+			stream: func(s *stream) {
+				s.malloc(pid, a, 20*ms+2*us, 0x2000, 5, 5).malloc(pid, a, 20*ms, p, 10, 1).free(pid, b, 20*ms-us/2, p)
+			},
+			t: Totals{Allocations: 2, Frees: 1, BytesAllocated: 15, LiveObjects: 1, LiveBytes: 5,
+				PeakBytes: 5, PeakObjects: 1, PeakTS: 20*ms + 2*us, LateEvents: 1},
+			sites: []siteWant{ // in the order of their first allocation's stamp
+				{stack: 1, tid: a, allocs: 1, allocBytes: 10},
+				{stack: 5, tid: a, allocs: 1, allocBytes: 5, liveObjects: 1, liveBytes: 5, peakObjects: 1, peakBytes: 5},
+			},
+		},
+		{
 			// Both at once, as testdata/handoff.c makes them: A allocates
 			// p, B frees it stamped before; A allocates p again, stamped
 			// before B's free of the first... each free meets its block.
