@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define THREADS 4
-#define ROUNDS 100000
+#define ROUNDS 25000
 
 static void *mailbox[THREADS]; /* mailbox[i]: a block on its way to thread i */
 void *volatile sink;
