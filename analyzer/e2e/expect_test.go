@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -108,7 +109,11 @@ func TestExpectations(t *testing.T) {
 					args = []string{program(t, "plugin", "-shared", "-fPIC")}
 				}
 				t.Run(strings.Join(append([]string{"args"}, run.Args...), "_"), func(t *testing.T) {
-					res := traced(t, append([]string{bin}, args...), runOpts{})
+					// handoff and passring pass blocks between threads that
+					// yield while they wait: with the unwind check on and
+					// make test's other packages on both cores they took
+					// 21 s (the default limit is 20).
+					res := traced(t, append([]string{bin}, args...), runOpts{Timeout: 2 * time.Minute})
 					checkRun(t, bin, run, res)
 				})
 			}
