@@ -79,7 +79,8 @@ type wideVal struct {
 // One address normally has one live generation. Out-of-order arrival can
 // make it have several (the free of the older one has not arrived yet):
 // the slot holds one, the others are in gens, and a free at t closes the
-// newest generation allocated at or before t.
+// newest generation allocated at or before t (unless that is another
+// thread's reuse stamped early: reuse.go).
 type liveTable struct {
 	groups []liveGroup
 	used   int // occupied slots
@@ -302,17 +303,12 @@ func (t *liveTable) insert(b liveBlock) {
 	t.gens[b.addr] = extra
 }
 
-// remove closes the newest generation of addr allocated at or before ts.
-func (t *liveTable) remove(addr, ts uint64) (liveBlock, bool) {
-	return t.removeFreed(addr, ts, 0, 0, nil)
-}
-
-// removeFreed closes the generation of addr that a free at ts by thread
-// tid frees: the newest allocated at or before ts, or an older one if
-// that is another thread's reuse the free's stamp came after, by less
-// than skew (reuse.go; sites are the process's, for whose thread
-// allocated a block).
-func (t *liveTable) removeFreed(addr, ts uint64, tid uint32, skew uint64, sites []siteKey) (liveBlock, bool) {
+// remove closes the generation of addr that a free at ts by thread tid
+// frees: the newest allocated at or before ts, or an older one if that
+// is another thread's reuse the free's stamp came after, by less than
+// skew (reuse.go; sites are the process's, for whose thread allocated a
+// block). With tid or skew 0, the newest at or before ts.
+func (t *liveTable) remove(addr, ts uint64, tid uint32, skew uint64, sites []siteKey) (liveBlock, bool) {
 	home, g, k, ok := t.find(addr)
 	if !ok {
 		return liveBlock{}, false

@@ -41,7 +41,7 @@ func TestLiveTableAgainstModel(t *testing.T) {
 			continue
 		}
 		at := ts - uint64(rng.Intn(5))
-		got, ok := lt.remove(a, at)
+		got, ok := lt.remove(a, at, 0, 0, nil)
 		// The model: newest generation at or before at.
 		gens := model[a]
 		best := -1
@@ -123,7 +123,7 @@ func TestLiveTableOverflowCounts(t *testing.T) {
 		require.Equal(t, 4*groupSlots, lt.used)
 		rng.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 		for i, a := range addrs {
-			_, ok := lt.remove(a, 1)
+			_, ok := lt.remove(a, 1, 0, 0, nil)
 			require.True(t, ok, "seed %d: entry %d", seed, i)
 			_, _, _, ok = lt.find(a)
 			require.False(t, ok, "seed %d: entry %d still found", seed, i)
@@ -173,7 +173,7 @@ func BenchmarkLiveTableChurn(b *testing.B) {
 					lt.prefetch(fresh[k+slotAhead])
 				}
 				j := victim[k]
-				if _, ok := lt.remove(live[j], 2); !ok {
+				if _, ok := lt.remove(live[j], 2, 0, 0, nil); !ok {
 					b.Fatalf("%#x not found", live[j])
 				}
 				live[j] = fresh[k]
@@ -189,11 +189,11 @@ func BenchmarkLiveTableChurn(b *testing.B) {
 // its block.
 func TestLiveTableAddressZero(t *testing.T) {
 	var lt liveTable
-	_, ok := lt.remove(0, 1)
+	_, ok := lt.remove(0, 1, 0, 0, nil)
 	require.False(t, ok, "empty table")
 	for i := uint64(1); i <= 1000; i++ {
 		lt.insert(liveBlock{addr: i * 16, ts: i, size: i})
-		_, ok := lt.remove(0, i)
+		_, ok := lt.remove(0, i, 0, 0, nil)
 		require.False(t, ok, "after %d inserts", i)
 	}
 	require.Equal(t, 1000, lt.count)
@@ -232,11 +232,11 @@ func TestLiveTableManyGenerations(t *testing.T) {
 	}
 	require.Equal(t, n, lt.count)
 	for i := uint64(0); i < n; i++ {
-		b, ok := lt.remove(0x1000, 2*i+2)
+		b, ok := lt.remove(0x1000, 2*i+2, 0, 0, nil)
 		require.True(t, ok)
 		require.Equal(t, 2*i+1, b.ts, "the free at %d closes the block allocated at %d", 2*i+2, 2*i+1)
 	}
 	require.Zero(t, lt.count)
-	_, ok := lt.remove(0x1000, 1<<40)
+	_, ok := lt.remove(0x1000, 1<<40, 0, 0, nil)
 	require.False(t, ok)
 }

@@ -450,7 +450,7 @@ func (p *proc) free(th *thread, ts, ptr, reuseSkew uint64) {
 // says its thread's previous allocation, at lastTS, was of ptr (the
 // temporary rule); reuseSkew is the reuse rule's (reuse.go).
 func (p *proc) closeBlock(ts, ptr uint64, temp bool, lastTS uint64, tid uint32, reuseSkew uint64) {
-	b, ok := p.live.removeFreed(ptr, ts, tid, reuseSkew, p.siteKeys)
+	b, ok := p.live.remove(ptr, ts, tid, reuseSkew, p.siteKeys)
 	if !ok {
 		p.t.UnknownFrees++
 		if p.pendingCount < maxPending {

@@ -371,6 +371,13 @@ func (e *Engine) RestoreState(b []byte) error {
 	// What AppendState did not write: the derived state.
 	for _, p := range n.procs {
 		p.countLoaded()
+		for _, frees := range p.pending {
+			for _, f := range frees {
+				if f.tid != 0 {
+					p.lastPending = max(p.lastPending, f.ts)
+				}
+			}
+		}
 		if p.inDeferring {
 			n.deferring = append(n.deferring, p)
 		}
@@ -474,9 +481,6 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 		frees := make([]pendingFree, d.count(16))
 		for j := range frees {
 			frees[j] = pendingFree{ts: d.u64(), tid: uint32(d.u64())}
-			if frees[j].tid != 0 {
-				p.lastPending = max(p.lastPending, frees[j].ts)
-			}
 		}
 		if p.pending == nil {
 			p.pending = map[uint64][]pendingFree{}
