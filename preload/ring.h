@@ -91,13 +91,15 @@ uint64_t ms_now_ns(void);
  *     the consumer's watermark allows for it (shm.watermarkSlack). A
  *     free's record is stamped before the free can be seen by another
  *     thread.
- *   - an allocation's record may be stamped before the loads with which
- *     malloc found a block another thread had just freed completed, so
- *     before that free's record: the analyzer's reuse rule
- *     (analyzer/engine/reuse.go) pairs the free with the old block all
- *     the same. "lfence; rdtsc" would wait for those loads, and for the
- *     record's CAS: it took a fifth of the time of a program allocating
- *     in a loop (micro in make bench).
+ *   - two threads' records of one address can come out of order: an
+ *     allocation stamped before the free of the block malloc reused, a
+ *     free stamped before the allocation of the block it frees. Two
+ *     CPUs' counters are not exactly in step (hundreds of ticks on the
+ *     project's VM), and rdtsc may read before malloc's loads complete.
+ *     The analyzer pairs them all the same (analyzer/engine/reuse.go).
+ *     "lfence; rdtsc" for allocations did not prevent it (misorders
+ *     were more frequent with it) and took a fifth of the time of a
+ *     program allocating in a loop (micro in make bench).
  * Only where ms_tsc_invariant(); 14-27 ns for clock_gettime otherwise.
  */
 static inline uint64_t ms_tsc(void)
