@@ -10,16 +10,32 @@ LIB     := $(BUILD)/libmemscope.so
 ANALYZER := $(BUILD)/memscope-analyze
 DEPS_STAMP := $(BUILD)/.deps
 
+# libunwind, for the stacks the library's own walker leaves to it
+# (preload/unwind.c), linked statically: Debian's libunwind.so.8 would load
+# two more libraries into every traced process (itself and liblzma, for a
+# feature we do not use: symbol names from MiniDebugInfo), which cost a
+# short process a quarter of a millisecond and changed what the program
+# itself loads and allocates; Debian's libunwind.a is not PIC. So it is
+# built here from the source Debian ships (the same version as Debian
+# 12's libunwind8, configured as Debian configures it for x86_64 but
+# without lzma, C++ exception symbols, ptrace and coredump support).
+LIBUNWIND_VERSION := 1.6.2
+LIBUNWIND_TARBALL := libunwind_$(LIBUNWIND_VERSION).orig.tar.gz
+LIBUNWIND_URL := http://deb.debian.org/debian/pool/main/libu/libunwind/$(LIBUNWIND_TARBALL)
+LIBUNWIND_SHA256 := 4a6aec666991fb45d0889c44aede8ad6eb108071c3554fcdff671f9c94794976
+LIBUNWIND_DIR := $(BUILD)/libunwind-$(LIBUNWIND_VERSION)
+LIBUNWIND_A := $(LIBUNWIND_DIR)/libunwind.a
+
 PRELOAD_SRC := $(wildcard preload/*.c)
 PRELOAD_HDR := $(wildcard preload/*.h) include/memscope.h
 # Hot-path rules (DESIGN.md §5): initial-exec TLS, nothing exported but
 # what preload/exports.map lists, no libstdc++.
 PRELOAD_CFLAGS := -std=gnu11 -O2 -g -fPIC -Wall -Wextra -Werror \
 	-fvisibility=hidden -ftls-model=initial-exec -fno-strict-aliasing \
-	-D_GNU_SOURCE -Iinclude
+	-D_GNU_SOURCE -Iinclude -I$(LIBUNWIND_DIR)/api
 PRELOAD_LDFLAGS := -shared -Wl,--version-script=preload/exports.map \
 	-Wl,-z,now -Wl,-z,relro -Wl,--no-undefined
-PRELOAD_LIBS := -lunwind -ldl -lpthread
+PRELOAD_LIBS := $(LIBUNWIND_A) -ldl -lpthread
 
 GO_SRC := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 
@@ -35,14 +51,14 @@ FUZZTIME_SOCKET ?= 20000x
 
 all: $(LIB) $(ANALYZER)
 
-# Debian packages the build and the tests need (libunwind for stacks,
-# llvm-addr2line as the symbolizer tests' oracle, prometheus to scrape
-# --metrics and tmux to drive the live view in the tests). Installs only
-# what is missing, once.
+# Debian packages the build and the tests need (curl to fetch libunwind's
+# source, llvm-addr2line as the symbolizer tests' oracle, prometheus to
+# scrape --metrics and tmux to drive the live view in the tests). Installs
+# only what is missing, once.
 $(DEPS_STAMP):
 	@mkdir -p $(BUILD)
 	@missing=""; \
-	printf '#include <libunwind.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing libunwind-dev"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v llvm-addr2line >/dev/null 2>&1 || missing="$$missing llvm"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
@@ -56,7 +72,34 @@ $(DEPS_STAMP):
 
 deps: $(DEPS_STAMP)
 
-$(LIB): $(DEPS_STAMP) $(PRELOAD_SRC) $(PRELOAD_HDR) preload/exports.map
+# Fetched once (checked against its SHA-256), built in about 40 s. Its
+# public headers go to api/ beside the archive (its include/ also holds
+# private ones named like system headers); nothing is installed.
+$(LIBUNWIND_A): $(DEPS_STAMP)
+	@rm -rf $(LIBUNWIND_DIR) && mkdir -p $(LIBUNWIND_DIR)
+	@if ! echo "$(LIBUNWIND_SHA256)  $(BUILD)/$(LIBUNWIND_TARBALL)" | sha256sum -c --status 2>/dev/null; then \
+		echo "make: fetching $(LIBUNWIND_URL)"; \
+		curl -fsSL --retry 3 -o $(BUILD)/$(LIBUNWIND_TARBALL).tmp $(LIBUNWIND_URL) || \
+			{ echo "make: cannot fetch libunwind's source from $(LIBUNWIND_URL); put $(LIBUNWIND_TARBALL) (sha256 $(LIBUNWIND_SHA256)) in $(BUILD)/" >&2; exit 1; }; \
+		echo "$(LIBUNWIND_SHA256)  $(BUILD)/$(LIBUNWIND_TARBALL).tmp" | sha256sum -c --status || \
+			{ echo "make: $(LIBUNWIND_URL) does not have the SHA-256 $(LIBUNWIND_SHA256)" >&2; exit 1; }; \
+		mv $(BUILD)/$(LIBUNWIND_TARBALL).tmp $(BUILD)/$(LIBUNWIND_TARBALL); \
+	fi
+	@echo "make: building libunwind $(LIBUNWIND_VERSION) (static, PIC)"
+	@tar -xzf $(BUILD)/$(LIBUNWIND_TARBALL) -C $(LIBUNWIND_DIR) --strip-components=1
+	@cd $(LIBUNWIND_DIR) && ./configure --quiet CC="$(CC)" CFLAGS="-O2 -g" \
+		--disable-shared --enable-static --with-pic \
+		--disable-minidebuginfo --disable-zlibdebuginfo --disable-cxx-exceptions \
+		--disable-coredump --disable-ptrace --disable-setjmp --disable-debug-frame \
+		--disable-tests --disable-documentation >configure.out 2>&1 || \
+		{ cat configure.out >&2; exit 1; }
+	@$(MAKE) -s -C $(LIBUNWIND_DIR)/src libunwind.la >$(LIBUNWIND_DIR)/build.out 2>&1 || \
+		{ cat $(LIBUNWIND_DIR)/build.out >&2; exit 1; }
+	@mkdir -p $(LIBUNWIND_DIR)/api && cd $(LIBUNWIND_DIR)/include && \
+		cp libunwind.h libunwind-common.h libunwind-dynamic.h libunwind-x86_64.h ../api/
+	@cp $(LIBUNWIND_DIR)/src/.libs/libunwind.a $@
+
+$(LIB): $(LIBUNWIND_A) $(PRELOAD_SRC) $(PRELOAD_HDR) preload/exports.map
 	@mkdir -p $(BUILD)
 	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_SRC) -o $@ $(PRELOAD_LDFLAGS) $(PRELOAD_LIBS)
 

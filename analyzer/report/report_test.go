@@ -599,8 +599,9 @@ func TestSymbolWarningText(t *testing.T) {
 }
 
 // TestDebugPackages asks the real dpkg, once for every module, and
-// compares with dpkg-query run by hand (libunwind.so.8: the loader's name
-// for a file dpkg knows under /usr, libunwind-dev being a dependency).
+// compares with dpkg-query run by hand (libevent_core: the loader's name
+// for a file dpkg knows under /usr, tmux, which the tests install, needing
+// it).
 func TestDebugPackages(t *testing.T) {
 	ws := []SymbolWarning{
 		{"/lib/x86_64-linux-gnu/libc.so.6", symbolize.ErrNoDebugInfo},
@@ -609,7 +610,7 @@ func TestDebugPackages(t *testing.T) {
 	}
 	want := map[string]string{"/lib/x86_64-linux-gnu/libc.so.6": "libc6-dbg"}
 	if _, err := exec.LookPath("dpkg-query"); err == nil {
-		for _, path := range []string{"/usr/bin/dpkg-query", "/usr/bin/tar", "/lib/x86_64-linux-gnu/libunwind.so.8"} {
+		for _, path := range []string{"/usr/bin/dpkg-query", "/usr/bin/tar", "/lib/x86_64-linux-gnu/libevent_core-2.1.so.7"} {
 			ws = append(ws, SymbolWarning{path, symbolize.ErrNoSymbols})
 			out, err := exec.Command("dpkg-query", "-S", path).Output()
 			if err != nil && strings.HasPrefix(path, "/usr") {
@@ -619,7 +620,7 @@ func TestDebugPackages(t *testing.T) {
 				out, err = exec.Command("dpkg-query", "-S", "/usr"+path).Output()
 			}
 			if pkg, _, ok := strings.Cut(string(out), ": "); err == nil && ok && !strings.ContainsAny(pkg, " ,") {
-				pkg, _, _ = strings.Cut(pkg, ":") // libunwind8:amd64
+				pkg, _, _ = strings.Cut(pkg, ":") // libevent-core-2.1-7:amd64
 				want[path] = pkg + "-dbgsym"
 			}
 		}
