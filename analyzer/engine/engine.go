@@ -91,8 +91,9 @@ type Engine struct {
 	windowBlocks int
 
 	stacks    map[uint64][]uint64
-	maxStacks int    // bound of len(stacks) (Options.MaxStacks)
-	reuseSkew uint64 // Options.ReuseSkew, ns
+	stackRefs map[uint64]int32 // processes and cuts holding each stack (stackrefs.go)
+	maxStacks int              // bound of len(stacks) (Options.MaxStacks)
+	reuseSkew uint64           // Options.ReuseSkew, ns
 
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
@@ -131,14 +132,15 @@ func New(opts Options) *Engine {
 		iv = 10 * time.Millisecond
 	}
 	e := &Engine{
-		window:   uint64(w),
-		interval: uint64(iv),
-		stamps:   opts.Stamps,
-		procs:    map[uint32]*proc{},
-		threads:  map[uint64]*thread{},
-		stacks:   map[uint64][]uint64{},
-		procRecs: map[uint64]pendingProc{},
-		slack:    uint64(w) / 16 << kindBit,
+		window:    uint64(w),
+		interval:  uint64(iv),
+		stamps:    opts.Stamps,
+		procs:     map[uint32]*proc{},
+		threads:   map[uint64]*thread{},
+		stacks:    map[uint64][]uint64{},
+		stackRefs: map[uint64]int32{},
+		procRecs:  map[uint64]pendingProc{},
+		slack:     uint64(w) / 16 << kindBit,
 
 		maxStacks:    opts.MaxStacks,
 		windowBlocks: maxWindowBlocks,
@@ -309,6 +311,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 			}
 			e.stacks[s.ID] = s.PCs
 		}
+		e.holdStack(e.proc(rec.Pid), s.ID)
 	case shm.RecModule:
 		m, err := rec.Module()
 		if err != nil {
@@ -688,7 +691,8 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 	if len(p.deferred) > 0 {
 		p.applyDeferred(^uint64(0))
 	}
-	out := p.snapshot(e.stacks, exit)
+	out := p.snapshot(e.stacks, exit) // holds the PCs of its stacks itself
+	e.dropStacks(p)
 	for _, th := range p.threads {
 		th.release(&e.pool)
 		delete(e.threads, uint64(th.pid)<<32|uint64(th.tid))

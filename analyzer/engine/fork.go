@@ -71,8 +71,12 @@ func (e *Engine) forked(parent *proc, k uint32, ts uint64) {
 	e.expireForkCuts(ts)
 	cut := newProc(parent.pid, e.interval)
 	cut.copyFrom(parent, ts, false)
+	e.shareStacks(cut, parent)
 	if e.forkCuts == nil {
 		e.forkCuts = map[forkID]*proc{}
+	}
+	if old := e.forkCuts[id]; old != nil {
+		e.dropStacks(old) // a fork number seen twice: bad input
 	}
 	e.forkCuts[id] = cut
 }
@@ -83,6 +87,7 @@ func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 	if cut := e.forkCuts[forkID{ppid, k}]; cut != nil && k != 0 {
 		delete(e.forkCuts, forkID{ppid, k})
 		p.copyFrom(cut, cut.startTS, true)
+		e.moveStacks(p, cut)
 	} else if parent := e.procs[ppid]; parent != nil && parent != p {
 		if k != 0 {
 			if e.forkTaken == nil {
@@ -91,6 +96,7 @@ func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 			e.forkTaken[forkID{ppid, k}] = true
 		}
 		p.copyFrom(parent, ts, false)
+		e.shareStacks(p, parent)
 	} else {
 		p.startTS = ts
 		return
@@ -121,6 +127,7 @@ func (e *Engine) expireForkCuts(ts uint64) {
 	for id, cut := range e.forkCuts {
 		if cut.startTS+forkCutTTL < ts {
 			delete(e.forkCuts, id)
+			e.dropStacks(cut)
 			continue
 		}
 		ids = append(ids, id)
@@ -130,6 +137,7 @@ func (e *Engine) expireForkCuts(ts uint64) {
 	}
 	sort.Slice(ids, func(i, j int) bool { return e.forkCuts[ids[i]].startTS < e.forkCuts[ids[j]].startTS })
 	for _, id := range ids[:len(ids)-maxForkCuts+1] {
+		e.dropStacks(e.forkCuts[id])
 		delete(e.forkCuts, id)
 	}
 }

@@ -198,8 +198,9 @@ type proc struct {
 
 	threadNames map[uint32]string
 	modules     []Module
-	loaded      int       // modules not unloaded (loadedModules)
-	threads     []*thread // queues of this pid in the engine
+	stackIDs    map[uint64]struct{} // the stacks this process holds (stackrefs.go)
+	loaded      int                 // modules not unloaded (loadedModules)
+	threads     []*thread           // queues of this pid in the engine
 
 	live      liveTable
 	sites     []site

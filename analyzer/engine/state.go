@@ -20,13 +20,13 @@ import (
 // Everything that the records applied so far decided is written:
 // processes (their live blocks, sites, totals, timeline, modules, thread
 // names, leak-check state, frees waiting for the watermark, unmatched
-// frees), the events waiting in the reorder window with each thread's
-// temporary-allocation state, the PROCESS records waiting there, the
-// stacks, the pending exit checks, the forks waiting for their other
-// side (fork.go), and the engine's clocks (largest
-// stamp seen, what was released, the watermark). What can be derived is
+// frees, the stacks they hold), the events waiting in the reorder window
+// with each thread's temporary-allocation state, the PROCESS records
+// waiting there, the stacks, the pending exit checks, the forks waiting
+// for their other side (fork.go), and the engine's clocks (largest stamp
+// seen, what was released, the watermark). What can be derived is
 // rebuilt instead (the live tables' layout, the threads' heap, the
-// counts of loaded modules). Options are not: the engine restoring a
+// counts of loaded modules, how many hold each stack). Options are not: the engine restoring a
 // state is made with the same Options.
 //
 // Format: little-endian; stateMagic, then the sections in the order
@@ -37,7 +37,7 @@ import (
 // file the traced program's user can write: RestoreState validates
 // every index it follows.
 
-const stateMagic = "MSENGS03"
+const stateMagic = "MSENGS04"
 
 // AppendState appends the engine's state to b and returns the result.
 func (e *Engine) AppendState(b []byte) []byte {
@@ -187,6 +187,11 @@ func (s *stateEnc) proc(p *proc) {
 			s.u32(sl.tid)
 			s.u32(sl.idx - 1)
 		}
+	}
+
+	s.u64(uint64(len(p.stackIDs)))
+	for id := range p.stackIDs {
+		s.u64(id)
 	}
 
 	s.u64(uint64(p.live.count))
@@ -391,6 +396,12 @@ func (e *Engine) RestoreState(b []byte) error {
 	e.stacks, e.procRecs, e.exitChecks = n.stacks, n.procRecs, n.exitChecks
 	e.forkCuts, e.forkTaken = n.forkCuts, n.forkTaken
 	e.procs, e.threads, e.heap, e.deferring = n.procs, n.threads, n.heap, n.deferring
+	e.countStackRefs()
+	for id := range e.stacks {
+		if e.stackRefs[id] == 0 {
+			delete(e.stacks, id) // held by no one: never asked for (R2)
+		}
+	}
 	e.pool.inUse += n.pool.inUse
 	e.pool.free = append(e.pool.free, n.pool.free...)
 	e.last = nil
@@ -458,6 +469,17 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 			return
 		}
 		p.siteIndex.put(stack, tid, idx)
+	}
+	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
+		id := d.u64()
+		if _, dup := p.stackIDs[id]; dup {
+			d.fail("process %d: stack %#x held twice", pid, id)
+			return
+		}
+		if p.stackIDs == nil {
+			p.stackIDs = map[uint64]struct{}{}
+		}
+		p.stackIDs[id] = struct{}{}
 	}
 
 	nblocks := d.count(28)
