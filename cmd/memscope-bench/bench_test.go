@@ -189,6 +189,29 @@ func TestScalingRows(t *testing.T) {
 	assert.Nil(t, rows[1].GoalMet)
 }
 
+// TestUnsteadyNotes: a row whose bare runs are more than maxBareSpread
+// apart is called disturbed, per run (a startup row times batches).
+func TestUnsteadyNotes(t *testing.T) {
+	mk := func(name string, repeat int, secs ...float64) *workload {
+		w := &workload{name: name}
+		w.repeat[bare] = repeat
+		for _, s := range secs {
+			w.samples[bare] = append(w.samples[bare], sample{Seconds: s})
+		}
+		return w
+	}
+	notes := unsteadyNotes([]*workload{
+		mk("micro depth 10", 0, 0.067, 0.125, 0.070),
+		mk("steady", 0, 1.0, 1.2, 1.1),
+		mk("startup /bin/true", 200, 0.4, 0.6),
+		mk("one run", 0, 0.5),
+	})
+	assert.Equal(t, []string{
+		"WARNING: micro depth 10: the bare runs took 67 ms to 125 ms: the machine's speed changed during the row; its ratios are disturbed, rerun it",
+		"WARNING: startup /bin/true: the bare runs took 2.00 ms to 3.00 ms: the machine's speed changed during the row; its ratios are disturbed, rerun it",
+	}, notes)
+}
+
 func TestParseProcStatBusy(t *testing.T) {
 	busy, err := parseProcStatBusy("cpu  100 5 50 9000 30 2 3 10 0 0\ncpu0 50 2 25 4500 15 1 1 5 0 0\n")
 	require.NoError(t, err)

@@ -186,6 +186,7 @@ func run() error {
 	}
 
 	rep.Rows = buildRows(ws, rep)
+	rep.Notes = append(rep.Notes, unsteadyNotes(ws)...)
 	if selected("live") {
 		fmt.Fprintf(os.Stderr, "memscope-bench: live view\n")
 		rep.Rows = append(rep.Rows, liveViewersRow(analyzer, filepath.Join(*buildDir, "bench"), tmp, *runs, sz.microPairs/4))

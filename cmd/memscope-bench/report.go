@@ -59,6 +59,43 @@ func medianSeconds(w *workload, t tool) *float64 {
 	return ptr(median(v))
 }
 
+// maxBareSpread is how far apart a row's bare runs may be before its
+// ratios are called disturbed. The CPU accounting of the other
+// processes does not see a host that runs this machine slower for a
+// while: on 2026-12-07 the bare micro runs took 67 ms or 125 ms, from one
+// row to the next and within one, with nothing else running here.
+const maxBareSpread = 1.25
+
+// unsteadyNotes warns of the rows whose bare runs' slowest took more
+// than maxBareSpread times their fastest: the machine's speed changed
+// while the row ran, and its ratios compare runs made at two speeds.
+func unsteadyNotes(ws []*workload) []string {
+	var notes []string
+	for _, w := range ws {
+		if w.err[bare] != nil || len(w.samples[bare]) < 2 {
+			continue
+		}
+		lo, hi := w.samples[bare][0].Seconds, w.samples[bare][0].Seconds
+		for _, s := range w.samples[bare][1:] {
+			lo, hi = min(lo, s.Seconds), max(hi, s.Seconds)
+		}
+		if lo > 0 && hi/lo > maxBareSpread {
+			per := float64(w.repeats(bare))
+			notes = append(notes, fmt.Sprintf("WARNING: %s: the bare runs took %s to %s: the machine's speed changed during the row; its ratios are disturbed, rerun it",
+				w.name, fmtRun(lo/per), fmtRun(hi/per)))
+		}
+	}
+	return notes
+}
+
+// fmtRun formats the time of one run.
+func fmtRun(sec float64) string {
+	if sec < 0.01 {
+		return fmt.Sprintf("%.2f ms", sec*1e3)
+	}
+	return fmtValue(&sec, "s")
+}
+
 func ratio(a, b *float64) *float64 {
 	if a == nil || b == nil || *b == 0 {
 		return nil
