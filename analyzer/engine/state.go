@@ -26,8 +26,8 @@ import (
 // for their other side (fork.go), and the engine's clocks (largest stamp
 // seen, what was released, the watermark). What can be derived is
 // rebuilt instead (the live tables' layout, the threads' heap, the
-// counts of loaded modules, how many hold each stack). Options are not: the engine restoring a
-// state is made with the same Options.
+// counts of loaded modules, how many hold each stack). Options are not:
+// the engine restoring a state is made with the same Options.
 //
 // Format: little-endian; stateMagic, then the sections in the order
 // AppendState writes them. Counts are u64 and bounded by the bytes left
