@@ -70,8 +70,7 @@ func (e *Engine) forked(parent *proc, k uint32, ts uint64) {
 	}
 	e.expireForkCuts(ts)
 	cut := newProc(parent.pid, e.interval)
-	cut.copyFrom(parent, ts, false)
-	e.shareStacks(cut, parent)
+	e.copyProc(cut, parent, ts, false)
 	if e.forkCuts == nil {
 		e.forkCuts = map[forkID]*proc{}
 	}
@@ -86,8 +85,7 @@ func (e *Engine) forked(parent *proc, k uint32, ts uint64) {
 func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 	if cut := e.forkCuts[forkID{ppid, k}]; cut != nil && k != 0 {
 		delete(e.forkCuts, forkID{ppid, k})
-		p.copyFrom(cut, cut.startTS, true)
-		e.moveStacks(p, cut)
+		e.copyProc(p, cut, cut.startTS, true)
 	} else if parent := e.procs[ppid]; parent != nil && parent != p {
 		if k != 0 {
 			if e.forkTaken == nil {
@@ -95,14 +93,25 @@ func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 			}
 			e.forkTaken[forkID{ppid, k}] = true
 		}
-		p.copyFrom(parent, ts, false)
-		e.shareStacks(p, parent)
+		e.copyProc(p, parent, ts, false)
 	} else {
 		p.startTS = ts
 		return
 	}
 	if len(p.deferred) > 0 {
 		e.deferringAdd(p) // the parent's frees from before the fork
+	}
+}
+
+// copyProc makes p the child of a fork of src at ts (proc.copyFrom; take:
+// src is a cut, dropped after), holding the stacks src holds, which its
+// inherited blocks use (stackrefs.go R1).
+func (e *Engine) copyProc(p, src *proc, ts uint64, take bool) {
+	p.copyFrom(src, ts, take)
+	if take {
+		e.moveStacks(p, src)
+	} else {
+		e.shareStacks(p, src)
 	}
 }
 

@@ -73,7 +73,8 @@ func (e *Engine) dropStacks(p *proc) {
 	p.stackIDs = nil
 }
 
-// countStackRefs rebuilds stackRefs from the holders (a restored state).
+// countStackRefs rebuilds stackRefs from the holders (a restored state)
+// and forgets the stacks no one holds (R2).
 func (e *Engine) countStackRefs() {
 	e.stackRefs = map[uint64]int32{}
 	for _, p := range e.procs {
@@ -84,6 +85,11 @@ func (e *Engine) countStackRefs() {
 	for _, cut := range e.forkCuts {
 		for id := range cut.stackIDs {
 			e.stackRefs[id]++
+		}
+	}
+	for id := range e.stacks {
+		if e.stackRefs[id] == 0 {
+			delete(e.stacks, id)
 		}
 	}
 }

@@ -397,11 +397,6 @@ func (e *Engine) RestoreState(b []byte) error {
 	e.forkCuts, e.forkTaken = n.forkCuts, n.forkTaken
 	e.procs, e.threads, e.heap, e.deferring = n.procs, n.threads, n.heap, n.deferring
 	e.countStackRefs()
-	for id := range e.stacks {
-		if e.stackRefs[id] == 0 {
-			delete(e.stacks, id) // held by no one: never asked for (R2)
-		}
-	}
 	e.pool.inUse += n.pool.inUse
 	e.pool.free = append(e.pool.free, n.pool.free...)
 	e.last = nil
