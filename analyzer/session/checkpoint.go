@@ -46,10 +46,14 @@ type sessionState struct {
 // When to checkpoint. A checkpoint costs writing the state (28 bytes a
 // live block, 9-45 ns each: BenchmarkCheckpoint).
 //
-//   - A small state (ringStateMax) is checkpointed every ringEvery bytes
-//     of records read (a quarter of the ring), leaving the records in the
-//     ring until then (journal.Writer.Checkpoint's ring): the journal
-//     copies no record, only the state and the notes.
+//   - A state up to half of ringEvery (ringStateMax at least) is
+//     checkpointed every ringEvery bytes of records read (a quarter of
+//     the ring), leaving the records in the ring until then
+//     (journal.Writer.Checkpoint's ring): the journal copies no record,
+//     only the state and the notes, at most half a byte of state per
+//     byte of records. (With a 2 MiB bound a build's state, 0.3-2.4 MB
+//     with its processes' index entries, crossed it now and then, and the
+//     journal went back to copying every record: 55-58 MB a build.)
 //   - A larger one would cost more than the records it stands for: the
 //     journal keeps the records (frames), and is checkpointed every
 //     defaultCheckpointEvery bytes of them, or checkpointRatio times the
@@ -62,8 +66,13 @@ const (
 	ringStateMax           = 2 << 20
 	// idleCheckpoint: with nothing more to read, the records read are
 	// checkpointed and committed after this long (an idle ring is one
-	// whose records are all committed).
-	idleCheckpoint = 10 * time.Millisecond
+	// whose records are all committed: record mode ends on it), or after
+	// the time idleStateRate takes to write the last state if longer
+	// (up to idleCheckpointMax): a build that went idle between its
+	// processes every few milliseconds wrote its 1 MB state 130 times.
+	idleCheckpoint    = 10 * time.Millisecond
+	idleCheckpointMax = 250 * time.Millisecond
+	idleStateRate     = 4 << 20 // bytes per second
 )
 
 // checkpointer writes the session's checkpoints into its journal.
@@ -103,9 +112,9 @@ func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
 	}
 	if c.ringMode() {
 		u := rd.Uncommitted()
-		return u >= c.ringEvery || (u > 0 && idle && time.Since(c.lastAt) >= idleCheckpoint)
+		return u >= c.ringEvery || (u > 0 && idle && time.Since(c.lastAt) >= c.idleAfter())
 	}
-	if c.lastState <= ringStateMax {
+	if c.lastState <= c.ringStateMax() {
 		// The first checkpoint, or one that goes to the ring.
 		return c.jw.SinceCheckpoint() >= c.ringEvery
 	}
@@ -117,6 +126,17 @@ func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
 		every = max(every, min(checkpointRatio*c.lastState, c.limit/2-c.lastState))
 	}
 	return c.jw.SinceCheckpoint() >= every
+}
+
+// ringStateMax is the largest state whose checkpoint leaves the records
+// after it in the ring.
+func (c *checkpointer) ringStateMax() int64 { return max(ringStateMax, c.ringEvery/2) }
+
+// idleAfter is how long after the last checkpoint an idle ring's records
+// are checkpointed and committed.
+func (c *checkpointer) idleAfter() time.Duration {
+	d := time.Duration(c.lastState * int64(time.Second) / idleStateRate)
+	return min(max(d, idleCheckpoint), idleCheckpointMax)
 }
 
 // write replaces the journal's records by a checkpoint of eng and st,
@@ -132,7 +152,7 @@ func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState
 	})
 	var size int64
 	if err == nil {
-		size, err = c.jw.Checkpoint(func(w io.Writer) error { return writeCheckpoint(w, st, eng) }, chunks, ringStateMax)
+		size, err = c.jw.Checkpoint(func(w io.Writer) error { return writeCheckpoint(w, st, eng) }, chunks, c.ringStateMax())
 	}
 	if err != nil {
 		if !c.warned {

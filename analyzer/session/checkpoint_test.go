@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,4 +43,28 @@ func TestCheckpointKeepsWarnings(t *testing.T) {
 	assert.True(t, strings.HasPrefix(lines[0], "memscope: warning: no symbols for /usr/bin/tr: its frames are addresses"), lines[0])
 	assert.True(t, strings.HasPrefix(lines[1], "memscope: warning: no debug info for /usr/lib/libfoo.so: its frames have functions, no file:line"), lines[1])
 	assert.Equal(t, "memscope: warning: /opt/gone.so: open /opt/gone.so: no such file or directory", lines[2])
+}
+
+// TestCheckpointPolicy: a state up to half the records between two
+// checkpoints leaves the records in the ring (2 MiB at least), and an idle
+// ring is checkpointed after the time its last state takes at 4 MiB/s,
+// within 10 ms..250 ms.
+func TestCheckpointPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		ringEvery, lastState int64
+		ringStateMax         int64
+		idleAfter            time.Duration
+	}{
+		{ringEvery: 16 << 20, lastState: 0, ringStateMax: 8 << 20, idleAfter: 10 * time.Millisecond},
+		{ringEvery: 16 << 20, lastState: 40 << 10, ringStateMax: 8 << 20, idleAfter: 10 * time.Millisecond},
+		{ringEvery: 16 << 20, lastState: 256 << 10, ringStateMax: 8 << 20, idleAfter: 62500 * time.Microsecond},
+		{ringEvery: 16 << 20, lastState: 512 << 10, ringStateMax: 8 << 20, idleAfter: 125 * time.Millisecond},
+		{ringEvery: 16 << 20, lastState: 1 << 20, ringStateMax: 8 << 20, idleAfter: 250 * time.Millisecond},
+		{ringEvery: 16 << 20, lastState: 6 << 20, ringStateMax: 8 << 20, idleAfter: 250 * time.Millisecond},
+		{ringEvery: 64 << 10, lastState: 128 << 10, ringStateMax: 2 << 20, idleAfter: 31250 * time.Microsecond},
+	} {
+		c := &checkpointer{ringEvery: tc.ringEvery, lastState: tc.lastState}
+		assert.Equal(t, tc.ringStateMax, c.ringStateMax(), "ringEvery %d", tc.ringEvery)
+		assert.Equal(t, tc.idleAfter, c.idleAfter(), "state %d", tc.lastState)
+	}
 }
