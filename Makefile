@@ -103,9 +103,13 @@ $(LIB): $(LIBUNWIND_A) $(PRELOAD_SRC) $(PRELOAD_HDR) preload/exports.map
 	@mkdir -p $(BUILD)
 	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_SRC) -o $@ $(PRELOAD_LDFLAGS) $(PRELOAD_LIBS)
 
+# Without cgo (which only the standard library's net package would use,
+# for its DNS resolver) the analyzer is a static executable: no dynamic
+# loader, no libc start, no cgo runtime. `run /bin/true` took 34 ms
+# instead of 39 (make bench's startup row; 50 runs, 6 alternations).
 $(ANALYZER): $(DEPS_STAMP) $(GO_SRC)
 	@mkdir -p $(BUILD)
-	$(GO) build -o $@ ./cmd/memscope-analyze
+	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/memscope-analyze
 
 lint:
 	@out=$$(gofmt -l $(filter %.go,$(GO_SRC))); \
