@@ -36,6 +36,14 @@
  *               analyzer's ptrace is refused: not checked (unknown); a
  *               second, idle thread makes the analyzer need ptrace (a
  *               single-threaded process parked at exit is read without)
+ *   merged      32 MiB + 2 (mmapped by glibc) in a global, and 125 B whose
+ *               only pointer is in a page the program maps right below (or
+ *               above) the big block's chunk, which the kernel merges with the chunk's
+ *               mapping: both reachable (valgrind's verdict: a page the
+ *               program maps is a root; LSan scans no such page unless told
+ *               with __lsan_register_root_region, and says 125 B direct).
+ *               Exits 3 if the page cannot be placed there, 4 if the kernel
+ *               did not merge the two: the case would not be the one meant
  *   bigheap     2,000,000 blocks of 32 B chained from a global, and an idle
  *               thread: a check (with ptrace) long enough to kill the
  *               analyzer in the middle of it
@@ -46,6 +54,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,6 +110,64 @@ static void big(void)
 {
 	big_ptr = malloc(32 << 20);
 	void *volatile lost __attribute__((unused)) = malloc((32 << 20) + 1);
+}
+
+/* The mapping of /proc/self/maps that holds addr: *lo, *hi. 0 if none. */
+static int mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
+{
+	static char buf[1 << 16];
+	int fd = open("/proc/self/maps", O_RDONLY), found = 0;
+	ssize_t n, len = 0;
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, buf + len, sizeof buf - 1 - (size_t)len)) > 0)
+		len += n;
+	close(fd);
+	buf[len] = 0;
+	for (char *p = buf; *p && !found;) {
+		uintptr_t a = 0, b = 0;
+		while (*p && *p != '-')
+			a = a * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10), p++;
+		if (*p)
+			p++;
+		while (*p && *p != ' ')
+			b = b * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10), p++;
+		if (addr >= a && addr < b) {
+			*lo = a, *hi = b;
+			found = 1;
+		}
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+	}
+	return found;
+}
+
+static int merged_status;
+
+static void merged(void)
+{
+	uintptr_t lo, hi, lo2, hi2;
+	big_ptr = malloc((32 << 20) + 2);
+	if (!mapping_of((uintptr_t)big_ptr, &lo, &hi)) {
+		merged_status = 3;
+		return;
+	}
+	/* Right below the chunk (mmap places mappings top-down), else above. */
+	uintptr_t at = lo - 4096;
+	void **page = mmap((void *)at, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (page == MAP_FAILED) {
+		at = hi;
+		page = mmap((void *)at, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	}
+	if (page == MAP_FAILED || (uintptr_t)page != at) {
+		merged_status = 3;
+		return;
+	}
+	page[0] = malloc(125);
+	if (!mapping_of((uintptr_t)page, &lo2, &hi2) || lo2 != (at < lo ? at : lo) || hi2 != (at < lo ? hi : hi + 4096))
+		merged_status = 4;
 }
 
 __attribute__((noinline)) static void *suppressed_alloc(void)
@@ -265,6 +333,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(c, "_exit")) {
 		deep(lose120);
 		_exit(0);
+	} else if (!strcmp(c, "merged")) {
+		deep(merged);
+		if (merged_status)
+			return merged_status;
 	} else if (!strcmp(c, "bigheap")) {
 		start(idle); /* two threads: the check stops them with ptrace */
 		for (int i = 0; i < 2000000; i++) {

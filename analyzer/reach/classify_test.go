@@ -114,3 +114,27 @@ func TestIndexFind(t *testing.T) {
 		assert.Equal(t, tc.want, ix.find(tc.w), "%#x", tc.w)
 	}
 }
+
+// TestAppendOutsideChunks: a mapping that holds mmapped chunks is a root
+// but for the chunks, from the page of each block's 16-byte header to the
+// end of its last page.
+func TestAppendOutsideChunks(t *testing.T) {
+	const m0, m1 = 0x100000, 0x200000
+	blk := func(addr, size uint64) heapBlock { return heapBlock{addr: addr, end: addr + size} }
+	for _, tc := range []struct {
+		name   string
+		blocks []heapBlock
+		want   []rootRange
+	}{
+		{"chunk alone", []heapBlock{blk(m0+16, m1-m0-16)}, nil},
+		{"program's page below", []heapBlock{blk(m0+0x1000+16, 0x20000)}, []rootRange{{m0, m0 + 0x1000}, {m0 + 0x22000, m1}}},
+		{"block ends mid page", []heapBlock{blk(m0+16, 0x100)}, []rootRange{{m0 + 0x1000, m1}}},
+		{"two chunks", []heapBlock{blk(m0+16, 0x2000), blk(m0+0x5000+16, 0x1000)}, []rootRange{{m0 + 0x3000, m0 + 0x5000}, {m0 + 0x7000, m1}}},
+		{"blocks of other mappings", []heapBlock{blk(m0-0x2000, 0x100), blk(m0+0x10, 0x10), blk(m1+16, 0x100)}, []rootRange{{m0 + 0x1000, m1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := appendOutsideChunks(nil, Mapping{Start: m0, End: m1}, tc.blocks)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

@@ -16,9 +16,14 @@ import (
 //     writable mapping the program made itself (CPython's arenas): whole;
 //   - a mapping that holds a thread's stack pointer: from the lowest such
 //     pointer up (frames below it are dead);
-//   - not roots: the brk heap, glibc's per-thread arena heaps and any
-//     mapping that holds a live block (an mmapped chunk: its contents count
-//     only if the block is reachable), the stacks glibc keeps for reuse
+//   - a mapping that holds live blocks (glibc's mmapped chunks, a large
+//     allocation each): all but the blocks' chunks, which count only if
+//     their block is reachable. The kernel merges a chunk's mapping with
+//     adjacent anonymous memory of the same protection, which is the
+//     program's own (a compiler's garbage-collected pages held the only
+//     pointer to a table: skipping the whole mapping made it a leak);
+//   - not roots: the brk heap, glibc's per-thread arena heaps, the
+//     blocks' chunks above, the stacks glibc keeps for reuse
 //     after their threads ended (a thread's last stack address is in its
 //     THREAD exit record), the ring, the library's own tables
 //     (MS_PRIVATE_MAGIC, or [anon:memscope] where the kernel names them),
@@ -51,7 +56,11 @@ func rootRanges(maps []Mapping, blocks []heapBlock, sps, deadSPs []uint64, exclu
 		case "[heap]", "[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]":
 			continue
 		}
-		if contains(exclude, m.Path) || m.Path == libraryMapping || holdsBlock(blocks, m) {
+		if contains(exclude, m.Path) || m.Path == libraryMapping {
+			continue
+		}
+		if holdsBlock(blocks, m) {
+			out = appendOutsideChunks(out, m, blocks)
 			continue
 		}
 		if m.Path == "" && (libraryTable(m, head) || glibcHeap(m, head)) {
@@ -116,6 +125,27 @@ func anyIn(addrs []uint64, m Mapping) bool {
 }
 
 // holdsBlock says whether a live block starts in m (blocks sorted).
+// appendOutsideChunks appends the parts of m outside the chunks of the
+// blocks that start in it: an mmapped chunk runs from its 16-byte header,
+// on the page where the chunk starts, to the end of its block's last page.
+func appendOutsideChunks(out []rootRange, m Mapping, blocks []heapBlock) []rootRange {
+	const page = 4096
+	at := m.Start
+	for i := sort.Search(len(blocks), func(i int) bool { return blocks[i].addr >= m.Start }); i < len(blocks) && blocks[i].addr < m.End; i++ {
+		b := blocks[i]
+		lo := max((b.addr-16)&^(page-1), m.Start)
+		hi := min((b.end+page-1)&^(page-1), m.End)
+		if lo > at {
+			out = append(out, rootRange{at, lo})
+		}
+		at = max(at, hi)
+	}
+	if at < m.End {
+		out = append(out, rootRange{at, m.End})
+	}
+	return out
+}
+
 func holdsBlock(blocks []heapBlock, m Mapping) bool {
 	i := sort.Search(len(blocks), func(i int) bool { return blocks[i].addr >= m.Start })
 	return i < len(blocks) && blocks[i].addr < m.End
