@@ -484,10 +484,9 @@ static const uint8_t *find_fde(const uint8_t *hdr, uintptr_t pc, int *unreadable
 	return hdr + (intptr_t)table[2 * lo + 1];
 }
 
-/* The rule for return address ra, computed from the object's CFI. */
-static uint64_t compile_rule(uintptr_t ra)
+/* The rule for return address ra, computed from the CFI of obj, the object holding ra - 1. */
+static uint64_t compute_rule(uintptr_t ra, const struct dl_find_object *o)
 {
-	struct dl_find_object obj;
 	const uint8_t *fde;
 	struct cie c;
 	struct reader r;
@@ -497,9 +496,7 @@ static uint64_t compile_rule(uintptr_t ra)
 	int64_t cie_off;
 	int unreadable;
 
-	if (_dl_find_object((void *)pc, &obj) != 0 || !obj.dlfo_eh_frame)
-		return MS_RULE_FALLBACK;
-	fde = find_fde(obj.dlfo_eh_frame, pc, &unreadable);
+	fde = find_fde(o->dlfo_eh_frame, pc, &unreadable);
 	if (!fde)
 		return unreadable ? MS_RULE_FALLBACK : no_fde_rule(ra);
 	r = (struct reader){fde, fde + 8, 0};
@@ -549,6 +546,28 @@ static uint64_t compile_rule(uintptr_t ra)
 	return rule;
 }
 
+/*
+ * The rule for return address ra (without its generation): from the
+ * session's file of rules of ra's object (rulecache.c) when it has it,
+ * else computed from the object's CFI.
+ */
+static uint64_t compile_rule(uintptr_t ra, uint32_t gen)
+{
+	struct dl_find_object obj;
+	struct ms_rulefile *f;
+	uint64_t rule;
+
+	if (_dl_find_object((void *)(ra - 1), &obj) != 0 || !obj.dlfo_eh_frame)
+		return MS_RULE_FALLBACK;
+	f = ms_rulefile_of(&obj, gen);
+	if (f && (rule = ms_rulefile_rule(f, ra)) != 0)
+		return rule;
+	rule = compute_rule(ra, &obj);
+	if (f)
+		ms_rulefile_compiled(f);
+	return rule;
+}
+
 /* The regions index by the low bits: those of the product's upper half. */
 static inline uint64_t hash_ra(uintptr_t ra)
 {
@@ -569,8 +588,13 @@ uint64_t ms_cfi_rule(uintptr_t ra)
 		if (rule && MS_RULE_GEN(rule) == gen) /* C2, C3 */
 			return rule;
 	}
-	rule = compile_rule(ra) | (uint64_t)gen << MS_RULE_GEN_SHIFT;
+	rule = compile_rule(ra, gen) | (uint64_t)gen << MS_RULE_GEN_SHIFT;
 	if (s)
 		__atomic_store_n(&s->value, rule, __ATOMIC_RELEASE);
 	return rule;
+}
+
+void ms_cfi_each_rule(void (*fn)(uint64_t ra, uint64_t rule, void *arg), void *arg)
+{
+	ms_slots_each(&rules, fn, arg);
 }

@@ -8,6 +8,7 @@
  *   state.c    global and per-thread state, record helpers, initialisation
  *   unwind.c   call stacks: the validated stack cache, libunwind
  *   cfi.c      unwind rules compiled from .eh_frame, by return address
+ *   rulecache.c  those rules shared through files by the session's processes
  *   stacks.c   stack interning table and STACK records
  *   slots.c    the hash tables of stacks.c and cfi.c, growing by regions
  *   modules.c  MODULE records, dlopen/dlclose
@@ -236,6 +237,9 @@ MS_HIDDEN int ms_slots_init(struct ms_slots *t, unsigned bits0, unsigned probes)
  * concurrently with a region change can get two slots (slots.c T4).
  */
 MS_HIDDEN struct ms_slot *ms_slots_get(struct ms_slots *t, uint64_t key, uint64_t hash);
+/* Calls fn for every slot with a key, in no order (a slot being inserted may be seen with value 0). */
+MS_HIDDEN void ms_slots_each(const struct ms_slots *t, void (*fn)(uint64_t key, uint64_t value, void *arg),
+			     void *arg);
 
 /*
  * Where a hook was called from: the return address into its caller, the
@@ -297,6 +301,24 @@ MS_HIDDEN uint64_t ms_cfi_rule(uintptr_t ra);
 MS_HIDDEN uint32_t ms_cfi_generation(void);
 /* An object was unloaded: rules and cached stacks computed before are stale. */
 MS_HIDDEN void ms_cfi_code_changed(void);
+/* Calls fn for every rule this process holds, with its return address (rules of any generation). */
+MS_HIDDEN void ms_cfi_each_rule(void (*fn)(uint64_t ra, uint64_t rule, void *arg), void *arg);
+
+/*
+ * The rules of an object file shared by the processes of a session
+ * (rulecache.c). ms_rulefile_of returns the object's entry for code
+ * generation gen (NULL: no build ID, or no room); ms_rulefile_rule the
+ * rule of return address ra from the session's file for it (0: not
+ * there), and ms_rulefile_compiled counts a rule the caller computed
+ * itself; ms_rulefiles_save, at exit, writes the files of the objects
+ * for which this process computed enough new rules.
+ */
+struct dl_find_object;
+struct ms_rulefile;
+MS_HIDDEN struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, uint32_t gen);
+MS_HIDDEN uint64_t ms_rulefile_rule(const struct ms_rulefile *f, uintptr_t ra);
+MS_HIDDEN void ms_rulefile_compiled(struct ms_rulefile *f);
+MS_HIDDEN void ms_rulefiles_save(void);
 
 MS_HIDDEN int ms_stacks_init(void);
 /* Called in the child after fork: every stack must be written again. */

@@ -208,6 +208,7 @@ static void at_exit(int status, void *unused)
 		return;
 	ms_flush_unrecorded(t); /* before the exit record */
 	ms_exit_check(t, status);
+	ms_rulefiles_save(); /* released by the check: the analyzer does not wait for this */
 	ms_callback_leave(t, e);
 }
 
@@ -231,8 +232,10 @@ static __attribute__((noreturn)) void exit_now(int status)
 	int e;
 	struct ms_tls *t;
 	/* The pid first: entering may write (THREAD), into the parent's chunk. */
-	if ((uint32_t)getpid() == ms_g.pid && (t = ms_callback_enter(&e)))
+	if ((uint32_t)getpid() == ms_g.pid && (t = ms_callback_enter(&e))) {
 		write_exit(t, status); /* busy stays set: nothing else is recorded */
+		ms_rulefiles_save();
+	}
 	for (;;)
 		syscall(SYS_exit_group, status);
 }

@@ -125,3 +125,19 @@ struct ms_slot *ms_slots_get(struct ms_slots *t, uint64_t key, uint64_t hash)
 	}
 	return NULL; /* T5 */
 }
+
+void ms_slots_each(const struct ms_slots *t, void (*fn)(uint64_t key, uint64_t value, void *arg), void *arg)
+{
+	unsigned level = __atomic_load_n(&t->level, __ATOMIC_ACQUIRE);
+	if (!t->base)
+		return;
+	for (unsigned r = 0; r <= level; r++) {
+		struct ms_slot *reg = region(t, r);
+		size_t n = (size_t)1 << region_bits(t, r);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t k = __atomic_load_n(&reg[i].key, __ATOMIC_ACQUIRE);
+			if (k)
+				fn(k, __atomic_load_n(&reg[i].value, __ATOMIC_ACQUIRE), arg);
+		}
+	}
+}

@@ -173,6 +173,7 @@ type runOpts struct {
 	Stdin   []byte
 	Timeout time.Duration
 	Ring    shm.Options
+	RingDir string // the ring's directory (private, 0700); default a fresh one
 }
 
 // traced runs argv under the library with MEMSCOPE_RING pointing at a
@@ -180,15 +181,25 @@ type runOpts struct {
 func traced(t testing.TB, argv []string, o runOpts) *result {
 	t.Helper()
 	lib := library(t)
-	dir := t.TempDir()
+	dir := o.RingDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	if err := os.Chmod(dir, 0o700); err != nil { // rings live in private directories
 		t.Fatal(err)
 	}
-	ring, err := shm.Create(filepath.Join(dir, "ring"), o.Ring)
+	name := "ring"
+	if o.RingDir != "" { // shared by several runs: a ring of its own each
+		name = fmt.Sprintf("ring.%d", time.Now().UnixNano())
+	}
+	ring, err := shm.Create(filepath.Join(dir, name), o.Ring)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ring.Close()
+	if o.RingDir != "" {
+		defer os.Remove(ring.Path())
+	}
 	rd, err := ring.NewReader(shm.ReaderOptions{SealAfter: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
