@@ -311,7 +311,8 @@ MS_HIDDEN void ms_cfi_each_rule(void (*fn)(uint64_t ra, uint64_t rule, void *arg
  * rule of return address ra from the session's file for it (0: not
  * there), and ms_rulefile_compiled counts a rule the caller computed
  * itself; ms_rulefiles_save, at exit, writes the files of the objects
- * for which this process computed enough new rules.
+ * for which this process computed enough new rules;
+ * ms_rulefiles_after_fork resets what a fork child cannot inherit.
  */
 struct dl_find_object;
 struct ms_rulefile;
@@ -319,6 +320,7 @@ MS_HIDDEN struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, u
 MS_HIDDEN uint64_t ms_rulefile_rule(const struct ms_rulefile *f, uintptr_t ra);
 MS_HIDDEN void ms_rulefile_compiled(struct ms_rulefile *f);
 MS_HIDDEN void ms_rulefiles_save(void);
+MS_HIDDEN void ms_rulefiles_after_fork(void);
 
 MS_HIDDEN int ms_stacks_init(void);
 /* Called in the child after fork: every stack must be written again. */

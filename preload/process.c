@@ -163,6 +163,7 @@ static void child_after_fork(void)
 	t->announced = 0;
 	__atomic_store_n(&ms_g.loader_unsafe, 1, __ATOMIC_RELAXED); /* modules.c M4 */
 	ms_modules_after_fork();
+	ms_rulefiles_after_fork();
 	set_pid_marker(); /* in place: the string is ours, already in environ */
 	if (!ms_g.cfg.follow_fork) {
 		char *const entries[1] = {no_ring_env};

@@ -34,10 +34,16 @@
  *       addresses strictly increasing, rules non-zero without generation
  *       bits, the checksum.
  *       Anything else and the process computes its rules as without it.
- *   RC2 files[] only grows. A writer claims an entry by incrementing
- *       nfiles, fills it, then publishes it with a release store of
- *       ready; readers skip entries not ready. Two threads may describe
- *       the same object twice; either entry is right.
+ *   RC2 files[] only grows. One thread at a time adds an entry (it
+ *       holds creating; another that finds it held computes its rule
+ *       without a file this time, rather than wait or add a second
+ *       entry for the same object: a thousand threads starting at once
+ *       would fill the table with copies). It looks the object up again,
+ *       fills the entry at index nfiles, marks it ready, then publishes
+ *       it by incrementing nfiles (release); readers look below nfiles
+ *       only. A fork child clears creating (the thread that held it is
+ *       not there; the entry it was filling is not counted, and is
+ *       filled again).
  *   RC3 An entry stands for the object mapped at [lo, hi) in code
  *       generation gen (cfi.c C3); one of another generation is not used
  *       (the object may have been unloaded, another loaded there).
@@ -105,6 +111,7 @@ struct ms_rulefile {
 
 static struct ms_rulefile files[MAX_FILES];
 static uint32_t nfiles;
+static uint32_t creating; /* RC2 */
 static uint64_t lib_id_hash; /* lib_hash(), 0 until computed */
 
 static uint64_t checksum(const struct entry *e, uint32_t n)
@@ -250,25 +257,33 @@ static void map_file(struct ms_rulefile *f)
 	f->count = n;
 }
 
+/* The published entry of the object at lo in generation gen, or NULL. */
+static struct ms_rulefile *find(uintptr_t lo, uint32_t gen)
+{
+	uint32_t n = __atomic_load_n(&nfiles, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < n; i++) {
+		struct ms_rulefile *f = &files[i];
+		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE) && f->lo == lo && f->gen == gen)
+			return f;
+	}
+	return NULL;
+}
+
 struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, uint32_t gen)
 {
 	uintptr_t lo = (uintptr_t)obj->dlfo_map_start;
-	uint32_t n = __atomic_load_n(&nfiles, __ATOMIC_ACQUIRE);
-	struct ms_rulefile *f;
+	struct ms_rulefile *f = find(lo, gen);
 
-	if (n > MAX_FILES)
-		n = MAX_FILES;
-	for (uint32_t i = 0; i < n; i++) {
-		f = &files[i];
-		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE) && f->lo == lo && f->gen == gen)
-			return f->id_len ? f : NULL; /* RC3 */
+	if (f)
+		return f->id_len ? f : NULL; /* RC3 */
+	if (__atomic_exchange_n(&creating, 1, __ATOMIC_ACQUIRE))
+		return NULL; /* RC2: another thread is adding one */
+	f = find(lo, gen); /* added while we looked */
+	if (f || __atomic_load_n(&nfiles, __ATOMIC_RELAXED) == MAX_FILES) {
+		__atomic_store_n(&creating, 0, __ATOMIC_RELEASE);
+		return f && f->id_len ? f : NULL;
 	}
-	if (n == MAX_FILES)
-		return NULL; /* full: nfiles stops growing but for racing claims */
-	n = __atomic_fetch_add(&nfiles, 1, __ATOMIC_ACQ_REL);
-	if (n >= MAX_FILES)
-		return NULL;
-	f = &files[n];
+	f = &files[__atomic_load_n(&nfiles, __ATOMIC_RELAXED)];
 	f->gen = gen;
 	f->lo = lo;
 	f->hi = (uintptr_t)obj->dlfo_map_end;
@@ -277,7 +292,14 @@ struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, uint32_t ge
 	if (f->id_len)
 		map_file(f);
 	__atomic_store_n(&f->ready, 1, __ATOMIC_RELEASE); /* RC2 */
+	__atomic_add_fetch(&nfiles, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&creating, 0, __ATOMIC_RELEASE);
 	return f->id_len ? f : NULL;
+}
+
+void ms_rulefiles_after_fork(void)
+{
+	__atomic_store_n(&creating, 0, __ATOMIC_RELAXED);
 }
 
 uint64_t ms_rulefile_rule(const struct ms_rulefile *f, uintptr_t ra)
@@ -415,8 +437,6 @@ void ms_rulefiles_save(void)
 	uint32_t n = __atomic_load_n(&nfiles, __ATOMIC_ACQUIRE);
 	int err = errno;
 
-	if (n > MAX_FILES)
-		n = MAX_FILES;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct ms_rulefile *f = &files[i];
 		uint32_t computed = __atomic_load_n(&f->computed, __ATOMIC_RELAXED);
