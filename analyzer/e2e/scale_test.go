@@ -149,10 +149,22 @@ func TestOrphanedRingGC(t *testing.T) {
 	assert.Contains(t, out, "orphaned ring ")
 	assert.Contains(t, out, "memscope-analyze record --ring ")
 
+	// A file of unwind rules as libmemscope.so leaves them (its content
+	// is not gc's business), and a symbolic link named like one.
+	rules := filepath.Join(r.xdg, "memscope", ".rules-0123abcd")
+	require.NoError(t, os.WriteFile(rules, make([]byte, 2048), 0o600))
+	link := filepath.Join(r.xdg, "memscope", ".rules-link")
+	require.NoError(t, os.Symlink(rules, link))
+
 	reports := t.TempDir()
 	_, errText, code = r.cli("gc", "--out", reports)
 	require.Equal(t, 0, code, errText)
 	assert.Contains(t, errText, "memscope gc: removed ")
+	_, err := os.Stat(rules)
+	assert.True(t, os.IsNotExist(err), "gc removes the files of rules: %v", err)
+	_, err = os.Lstat(link)
+	assert.NoError(t, err, "gc leaves what is not a regular file")
+	assert.Regexp(t, `memscope gc: removed [1-9][0-9]* file\(s\) of unwind rules \([0-9]+ KiB\)`, errText)
 	// The dead analyzer's journal and the ring hold every event: the
 	// reports are complete (testdata/phases.c's steps 1 and 2: 10 blocks
 	// of 1000 B and 5 of 4000 B, none freed), but for the leak check,

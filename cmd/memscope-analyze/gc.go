@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +72,9 @@ func newGcCommand() *cobra.Command {
 all gone (an analyzer that was killed leaves its ring behind), writes the
 reports of what each holds into --out, as record --ring would, and removes it.
 --force removes them without writing reports. Rings still in use are left
-alone.`,
+alone. It also removes the files of unwind rules the library leaves there
+(.rules-BUILDID, shared by the processes of the same programs): the next runs
+make them again.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			dir, err := shm.DefaultDir()
@@ -102,12 +105,32 @@ alone.`,
 			if removed == 0 {
 				fmt.Fprintln(os.Stderr, "memscope gc: no orphaned ring")
 			}
+			removeRuleFiles(dir)
 			return nil
 		},
 	}
 	of.register(c)
 	c.Flags().BoolVar(&force, "force", false, "remove orphaned rings without writing their reports")
 	return c
+}
+
+// removeRuleFiles removes the files of unwind rules libmemscope.so keeps
+// in dir (preload/rulecache.c: .rules-BUILDID, and .rules-BUILDID.PID
+// while one is written), and says how many.
+func removeRuleFiles(dir string) {
+	paths, _ := filepath.Glob(filepath.Join(dir, ".rules-*"))
+	n, size := 0, int64(0)
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() || os.Remove(p) != nil {
+			continue
+		}
+		n++
+		size += fi.Size()
+	}
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "memscope gc: removed %d file(s) of unwind rules (%d KiB); the next runs make them again\n", n, (size+1023)>>10)
+	}
 }
 
 // finishRing reports what a ring holds, as record --ring does.
