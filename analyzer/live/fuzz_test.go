@@ -3,10 +3,12 @@ package live
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +19,10 @@ import (
 // FuzzSessionSocket sends arbitrary bytes as a request to a real session
 // socket serving a real process's state: whatever a client sends, the
 // server answers with HTTP or closes the connection, never dies, and
-// still serves the state and a heap profile to the next client.
+// still serves the state and a heap profile to the next client. A close
+// with the request unread (net/http answers 400 to a bad request line
+// and closes: 16 KB of garbage, testdata/fuzz) reaches the client as a
+// reset, which may come before the answer.
 func FuzzSessionSocket(f *testing.F) {
 	for _, seed := range []string{
 		"GET /v1/state HTTP/1.1\r\nHost: s\r\n\r\n",
@@ -58,7 +63,7 @@ func FuzzSessionSocket(f *testing.F) {
 		c.Write(request)
 		c.(*net.UnixConn).CloseWrite()
 		answer, err := io.ReadAll(io.LimitReader(c, 1<<20))
-		if err != nil {
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Fatalf("reading the answer: %v", err)
 		}
 		if len(answer) > 0 && !bytes.HasPrefix(answer, []byte("HTTP/1.")) {
