@@ -23,6 +23,7 @@
 #define MS_INTERNAL_H
 
 #include <errno.h>
+#include <link.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -314,6 +315,16 @@ MS_HIDDEN void ms_cfi_each_rule(void (*fn)(uint64_t ra, uint64_t rule, void *arg
  * for which this process computed enough new rules;
  * ms_rulefiles_after_fork resets what a fork child cannot inherit.
  */
+/*
+ * The GNU build ID among the notes of the PT_NOTE segments of an object
+ * loaded at bias with program headers ph[phnum] (modules.c): up to
+ * MS_BUILD_ID_MAX bytes into out, its length; 0 if none. Segments
+ * outside [lo, hi) are not read (0, UINTPTR_MAX for the loader's own
+ * program headers, whose notes it mapped).
+ */
+MS_HIDDEN unsigned ms_build_id(uintptr_t bias, const ElfW(Phdr) *ph, unsigned phnum, uintptr_t lo, uintptr_t hi,
+			       uint8_t *out);
+
 struct dl_find_object;
 struct ms_rulefile;
 MS_HIDDEN struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, uint32_t gen);

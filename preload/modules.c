@@ -151,32 +151,39 @@ void ms_modules_find_self(void)
 
 /* ---- MODULE records ---- */
 
-static unsigned build_id_of(const struct dl_phdr_info *info, uint8_t *out)
+unsigned ms_build_id(uintptr_t bias, const ElfW(Phdr) *ph, unsigned phnum, uintptr_t lo, uintptr_t hi,
+		     uint8_t *out)
 {
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_NOTE)
+	for (unsigned i = 0; i < phnum; i++) {
+		if (ph[i].p_type != PT_NOTE)
 			continue;
-		size_t align = ph->p_align == 8 ? 8 : 4;
-		const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-		const uint8_t *end = p + ph->p_filesz;
-		while (p + sizeof(ElfW(Nhdr)) <= end) {
+		size_t align = ph[i].p_align == 8 ? 8 : 4;
+		uintptr_t p = bias + ph[i].p_vaddr, end = p + ph[i].p_filesz;
+		if (p < lo || end > hi || end < p)
+			continue;
+		while (end - p >= sizeof(ElfW(Nhdr))) {
 			const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
-			size_t name = (n->n_namesz + align - 1) & ~(align - 1);
-			size_t desc = (n->n_descsz + align - 1) & ~(align - 1);
-			const uint8_t *d = p + sizeof *n + name;
-			if (d + n->n_descsz > end)
+			uintptr_t d = p + sizeof *n + ((n->n_namesz + align - 1) & ~(align - 1));
+			if (d > end || n->n_descsz > end - d)
 				break;
 			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
-			    memcmp(p + sizeof *n, "GNU", 4) == 0) {
+			    memcmp((const void *)(p + sizeof *n), "GNU", 4) == 0) {
 				unsigned len = n->n_descsz > MS_BUILD_ID_MAX ? MS_BUILD_ID_MAX : n->n_descsz;
-				memcpy(out, d, len);
+				memcpy(out, (const void *)d, len);
 				return len;
 			}
-			p = d + desc;
+			uintptr_t next = d + ((n->n_descsz + align - 1) & ~(align - 1));
+			if (next > end)
+				break;
+			p = next;
 		}
 	}
 	return 0;
+}
+
+static unsigned build_id_of(const struct dl_phdr_info *info, uint8_t *out)
+{
+	return ms_build_id(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, 0, UINTPTR_MAX, out);
 }
 
 static const char *path_of(const struct dl_phdr_info *info)

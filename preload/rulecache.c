@@ -125,40 +125,27 @@ static uint64_t checksum(const struct entry *e, uint32_t n)
 	return h;
 }
 
-/* The GNU build ID of the object o, read from its loaded notes; its length, 0 if none. */
+/*
+ * The GNU build ID of the object o, read from its loaded notes through the
+ * ELF header at its start (the loader maps it with the first segment);
+ * its length, 0 if none or longer than MAX_ID.
+ */
 static unsigned build_id(const struct dl_find_object *o, uint8_t *id)
 {
 	uintptr_t lo = (uintptr_t)o->dlfo_map_start, hi = (uintptr_t)o->dlfo_map_end;
 	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)lo;
-	uintptr_t bias;
+	uint8_t buf[MS_BUILD_ID_MAX];
+	unsigned n;
 
 	if (!o->dlfo_link_map || hi - lo < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
 	    eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(ElfW(Phdr)) ||
 	    eh->e_phoff > hi - lo || (uintptr_t)eh->e_phnum * sizeof(ElfW(Phdr)) > hi - lo - eh->e_phoff)
 		return 0;
-	bias = o->dlfo_link_map->l_addr;
-	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(lo + eh->e_phoff);
-	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_type != PT_NOTE)
-			continue;
-		uintptr_t p = bias + ph[i].p_vaddr, end = p + ph[i].p_memsz;
-		if (p < lo || end > hi || end < p)
-			continue;
-		while (end - p >= sizeof(ElfW(Nhdr))) {
-			const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
-			uintptr_t name = p + sizeof *n, desc = name + ((n->n_namesz + 3) & ~3u);
-			uintptr_t next = desc + ((n->n_descsz + 3) & ~3u);
-			if (next > end || next <= p)
-				break;
-			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
-			    memcmp((const void *)name, "GNU", 4) == 0 && n->n_descsz > 0 && n->n_descsz <= MAX_ID) {
-				memcpy(id, (const void *)desc, n->n_descsz);
-				return n->n_descsz;
-			}
-			p = next;
-		}
-	}
-	return 0;
+	n = ms_build_id(o->dlfo_link_map->l_addr, (const ElfW(Phdr) *)(lo + eh->e_phoff), eh->e_phnum, lo, hi, buf);
+	if (n > MAX_ID)
+		return 0;
+	memcpy(id, buf, n);
+	return n;
 }
 
 /* A hash of libmemscope.so's build ID (never 0); 0 if it has none: then no file is used. */
