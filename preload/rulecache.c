@@ -39,9 +39,8 @@
  *       without a file this time, rather than wait or add a second
  *       entry for the same object: a thousand threads starting at once
  *       would fill the table with copies). It looks the object up again,
- *       fills the entry at index nfiles, marks it ready, then publishes
- *       it by incrementing nfiles (release); readers look below nfiles
- *       only. A fork child clears creating (the thread that held it is
+ *       fills the entry at index nfiles, then publishes it by
+ *       incrementing nfiles (release); readers look below nfiles only. A fork child clears creating (the thread that held it is
  *       not there; the entry it was filling is not counted, and is
  *       filled again).
  *   RC3 An entry stands for the object mapped at [lo, hi) in code
@@ -99,7 +98,6 @@ struct entry {
 };
 
 struct ms_rulefile {
-	uint32_t ready; /* RC2 */
 	uint32_t gen;
 	uintptr_t lo, hi, bias;
 	uint32_t id_len;
@@ -250,7 +248,7 @@ static struct ms_rulefile *find(uintptr_t lo, uint32_t gen)
 	uint32_t n = __atomic_load_n(&nfiles, __ATOMIC_ACQUIRE);
 	for (uint32_t i = 0; i < n; i++) {
 		struct ms_rulefile *f = &files[i];
-		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE) && f->lo == lo && f->gen == gen)
+		if (f->lo == lo && f->gen == gen)
 			return f;
 	}
 	return NULL;
@@ -278,8 +276,7 @@ struct ms_rulefile *ms_rulefile_of(const struct dl_find_object *obj, uint32_t ge
 	f->id_len = lib_hash() ? build_id(obj, f->id) : 0;
 	if (f->id_len)
 		map_file(f);
-	__atomic_store_n(&f->ready, 1, __ATOMIC_RELEASE); /* RC2 */
-	__atomic_add_fetch(&nfiles, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&nfiles, 1, __ATOMIC_RELEASE); /* RC2 */
 	__atomic_store_n(&creating, 0, __ATOMIC_RELEASE);
 	return f->id_len ? f : NULL;
 }
@@ -427,7 +424,7 @@ void ms_rulefiles_save(void)
 	for (uint32_t i = 0; i < n; i++) {
 		const struct ms_rulefile *f = &files[i];
 		uint32_t computed = __atomic_load_n(&f->computed, __ATOMIC_RELAXED);
-		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE) && f->id_len && computed >= SAVE_MIN &&
+		if (f->id_len && computed >= SAVE_MIN &&
 		    (uint64_t)computed * 16 >= f->count)
 			save(f);
 	}
