@@ -1,8 +1,10 @@
 package shm
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,8 +18,19 @@ import (
 // TestAwaitExit (X5): an idle consumer waiting on exit_futex wakes when a
 // process bumps it and wakes it, as the library does after an exit record
 // that waits for a check; a count that moved since ExitSeq returns at
-// once, and with nothing happening it waits out its interval.
+// once, and with nothing happening it waits out its interval. With one
+// P the wait goes through the runtime's system call, with more it keeps
+// its P (a raw system call): both ways.
 func TestAwaitExit(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			testAwaitExit(t)
+		})
+	}
+}
+
+func testAwaitExit(t *testing.T) {
 	r := newTestRing(t, Options{})
 	seq := r.ExitSeq()
 
