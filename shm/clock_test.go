@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestClock checks the conversion of time-stamp counter readings to ns:
@@ -47,4 +48,19 @@ func abs(x int64) int64 {
 		return -x
 	}
 	return x
+}
+
+// TestMonotonicNS: the runtime's clock the Reader stamps the heartbeat
+// with is CLOCK_MONOTONIC, the library's (preload/ring.c ms_now_ns): a
+// system call's reading lies between two of ours.
+func TestMonotonicNS(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		var ts unix.Timespec
+		before := monotonicNS()
+		require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
+		after := monotonicNS()
+		sys := uint64(ts.Sec)*1e9 + uint64(ts.Nsec)
+		require.LessOrEqual(t, before, sys)
+		require.LessOrEqual(t, sys, after)
+	}
 }
