@@ -555,7 +555,7 @@ func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
 		Threads: make(map[uint32]string, len(p.threadNames)),
 		Modules: make([]Module, len(p.modules)),
 		Sites:   make([]Site, len(p.sites)),
-		Stacks:  map[uint64][]uint64{},
+		Stacks:  make(map[uint64][]uint64, len(p.sites)),
 		Totals:  p.t,
 		Exit:    exit,
 		Reach:   p.reach.state,
