@@ -97,8 +97,9 @@ func (r *Ring) AwaitExit(seq uint32, d time.Duration) {
 	// and 9 000 raw, and used 9% less CPU. Other goroutines run on the
 	// other Ps meanwhile, and those queued here run first (Gosched). A
 	// signal (Go preempts a goroutine that ran 10 ms, the GC stops the
-	// world) ends the wait with EINTR: it goes on for what is left, after
-	// the function call at which the preemption takes effect.
+	// world) ends the wait with EINTR: the goroutine yields, a sure point
+	// for the preemption to take effect (the raw call is none), then
+	// waits out what is left.
 	runtime.Gosched()
 	start := r.clock.Now()
 	for {
@@ -106,6 +107,7 @@ func (r *Ring) AwaitExit(seq uint32, d time.Duration) {
 		if errno != unix.EINTR {
 			return
 		}
+		runtime.Gosched()
 		waited := time.Duration(r.clock.Now() - start)
 		if waited >= d {
 			return

@@ -82,3 +82,33 @@ func TestAwaitExitBump(t *testing.T) {
 	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), futexWake, 1<<30, 0, 0, 0)
 	require.Zero(t, errno)
 }
+
+// TestAwaitExitLetsTheWorldStop: a raw wait (more than one P) is not a
+// point where Go can preempt its goroutine, so a stop of the world (a GC)
+// interrupts it with a signal; the wait must then yield, not wait out its
+// interval while the rest of the program stands still.
+func TestAwaitExitLetsTheWorldStop(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	r := newTestRing(t, Options{})
+	seq := r.ExitSeq()
+	woke := make(chan struct{})
+	go func() {
+		r.AwaitExit(seq, time.Minute)
+		close(woke)
+	}()
+	time.Sleep(50 * time.Millisecond) // in the futex by now
+	began := time.Now()
+	runtime.GC()
+	assert.Less(t, time.Since(began), 10*time.Second, "the GC waited for the futex wait")
+
+	// End the wait as an exiting process would.
+	word := r.u32(offExitFutex)
+	atomic.AddUint32(word, 1)
+	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), futexWake, 1<<30, 0, 0, 0)
+	require.Zero(t, errno)
+	select {
+	case <-woke:
+	case <-time.After(30 * time.Second):
+		t.Fatal("AwaitExit was not woken")
+	}
+}
