@@ -73,6 +73,9 @@ const (
 	idleCheckpoint    = 10 * time.Millisecond
 	idleCheckpointMax = 250 * time.Millisecond
 	idleStateRate     = 4 << 20 // bytes per second
+	// firstCheckpoint: the records read before the first checkpoint
+	// (which the journal copies), at most.
+	firstCheckpoint = 1 << 20
 )
 
 // checkpointer writes the session's checkpoints into its journal.
@@ -83,6 +86,7 @@ type checkpointer struct {
 	ringEvery int64 // bytes of records between checkpoints (records in the ring)
 	fixed     bool  // every is the user's (Config.CheckpointEvery): not scaled with the state
 	lastState int64 // size of the last checkpoint's state
+	written   bool  // a checkpoint has been written
 	limit     int64 // the journal's (Config.JournalLimit)
 	lastAt    time.Time
 	warned    bool
@@ -114,8 +118,14 @@ func (c *checkpointer) due(rd *shm.Reader, idle bool) bool {
 		u := rd.Uncommitted()
 		return u >= c.ringEvery || (u > 0 && idle && time.Since(c.lastAt) >= c.idleAfter())
 	}
+	if !c.written {
+		// Until the first checkpoint the journal copies every record read:
+		// it comes early, while the state is small (a ring-sized interval
+		// copied the first 16 MiB of every session that read that many).
+		return c.jw.SinceCheckpoint() >= min(c.ringEvery, firstCheckpoint)
+	}
 	if c.lastState <= c.ringStateMax() {
-		// The first checkpoint, or one that goes to the ring.
+		// One that goes to the ring, if the state stays small.
 		return c.jw.SinceCheckpoint() >= c.ringEvery
 	}
 	every := c.every
@@ -161,7 +171,7 @@ func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState
 		}
 		return false
 	}
-	c.lastState, c.lastAt = size, time.Now()
+	c.lastState, c.lastAt, c.written = size, time.Now(), true
 	return true
 }
 

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"memscope/analyzer/engine"
+	"memscope/analyzer/journal"
 	"memscope/analyzer/report"
 	"memscope/analyzer/symbolize"
 )
@@ -66,5 +68,34 @@ func TestCheckpointPolicy(t *testing.T) {
 		c := &checkpointer{ringEvery: tc.ringEvery, lastState: tc.lastState}
 		assert.Equal(t, tc.ringStateMax, c.ringStateMax(), "ringEvery %d", tc.ringEvery)
 		assert.Equal(t, tc.idleAfter, c.idleAfter(), "state %d", tc.lastState)
+	}
+}
+
+// TestFirstCheckpointComesEarly: the journal copies the records read
+// before the first checkpoint, so it is due after 1 MiB of them (or the
+// ring interval if smaller), not after a quarter of the ring; after it, a
+// small state waits for the ring interval.
+func TestFirstCheckpointComesEarly(t *testing.T) {
+	for _, tc := range []struct {
+		ringEvery int64
+		written   bool
+		dueAfter  int64 // the journal's bytes since its start when due
+	}{
+		{ringEvery: 16 << 20, dueAfter: 1 << 20},
+		{ringEvery: 256 << 10, dueAfter: 256 << 10},
+		{ringEvery: 16 << 20, written: true, dueAfter: 16 << 20},
+	} {
+		w, err := journal.Create(filepath.Join(t.TempDir(), "journal"), journal.Header{}, 0, nil)
+		require.NoError(t, err)
+		c := &checkpointer{jw: w, every: defaultCheckpointEvery, ringEvery: tc.ringEvery, written: tc.written}
+		frame := make([]byte, 64<<10)
+		before := w.SinceCheckpoint()
+		for !c.due(nil, false) {
+			before = w.SinceCheckpoint()
+			w.Taken(uint64(before>>16), 0, 1, 1, frame)
+		}
+		assert.Less(t, before, tc.dueAfter, "ringEvery %d, written %v", tc.ringEvery, tc.written)
+		assert.GreaterOrEqual(t, w.SinceCheckpoint(), tc.dueAfter, "ringEvery %d, written %v", tc.ringEvery, tc.written)
+		w.Remove()
 	}
 }
