@@ -58,6 +58,8 @@ type sessionState struct {
 //     journal keeps the records (frames), and is checkpointed every
 //     defaultCheckpointEvery bytes of them, or checkpointRatio times the
 //     state if more, within the journal's limit.
+//   - The first checkpoint comes after firstCheckpoint bytes of records
+//     (or the interval, if smaller): the journal copies those before it.
 //
 // Config.CheckpointEvery, when set, is both intervals.
 const (
