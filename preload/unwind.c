@@ -188,9 +188,27 @@ static unsigned libunwind_stack(struct ms_tls *t, void **buf, unsigned depth, un
  * is still in its slot (just below its sp, the CFA of the frame before),
  * and its rbp, where an older frame reads it, in the slot it came from.
  * Returns 0 if all hold, else the index of the first frame that changed.
+ *
+ * The return addresses are compared without a branch each (the
+ * differences or'ed together), and the frames walked again to find the
+ * first that changed only if one did: 4% less of the program's CPU at
+ * depth 40, where a loop allocating from one place checks 40 frames a
+ * call. (The rbp checks keep their branch, rarely taken; taking their
+ * loads out of it too was slower.) Reading the slots past one that
+ * changed is as safe as reading them all: every cached slot lies on this
+ * thread's stack between the frame at k and the root (see above).
  */
 static unsigned validate(const struct frame *f, unsigned k, unsigned last)
 {
+	uintptr_t changed = 0;
+	for (unsigned i = k + 1; i <= last; i++) {
+		uintptr_t slot = f[i - 1].slot & ~(uintptr_t)F_FLAGS;
+		changed |= *(const uintptr_t *)(f[i].sp - 8) ^ f[i].ip;
+		if (slot && (f[i].slot & F_NEEDS_RBP) && *(const uintptr_t *)slot != f[i].rbp)
+			changed = 1;
+	}
+	if (!changed)
+		return 0;
 	for (unsigned i = k + 1; i <= last; i++) {
 		uintptr_t slot = f[i - 1].slot & ~(uintptr_t)F_FLAGS;
 		if (*(const uintptr_t *)(f[i].sp - 8) != f[i].ip)
