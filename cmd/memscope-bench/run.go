@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"memscope/shm"
 )
 
 // tool is one way of running a workload.
@@ -92,6 +94,10 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 			}
 		}()
 	}
+	var ringsBefore map[string]bool
+	if t == memscope && w.preloadOnly {
+		ringsBefore = ringFiles()
+	}
 	for i := 0; i < repeat; i++ {
 		argv, env := append([]string{w.prog}, w.args...), w.env
 		switch {
@@ -133,8 +139,13 @@ func (r *runner) run(t tool, w *workload, repeat int) (sample, error) {
 		total.Dropped = int64(dropped)
 	case t == memscope:
 		if w.preloadOnly {
-			// Not timed: the detached analyzers finish on their own.
+			// Not timed: the detached analyzers finish on their own. They
+			// outlive their reports by record mode's grace (0.5 s of idle
+			// polling): 9 were still running when the row ended, and the
+			// next runs shared the cores with them. Each removes its ring
+			// as it exits.
 			waitForReports(out, repeat, time.Minute)
+			waitForRingsGone(ringsBefore, time.Minute)
 		}
 		if err := readLeakReports(out, &total); err != nil {
 			return total, fmt.Errorf("%s under memscope: %w", w.name, err)
@@ -166,6 +177,40 @@ func waitForReports(dir string, n int, timeout time.Duration) {
 		leaks, _ := filepath.Glob(filepath.Join(dir, "memscope.*.leaks.json"))
 		traces, _ := filepath.Glob(filepath.Join(dir, "memscope.*.trace.json"))
 		if len(leaks) >= n && len(traces) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ringFiles lists the ring files in the default ring directory, where a
+// bare LD_PRELOAD's library creates its ring.
+func ringFiles() map[string]bool {
+	out := map[string]bool{}
+	dir, err := shm.DefaultDir()
+	if err != nil {
+		return out
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "ring.*"))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
+}
+
+// waitForRingsGone waits until no ring file is there that before did not
+// list (their analyzers have exited), or for timeout.
+func waitForRingsGone(before map[string]bool, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		left := false
+		for n := range ringFiles() {
+			if !before[n] {
+				left = true
+				break
+			}
+		}
+		if !left {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
