@@ -112,8 +112,13 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	// No collection while the process waits: the check allocates tens of
 	// MB for a big heap, and the analyzer's low GOGC would make it pay
 	// for marking the engine's tables in the middle of the wait. The
-	// memory is garbage right after, and collected then.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	// memory is garbage right after, and collected then. (A collector
+	// already off is left as it is: until its first collection the
+	// analyzer runs with GOGC off under a memory limit, and that
+	// collection turns GOGC on: restoring "off" would undo it.)
+	if prev := debug.SetGCPercent(-1); prev >= 0 {
+		defer debug.SetGCPercent(prev)
+	}
 	began := time.Now()
 	// The exiting thread is scanned in its wait, whatever the timing;
 	// other threads are stopped where they are.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -23,27 +22,10 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// gcPercent is the analyzer's GOGC unless the environment sets one. Its
-// heap is mostly flat, pointer-free tables (the live table, site stats),
-// so a collection costs little, while Go's default of 100 lets the heap
-// grow to twice the live data: on a program with 1.6 M live blocks that
-// was 230 MB instead of 140 MB.
-const gcPercent = 20
-
-// gcFloor is a heap the collector counts on top of the live data (a
-// ballast: allocated, never touched, so it costs address space, not
-// memory). With GOGC 20 alone a small heap is collected every few hundred
-// KB of garbage: in a build the analyzer spent 11% of its CPU in the
-// collector while writing the reports of hundreds of processes. A make
-// -j2 of 101 files: 204 collections without, 107 with it. A big heap
-// keeps most of GOGC 20's saving (140 MB live: 28 -> 41 MB of garbage).
-const gcFloor = 64 << 20
-
 func main() {
-	var ballast []byte
+	var floor *heapFloor
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-		ballast = make([]byte, gcFloor)
+		floor = startHeapFloor() // heapfloor.go
 	}
 	// A closed stdout or stderr (memscope-analyze run ... | head) must
 	// not cost the reports: with SIGPIPE notified, a write to a broken
@@ -51,7 +33,7 @@ func main() {
 	// inherit SIG_IGN; a caught signal is reset to its default at exec.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	code := execute(os.Args[1:])
-	runtime.KeepAlive(ballast)
+	runtime.KeepAlive(floor)
 	os.Exit(code)
 }
 
