@@ -690,3 +690,42 @@ func TestWriteLargestPeaks(t *testing.T) {
 		})
 	}
 }
+
+// TestProfileCompression: a profile under smallProfile bytes is only
+// Huffman coded (gzip's XFL byte 0), a larger one at gzip's fastest
+// level (XFL 4: compress/gzip marks BestSpeed so); one ProfileWriter
+// switches between the two, and pprof reads both back.
+func TestProfileCompression(t *testing.T) {
+	var pw ProfileWriter
+	for _, tc := range []struct {
+		samples int
+		xfl     byte
+	}{{1, 0}, {4000, 4}, {2, 0}, {5000, 4}} {
+		prof := profileOf(tc.samples)
+		var raw, out bytes.Buffer
+		require.NoError(t, prof.WriteUncompressed(&raw))
+		assert.Equal(t, tc.xfl == 0, raw.Len() < smallProfile, "%d samples: %d bytes raw", tc.samples, raw.Len())
+		require.NoError(t, pw.Write(&out, prof))
+		require.Greater(t, out.Len(), 9)
+		assert.Equal(t, tc.xfl, out.Bytes()[8], "%d samples", tc.samples)
+		back, err := profile.Parse(bytes.NewReader(out.Bytes()))
+		require.NoError(t, err)
+		assert.Len(t, back.Sample, tc.samples)
+		assert.Equal(t, raw.Bytes(), unzip(t, out.Bytes()))
+	}
+}
+
+// profileOf is a valid profile of n samples at n locations.
+func profileOf(n int) *profile.Profile {
+	fn := &profile.Function{ID: 1, Name: "f", Filename: "f.c"}
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "inuse_space", Unit: "bytes"}},
+		Function:   []*profile.Function{fn},
+	}
+	for i := 1; i <= n; i++ {
+		loc := &profile.Location{ID: uint64(i), Address: uint64(0x1000 + 16*i), Line: []profile.Line{{Function: fn, Line: int64(i)}}}
+		p.Location = append(p.Location, loc)
+		p.Sample = append(p.Sample, &profile.Sample{Location: []*profile.Location{loc}, Value: []int64{int64(i)}})
+	}
+	return p
+}
