@@ -1,7 +1,6 @@
 package main
 
 import (
-	"math"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -39,6 +38,7 @@ const gcFloor = 64 << 20
 type heapFloor struct {
 	mu      sync.Mutex
 	ballast []byte // nil until the first collection
+	limit   int64  // the memory limit before ours (GOMEMLIMIT, or none)
 }
 
 // sentinel is what the finalizer of the first collection hangs on (big
@@ -51,22 +51,23 @@ type sentinel struct {
 // startHeapFloor turns the collector off until the first collection that
 // the memory limit sets off.
 func startHeapFloor() *heapFloor {
-	f := &heapFloor{}
+	f := &heapFloor{limit: debug.SetMemoryLimit(-1)} // -1 reads it
 	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(gcFloor)
+	debug.SetMemoryLimit(min(f.limit, gcFloor))
 	runtime.SetFinalizer(&sentinel{}, func(*sentinel) { f.install() })
 	return f
 }
 
-// install allocates the ballast and hands collection back to GOGC. It
+// install allocates the ballast and hands collection back to GOGC, and
+// the memory limit back to what it was (a user's GOMEMLIMIT holds). It
 // runs once, on the finalizer goroutine, after the first collection. The
-// limit goes first: allocated under it, the ballast made the runtime
+// limit goes first: allocated under ours, the ballast made the runtime
 // return memory to the kernel page by page to stay below it (38 ms of
 // madvise calls in a one-second run).
 func (f *heapFloor) install() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	debug.SetMemoryLimit(math.MaxInt64)
+	debug.SetMemoryLimit(f.limit)
 	debug.SetGCPercent(gcPercent)
 	f.ballast = make([]byte, gcFloor)
 }

@@ -19,32 +19,46 @@ func gcSettings() (percent int, limit int64) {
 }
 
 // TestHeapFloor: the collector stays off under a memory limit of gcFloor
-// until a collection happens, which installs the ballast and GOGC
-// gcPercent with no limit.
+// (or a lower one the user set) until a collection happens, which
+// installs the ballast and GOGC gcPercent and gives the limit back.
 func TestHeapFloor(t *testing.T) {
 	p0, l0 := gcSettings()
 	t.Cleanup(func() {
 		debug.SetGCPercent(p0)
 		debug.SetMemoryLimit(l0)
 	})
+	for _, tc := range []struct {
+		name          string
+		user, floored int64 // the limit before, and while the collector is off
+	}{
+		{"no limit", math.MaxInt64, gcFloor},
+		{"GOMEMLIMIT above the floor", 1 << 30, gcFloor},
+		{"GOMEMLIMIT below the floor", 32 << 20, 32 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(p0)
+			debug.SetMemoryLimit(tc.user)
+			f := startHeapFloor()
+			percent, limit := gcSettings()
+			assert.Equal(t, -1, percent)
+			assert.Equal(t, tc.floored, limit)
+			assert.False(t, f.installed())
 
-	f := startHeapFloor()
-	percent, limit := gcSettings()
-	assert.Equal(t, -1, percent)
-	assert.Equal(t, int64(gcFloor), limit)
-	assert.False(t, f.installed())
-
-	runtime.GC() // what the limit does once the heap nears gcFloor
-	deadline := time.Now().Add(10 * time.Second)
-	for !f.installed() && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
+			runtime.GC() // what the limit does once the heap nears it
+			deadline := time.Now().Add(10 * time.Second)
+			for !f.installed() && time.Now().Before(deadline) {
+				runtime.Gosched()
+				time.Sleep(time.Millisecond)
+			}
+			require.True(t, f.installed(), "the first collection did not install the ballast")
+			percent, limit = gcSettings()
+			assert.Equal(t, gcPercent, percent)
+			assert.Equal(t, tc.user, limit)
+			f.mu.Lock()
+			assert.Len(t, f.ballast, gcFloor)
+			f.ballast = nil
+			f.mu.Unlock()
+			debug.FreeOSMemory() // the next case starts under the floor again
+		})
 	}
-	require.True(t, f.installed(), "the first collection did not install the ballast")
-	percent, limit = gcSettings()
-	assert.Equal(t, gcPercent, percent)
-	assert.Equal(t, int64(math.MaxInt64), limit)
-	f.mu.Lock()
-	assert.Len(t, f.ballast, gcFloor)
-	f.mu.Unlock()
 }
