@@ -269,3 +269,27 @@ func TestJournalFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, left)
 }
+
+// TestCheckpointsInARow: a checkpoint left half-written by an analyzer
+// that died is removed when the journal is created, and checkpoints
+// written one after another (their header buffer reused) each carry
+// their own chunk list: a shorter list after a longer one is not
+// followed by the longer one's tail.
+func TestCheckpointsInARow(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ring.journal")
+	require.NoError(t, os.WriteFile(path+".ckpt", []byte("half a checkpoint"), 0o600))
+	w, err := Create(path, Header{RingCreatedNS: 77}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	require.NoError(t, err)
+	require.NoError(t, w.Publish())
+	require.NoError(t, checkpoint(w, []byte("first"), []ChunkOffset{{Seq: 0, Off: 8}, {Seq: 1, Off: 16}, {Seq: 2, Off: 24}}, false))
+	require.NoError(t, checkpoint(w, []byte("second"), []ChunkOffset{{Seq: 5, Off: 40}}, false))
+	require.NoError(t, w.Close())
+
+	got, _, _, err := replayAll(t, path, func(uint64, uint32) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, []applied{{data: "state second [{5 40}] ring=false"}}, got)
+	left, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, left, 1, "only the journal")
+}

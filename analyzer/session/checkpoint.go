@@ -92,6 +92,7 @@ type checkpointer struct {
 	limit     int64 // the journal's (Config.JournalLimit)
 	lastAt    time.Time
 	warned    bool
+	chunks    []journal.ChunkOffset // write's, kept between checkpoints
 }
 
 // newCheckpointer makes the session's checkpointer; startJournal gives
@@ -158,13 +159,13 @@ func (c *checkpointer) idleAfter() time.Duration {
 // its reports left it). A small state leaves the next records in the
 // ring (ringStateMax).
 func (c *checkpointer) write(rd *shm.Reader, eng *engine.Engine, st sessionState) bool {
-	var chunks []journal.ChunkOffset
+	c.chunks = c.chunks[:0]
 	err := rd.ReadChunks(func(seq uint64, off uint32) {
-		chunks = append(chunks, journal.ChunkOffset{Seq: seq, Off: off})
+		c.chunks = append(c.chunks, journal.ChunkOffset{Seq: seq, Off: off})
 	})
 	var size int64
 	if err == nil {
-		size, err = c.jw.Checkpoint(func(w io.Writer) error { return writeCheckpoint(w, st, eng) }, chunks, c.ringStateMax())
+		size, err = c.jw.Checkpoint(func(w io.Writer) error { return writeCheckpoint(w, st, eng) }, c.chunks, c.ringStateMax())
 	}
 	if err != nil {
 		if !c.warned {
