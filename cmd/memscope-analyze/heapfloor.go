@@ -71,10 +71,3 @@ func (f *heapFloor) install() {
 	debug.SetGCPercent(gcPercent)
 	f.ballast = make([]byte, gcFloor)
 }
-
-// installed reports whether the ballast is in place.
-func (f *heapFloor) installed() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.ballast != nil
-}

@@ -18,6 +18,13 @@ func gcSettings() (percent int, limit int64) {
 	return percent, debug.SetMemoryLimit(-1)
 }
 
+// installed reports whether f's ballast is in place.
+func (f *heapFloor) installed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ballast != nil
+}
+
 // TestHeapFloor: the collector stays off under a memory limit of gcFloor
 // (or a lower one the user set) until a collection happens, which
 // installs the ballast and GOGC gcPercent and gives the limit back.
