@@ -485,20 +485,20 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 				watches[pid] = watchPid(pid)
 			}
 		}
-		pids.poll(watches, time.Now(), n > 0)
+		now := time.Now()
+		pids.poll(watches, now, n > 0)
 		for pid, w := range watches {
 			if w.exited() {
 				delete(watches, pid)
 				var by time.Time
 				if exitsOpen && !w.status.Known {
-					by = time.Now().Add(statusWait)
+					by = now.Add(statusWait)
 				}
 				end(pid, w.status, by)
 			}
 		}
 
 		// Report those whose records have all been read.
-		now := time.Now()
 		for _, e := range endings {
 			if rd.Pending(e.pid) || (!e.status.Known && now.Before(e.statusBy)) {
 				continue
