@@ -74,7 +74,7 @@ const spanGap = 4096
 func Scan(s *Stopped, t Target) (Result, error) {
 	began := time.Now()
 	res := Result{Threads: len(s.Threads)}
-	maps, err := ReadMaps(s.Pid)
+	maps, err := ReadWritableMaps(s.Pid)
 	if err != nil {
 		return Result{}, fmt.Errorf("read memory map: %w", err)
 	}
@@ -128,14 +128,7 @@ func Scan(s *Stopped, t Target) (Result, error) {
 			c.rootWord(w)
 		}
 	}
-	// The first bytes of a mapping, which say whose it is.
-	head := func(addr uint64) []byte {
-		rs := []remoteRange{{addr, make([]byte, 40)}}
-		if _, err := readRanges(s.Pid, rs); err != nil {
-			return nil
-		}
-		return rs[0].buf
-	}
+	head := mappingHeads(s.Pid, maps)
 	pm := openPageMap(s.Pid)
 	defer pm.close()
 	var pieces []rootRange
@@ -208,4 +201,27 @@ func scanRoots(pid int, pieces []rootRange, c *classifier) (uint64, error) {
 		c.flood()
 	}
 	return total, nil
+}
+
+// mappingHeads reads the first bytes of every anonymous mapping, which
+// say whose it is (rootRanges: the library's tables, glibc's arena
+// heaps), in one process_vm_readv, and returns the lookup by address
+// (nil for an address not read or not readable).
+func mappingHeads(pid int, maps []Mapping) func(addr uint64) []byte {
+	var rs []remoteRange
+	for _, m := range maps {
+		if m.Path == "" {
+			rs = append(rs, remoteRange{m.Start, make([]byte, 40)})
+		}
+	}
+	if _, err := readRanges(pid, rs); err != nil {
+		rs = nil
+	}
+	return func(addr uint64) []byte {
+		i, ok := slices.BinarySearchFunc(rs, addr, func(r remoteRange, a uint64) int { return cmp.Compare(r.addr, a) })
+		if !ok {
+			return nil
+		}
+		return rs[i].buf
+	}
 }
