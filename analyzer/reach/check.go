@@ -67,9 +67,6 @@ type Result struct {
 // rootPiece bounds the root memory read at once.
 const rootPiece = 1 << 20
 
-// spanGap joins blocks less than this far apart into one read.
-const spanGap = 4096
-
 // Scan reads the memory of the stopped process and classifies t.Blocks.
 func Scan(s *Stopped, t Target) (Result, error) {
 	began := time.Now()

@@ -44,6 +44,10 @@ type heapBlock struct {
 	addr, end, next uint64
 }
 
+// wordBytes is how much of the block is scanned: the whole words of its
+// requested size, as LSan scans.
+func (b *heapBlock) wordBytes() uint64 { return (b.end - b.addr) &^ 7 }
+
 // index finds the block that contains an address. Most words the scan
 // looks up are not pointers into the heap, and the scan is the check's
 // main cost:
@@ -284,20 +288,21 @@ func processMemory(pid int) memory {
 	}
 }
 
-// graphMemory is the blocks' contents as a Graph gives them (what is
-// past a block's contents reads as nothing).
+// graphMemory is the blocks' contents as a Graph gives them: memory
+// outside every block's contents reads as zeros (no pointer), as the
+// bytes between blocks and past a block's contents do.
 func graphMemory(blocks []Block) memory {
 	return func(rs []remoteRange) error {
 		for k := range rs {
 			r := &rs[k]
-			n := 0
+			clear(r.buf)
+			rEnd := r.addr + uint64(len(r.buf))
 			for _, b := range blocks {
-				if r.addr >= b.Addr && r.addr < b.Addr+uint64(len(b.Contents)) {
-					n = copy(r.buf, b.Contents[r.addr-b.Addr:])
-					break
+				bEnd := b.Addr + uint64(len(b.Contents))
+				if lo, hi := max(r.addr, b.Addr), min(rEnd, bEnd); lo < hi {
+					copy(r.buf[lo-r.addr:hi-r.addr], b.Contents[lo-b.Addr:])
 				}
 			}
-			r.buf = r.buf[:n]
 		}
 		return nil
 	}
@@ -324,6 +329,9 @@ type classifier struct {
 // batchBytes bounds one read of block contents.
 const batchBytes = 1 << 20
 
+// spanGap: blocks less than this far apart are read as one range.
+const spanGap = 4096
+
 func newClassifier(blocks []heapBlock) *classifier {
 	return &classifier{blocks: blocks, ix: newIndex(blocks), kinds: make([]Kind, len(blocks))}
 }
@@ -347,9 +355,14 @@ func (c *classifier) readEdges(read memory) (uint64, error) {
 	return total, nil
 }
 
-// readEdgesOf reads blocks [from, to) through one reused buffer, in
+// readEdgesOf reads blocks [from, until) through one reused buffer, in
 // batches of up to batchBytes and iovMax ranges, and returns their
 // pointees; it sets first[i+1] for each block it read, relative to them.
+//
+// Blocks less than spanGap apart are read as one range, the bytes between
+// them included (and not scanned): the kernel pins and walks the pages of
+// every range it is given, so a heap of small blocks read one range a
+// block paid that a block (bash's 1 100 blocks: 80 us of a 180 us scan).
 func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64, error) {
 	var to []int32
 	var total uint64
@@ -357,8 +370,10 @@ func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64,
 	if buf == nil {
 		buf = make([]byte, batchBytes)
 	}
+	// rs[k] holds (a piece of) blocks held[k].from .. held[k].until-1.
+	type blockRun struct{ from, until int }
 	var rs []remoteRange
-	var owner []int
+	var held []blockRun
 	flush := func() error {
 		if len(rs) == 0 {
 			return nil
@@ -367,30 +382,65 @@ func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64,
 			return err
 		}
 		for k, r := range rs {
-			total += uint64(len(r.buf))
-			to = c.ix.appendHits(to, r.buf)
-			c.first[owner[k]+1] = uint32(len(to))
+			readEnd := r.addr + uint64(len(r.buf)) // a failed read cut r.buf short
+			for i := held[k].from; i < held[k].until; i++ {
+				b := &c.blocks[i]
+				lo, hi := max(b.addr, r.addr), min(b.addr+b.wordBytes(), readEnd)
+				if hi > lo {
+					total += hi - lo
+					to = c.ix.appendHits(to, r.buf[lo-r.addr:hi-r.addr])
+				}
+				c.first[i+1] = uint32(len(to))
+			}
 		}
-		rs, owner = rs[:0], owner[:0]
+		rs, held = rs[:0], held[:0]
 		return nil
 	}
 	used := uint64(0)
-	for i := from; i < until; i++ {
-		b := &c.blocks[i]
-		size := (b.end - b.addr) &^ 7
-		for done := uint64(0); done < size; {
-			if used == uint64(len(buf)) || len(rs) == iovMax {
-				if err := flush(); err != nil {
-					return nil, 0, err
-				}
-				used = 0
+	room := func() uint64 { return uint64(len(buf)) - used }
+	for i := from; i < until; {
+		if room() == 0 || len(rs) == iovMax {
+			if err := flush(); err != nil {
+				return nil, 0, err
 			}
-			piece := min(size-done, uint64(len(buf))-used)
-			rs = append(rs, remoteRange{b.addr + done, buf[used : used+piece]})
-			owner = append(owner, i)
-			used += piece
-			done += piece
+			used = 0
 		}
+		b := &c.blocks[i]
+		if b.wordBytes() > room() {
+			if used > 0 && b.wordBytes() <= uint64(len(buf)) {
+				used = uint64(len(buf)) // flush first: it fits an empty buffer
+				continue
+			}
+			// Larger than the buffer: piece by piece.
+			for done := uint64(0); done < b.wordBytes(); {
+				if room() == 0 || len(rs) == iovMax {
+					if err := flush(); err != nil {
+						return nil, 0, err
+					}
+					used = 0
+				}
+				piece := min(b.wordBytes()-done, room())
+				rs = append(rs, remoteRange{b.addr + done, buf[used : used+piece]})
+				held = append(held, blockRun{i, i + 1})
+				used += piece
+				done += piece
+			}
+			i++
+			continue
+		}
+		// A run of blocks close together that fits what is left.
+		end, j := b.addr+b.wordBytes(), i+1
+		for ; j < until; j++ {
+			n := &c.blocks[j]
+			if n.addr >= end+spanGap || n.addr+n.wordBytes()-b.addr > room() {
+				break
+			}
+			end = max(end, n.addr+n.wordBytes())
+		}
+		rs = append(rs, remoteRange{b.addr, buf[used : used+end-b.addr]})
+		held = append(held, blockRun{i, j})
+		used += end - b.addr
+		i = j
 	}
 	if err := flush(); err != nil {
 		return nil, 0, err

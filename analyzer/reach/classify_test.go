@@ -2,6 +2,7 @@ package reach
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -137,4 +138,73 @@ func TestAppendOutsideChunks(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestReadEdgesInSpans: blocks close together are read as one range and
+// far apart as two; a block larger than the buffer is read in pieces; only
+// the words of each block's requested size are edges, not the bytes
+// between blocks that the range holds; a read cut short loses the edges
+// of the blocks past the cut only.
+func TestReadEdgesInSpans(t *testing.T) {
+	const base = 0x10000
+	mem := make([]byte, 4<<20) // the target's memory from base
+	put := func(addr, w uint64) { binary.LittleEndian.PutUint64(mem[addr-base:], w) }
+	blk := func(addr, size uint64) heapBlock { return heapBlock{addr: addr, end: addr + size} }
+	blocks := []heapBlock{
+		blk(base+0x00, 24),          // 0: points to 1
+		blk(base+0x20, 40),          // 1: points to 3 past its 40 bytes (slack)
+		blk(base+0x60, 16),          // 2: a pointer to 0 in the gap after it
+		blk(base+0x2000, 32),        // 3: 8 KiB on: a range of its own; points to 2
+		blk(base+0x3000, 1<<20+512), // 4: larger than the buffer; points to 0 at its end
+		blk(base+0x3000+1<<20+1024, 64),
+	}
+	put(base+0x08, base+0x20)
+	put(base+0x20+40, base+0x2000) // slack of block 1
+	put(base+0x70, base)           // gap after block 2
+	put(base+0x2008, base+0x60)
+	put(base+0x3000+1<<20+504, base)
+	read := func(cutAt uint64, ranges *[][2]uint64) memory {
+		return func(rs []remoteRange) error {
+			for k := range rs {
+				r := &rs[k]
+				*ranges = append(*ranges, [2]uint64{r.addr, uint64(len(r.buf))})
+				n := copy(r.buf, mem[r.addr-base:])
+				if r.addr+uint64(n) > cutAt {
+					n = int(max(cutAt, r.addr) - r.addr)
+				}
+				r.buf = r.buf[:n]
+			}
+			return nil
+		}
+	}
+	edges := func(c *classifier) [][]int32 {
+		out := make([][]int32, len(c.blocks))
+		for i := range c.blocks {
+			out[i] = c.pointees(i)
+		}
+		return out
+	}
+
+	var ranges [][2]uint64
+	c := newClassifier(slices.Clone(blocks))
+	c.buf = make([]byte, batchBytes)
+	total, err := c.readEdges(read(^uint64(0), &ranges))
+	require.NoError(t, err)
+	assert.Equal(t, [][]int32{{1}, {}, {}, {2}, {0}, {}}, edges(c))
+	assert.Equal(t, uint64(24+40+16+32+(1<<20+512)+64), total, "block bytes, not the gaps")
+	assert.Equal(t, [][2]uint64{
+		{base, 0x70},                            // blocks 0-2 and the gaps between them
+		{base + 0x2000, 32},                     // block 3
+		{base + 0x3000, batchBytes - 0x70 - 32}, // block 4, first piece: the rest of the buffer
+		{base + 0x3000 + batchBytes - 0x70 - 32, 1<<20 + 512 - (batchBytes - 0x70 - 32)},
+		{base + 0x3000 + 1<<20 + 1024, 64}, // block 5
+	}, ranges)
+
+	// Memory unreadable from block 1's middle: block 0 keeps its edge.
+	ranges = nil
+	c = newClassifier(slices.Clone(blocks[:3]))
+	total, err = c.readEdges(read(base+0x30, &ranges))
+	require.NoError(t, err)
+	assert.Equal(t, [][]int32{{1}, {}, {}}, edges(c))
+	assert.Equal(t, uint64(24+0x10), total)
 }
