@@ -21,7 +21,8 @@ func TestReadWritableMaps(t *testing.T) {
 			break
 		}
 	}
-	require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "settled in its wait")
+	_, parked := AwaitThreadParked(pid, pid, 5*time.Second)
+	require.True(t, parked, "settled in its wait")
 
 	all, err := ReadMaps(pid)
 	require.NoError(t, err)

@@ -152,27 +152,24 @@ func (s *Stopped) waitStop(tid int) (bool, error) {
 	}
 }
 
-// Parked returns the process as it is when its only thread is the one
-// parked in the library's wait at exit (a futex wait): nothing runs in it
-// that could change its memory, so it needs no stop, and its stack
-// pointer is in /proc/PID/task/TID/syscall. Its registers are not needed:
-// the library spilled the callee-saved ones onto its stack before
-// waiting. ok is false when the process has other threads, or its thread
-// is not in that wait: Stop it then.
-func Parked(pid int) (s *Stopped, ok bool) {
+// Parked returns the process as it is when its only thread is tid, the
+// one AwaitThreadParked saw in the library's wait at exit (a futex wait)
+// with stack pointer sp: nothing runs in it that could change its memory,
+// so it needs no stop. Its registers are not needed: the library spilled
+// the callee-saved ones onto its stack before waiting. ok is false when
+// the process has other threads, or tid was not seen waiting (sp 0): Stop
+// it then. (Seen waiting, then alone: a thread is started only by a
+// running one, and the waiting one runs nothing but its wait until it is
+// released.)
+func Parked(pid, tid int, sp uint64) (s *Stopped, ok bool) {
+	if sp == 0 {
+		return nil, false
+	}
 	tids, err := listThreads(pid)
-	if err != nil || len(tids) != 1 {
+	if err != nil || len(tids) != 1 || tids[0] != tid {
 		return nil, false
 	}
-	sp, ok := inFutexWait(pid, tids[0])
-	if !ok {
-		return nil, false
-	}
-	// Still the only thread, still waiting: nothing started meanwhile.
-	if again, err := listThreads(pid); err != nil || len(again) != 1 {
-		return nil, false
-	}
-	return &Stopped{Pid: pid, Threads: []Thread{{Tid: tids[0], SP: sp}}, parked: true}, true
+	return &Stopped{Pid: pid, Threads: []Thread{{Tid: tid, SP: sp}}, parked: true}, true
 }
 
 // inFutexWait reports whether thread tid of pid is in a futex wait, and
@@ -204,15 +201,15 @@ func inFutexWait(pid, tid int) (sp uint64, ok bool) {
 // be scanned, with the stale pointers they hold, and the verdict would
 // depend on the timing (python3 -c pass: 3 blocks of LeakSanitizer's 6
 // found reachable on a busy machine). It reports whether it got there
-// (false too when the thread is gone).
-func AwaitThreadParked(pid, tid int, within time.Duration) bool {
+// (false too when the thread is gone), and its stack pointer there.
+func AwaitThreadParked(pid, tid int, within time.Duration) (sp uint64, ok bool) {
 	deadline := time.Now().Add(within)
 	for try := 0; ; try++ {
-		if _, ok := inFutexWait(pid, tid); ok {
-			return true
+		if sp, ok := inFutexWait(pid, tid); ok {
+			return sp, true
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid)); err != nil || !time.Now().Before(deadline) {
-			return false
+			return 0, false
 		}
 		if try < 20 {
 			runtime.Gosched()

@@ -62,23 +62,30 @@ func startParker(t *testing.T, args ...string) *exec.Cmd {
 }
 
 // TestAwaitParked: a process on its way to its futex wait is waited for
-// (AwaitThreadParked) and then found parked, not stopped before; one with
-// two threads, its main thread in its wait, is not Parked (Stop is for
-// it), while AwaitThreadParked waits for the thread that is on its way.
+// (AwaitThreadParked) and then found parked at the stack pointer of that
+// wait, not before; one with two threads, its main thread in its wait, is
+// not Parked (Stop is for it), while AwaitThreadParked waits for the
+// thread that is on its way.
 func TestAwaitParked(t *testing.T) {
 	t.Run("on its way", func(t *testing.T) {
 		cmd := startParker(t, "200")
 		pid := cmd.Process.Pid
-		assert.False(t, AwaitThreadParked(pid, pid, 0), "still asleep: not in its wait yet")
-		_, ok := Parked(pid)
+		sp, ok := AwaitThreadParked(pid, pid, 0)
+		assert.False(t, ok, "still asleep: not in its wait yet")
+		_, ok = Parked(pid, pid, sp)
 		assert.False(t, ok, "still asleep: not parked yet")
 		began := time.Now()
-		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "in its futex wait")
+		sp, ok = AwaitThreadParked(pid, pid, 5*time.Second)
+		require.True(t, ok, "in its futex wait")
 		assert.Greater(t, time.Since(began), 50*time.Millisecond, "waited for it")
-		s, ok := Parked(pid)
+		want, ok := inFutexWait(pid, pid)
+		require.True(t, ok)
+		assert.Equal(t, want, sp, "the stack pointer of its wait")
+		_, ok = Parked(pid, pid+1, sp)
+		assert.False(t, ok, "not the thread seen waiting")
+		s, ok := Parked(pid, pid, sp)
 		require.True(t, ok, "parked once in its futex wait")
-		require.Len(t, s.Threads, 1)
-		assert.NotZero(t, s.Threads[0].SP)
+		assert.Equal(t, []Thread{{Tid: pid, SP: want}}, s.Threads)
 		s.Resume() // nothing to resume: it never stopped
 	})
 	t.Run("two threads", func(t *testing.T) {
@@ -89,17 +96,21 @@ func TestAwaitParked(t *testing.T) {
 				break
 			}
 		}
-		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "its main thread waits")
-		_, ok := Parked(pid)
+		sp, ok := AwaitThreadParked(pid, pid, 5*time.Second)
+		require.True(t, ok, "its main thread waits")
+		_, ok = Parked(pid, pid, sp)
 		assert.False(t, ok, "another thread runs: not parked")
 	})
 	t.Run("one of two threads on its way", func(t *testing.T) {
 		cmd := startParker(t, "200", "two")
 		pid := cmd.Process.Pid // its main thread: the one that will wait
-		assert.False(t, AwaitThreadParked(pid, pid, 0), "still asleep")
+		_, ok := AwaitThreadParked(pid, pid, 0)
+		assert.False(t, ok, "still asleep")
 		began := time.Now()
-		require.True(t, AwaitThreadParked(pid, pid, 5*time.Second), "in its futex wait")
+		_, ok = AwaitThreadParked(pid, pid, 5*time.Second)
+		require.True(t, ok, "in its futex wait")
 		assert.Greater(t, time.Since(began), 50*time.Millisecond, "waited for it")
-		assert.False(t, AwaitThreadParked(pid, 1<<30, time.Second), "no such thread: not waited for")
+		_, ok = AwaitThreadParked(pid, 1<<30, time.Second)
+		assert.False(t, ok, "no such thread: not waited for")
 	})
 }

@@ -122,8 +122,8 @@ func (c *leakChecker) check(x engine.ExitCheck) error {
 	began := time.Now()
 	// The exiting thread is scanned in its wait, whatever the timing;
 	// other threads are stopped where they are.
-	reach.AwaitThreadParked(int(pid), int(x.Tid), parkWait)
-	stopped, ok := reach.Parked(int(pid))
+	sp, _ := reach.AwaitThreadParked(int(pid), int(x.Tid), parkWait)
+	stopped, ok := reach.Parked(int(pid), int(x.Tid), sp)
 	var err error
 	if !ok {
 		stopped, err = reach.Stop(int(pid))
