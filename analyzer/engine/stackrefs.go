@@ -1,5 +1,7 @@
 package engine
 
+import "maps"
+
 // Which stacks the engine keeps. Each process writes a STACK record for
 // every stack it uses (include/memscope.h S2-S3: a fork child writes again
 // the stacks it uses), and the engine keeps one copy per stack id. Kept
@@ -41,22 +43,43 @@ func (e *Engine) holdStack(p *proc, id uint64) {
 }
 
 // shareStacks makes p hold every stack src holds (a fork: p's inherited
-// blocks use src's stacks).
+// blocks use src's stacks). A child that holds nothing yet (a fork, as it
+// is applied) takes a copy of the set, which the runtime makes without
+// inserting the ids one by one: a shell forks hundreds of times, each
+// child inheriting about a thousand ids.
 func (e *Engine) shareStacks(p, src *proc) {
+	if len(p.stackIDs) == 0 && len(src.stackIDs) > 0 {
+		p.stackIDs = maps.Clone(src.stackIDs)
+		for id := range src.stackIDs {
+			e.stackRefs[id]++
+		}
+		return
+	}
 	for id := range src.stackIDs {
 		e.holdStack(p, id)
 	}
 }
 
 // moveStacks gives p the stacks src holds; src, a fork cut, is dropped
-// after (R1: its holds become p's).
+// after (R1: its holds become p's). The larger of the two sets is kept
+// and the smaller merged into it: an id in both was held twice and is
+// now held once, by p, so its count drops by one and stays above zero
+// (R2); an id in one only keeps its count. A fork child that wrote a few
+// stacks before its cut was applied no longer walks the thousand ids of
+// its parent's twice (hold each, then drop the cut's).
 func (e *Engine) moveStacks(p, src *proc) {
-	if len(p.stackIDs) == 0 {
-		p.stackIDs, src.stackIDs = src.stackIDs, nil
-		return
+	small, large := p.stackIDs, src.stackIDs
+	if len(small) > len(large) {
+		small, large = large, small
 	}
-	e.shareStacks(p, src)
-	e.dropStacks(src)
+	for id := range small {
+		if _, ok := large[id]; ok {
+			e.stackRefs[id]--
+		} else {
+			large[id] = struct{}{}
+		}
+	}
+	p.stackIDs, src.stackIDs = large, nil
 }
 
 // dropStacks lets go of every stack p holds: p ended, or is a cut

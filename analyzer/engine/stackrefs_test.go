@@ -66,6 +66,41 @@ func TestStacksForgotten(t *testing.T) {
 			},
 		},
 		{
+			// The child's STACK records are read before its fork is
+			// applied in time order: it holds 10 and 12 when it takes the
+			// cut's 10 and 11. 10, held by both, must be counted once.
+			name: "a fork child that wrote stacks before taking its cut (fewer than the cut's)",
+			recs: func(s *stream) {
+				s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
+					stack(a, a, 2*ms, 10, 0x401000).malloc(a, a, 2*ms, 0x1000, 16, 10).
+					forked(a, 3*ms, 1).
+					stack(a, a, 4*ms, 11, 0x401100).malloc(a, a, 4*ms, 0x1100, 16, 11).
+					forkChild(child, a, 5*ms, 1).
+					stack(child, child, 6*ms, 10, 0x401000).
+					stack(child, child, 6*ms, 12, 0x401200).malloc(child, child, 6*ms, 0x3000, 16, 12)
+			},
+			steps: []step{
+				{end: a, wantKept: []uint64{10, 11, 12}, wantStack: []uint64{10, 11}},
+				{end: child, wantKept: nil, wantStack: []uint64{10, 12}},
+			},
+		},
+		{
+			name: "a fork child that wrote stacks before taking its cut (more than the cut's)",
+			recs: func(s *stream) {
+				s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
+					stack(a, a, 2*ms, 10, 0x401000).malloc(a, a, 2*ms, 0x1000, 16, 10).
+					forked(a, 3*ms, 1).
+					forkChild(child, a, 5*ms, 1).
+					stack(child, child, 6*ms, 10, 0x401000).
+					stack(child, child, 6*ms, 12, 0x401200).malloc(child, child, 6*ms, 0x3000, 16, 12).
+					stack(child, child, 7*ms, 13, 0x401300).malloc(child, child, 7*ms, 0x3100, 16, 13)
+			},
+			steps: []step{
+				{end: a, wantKept: []uint64{10, 12, 13}, wantStack: []uint64{10}},
+				{end: child, wantKept: nil, wantStack: []uint64{10, 12, 13}},
+			},
+		},
+		{
 			name: "a fork child inherits its parent's stacks (not numbered)",
 			recs: func(s *stream) {
 				s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
