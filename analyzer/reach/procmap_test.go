@@ -14,13 +14,7 @@ import (
 // readable and writable lines of /proc/PID/maps, permissions and paths
 // included, and a process that is gone is an error that names it.
 func TestReadWritableMaps(t *testing.T) {
-	cmd := startParker(t, "0", "two")
-	pid := cmd.Process.Pid
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if tids, _ := listThreads(pid); len(tids) == 2 {
-			break
-		}
-	}
+	pid := startTwoThreadParker(t)
 	_, parked := AwaitThreadParked(pid, pid, 5*time.Second)
 	require.True(t, parked, "settled in its wait")
 

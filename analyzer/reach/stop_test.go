@@ -61,6 +61,19 @@ func startParker(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// startTwoThreadParker starts a parker whose second thread waits too and
+// returns its pid once both threads exist.
+func startTwoThreadParker(t *testing.T) int {
+	t.Helper()
+	pid := startParker(t, "0", "two").Process.Pid
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if tids, _ := listThreads(pid); len(tids) == 2 {
+			break
+		}
+	}
+	return pid
+}
+
 // TestAwaitParked: a process on its way to its futex wait is waited for
 // (AwaitThreadParked) and then found parked at the stack pointer of that
 // wait, not before; one with two threads, its main thread in its wait, is
@@ -89,13 +102,7 @@ func TestAwaitParked(t *testing.T) {
 		s.Resume() // nothing to resume: it never stopped
 	})
 	t.Run("two threads", func(t *testing.T) {
-		cmd := startParker(t, "0", "two")
-		pid := cmd.Process.Pid
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if tids, _ := listThreads(pid); len(tids) == 2 {
-				break
-			}
-		}
+		pid := startTwoThreadParker(t)
 		sp, ok := AwaitThreadParked(pid, pid, 5*time.Second)
 		require.True(t, ok, "its main thread waits")
 		_, ok = Parked(pid, pid, sp)
