@@ -12,21 +12,22 @@ import (
 // for allocations: preload/ring.h ms_tsc; 14-27 ns for clock_gettime:
 // include/memscope.h MS_RING_TSC) and the consumer converts with a line
 // (StampConv) through a pair of readings of the counter and
-// CLOCK_MONOTONIC taken when the ring was mapped, whose slope is
-// measured against CLOCK_MONOTONIC over at least calibrateSpan.
+// CLOCK_MONOTONIC taken when this package was initialised (processPair),
+// whose slope is measured against CLOCK_MONOTONIC over at least
+// calibrateSpan.
 // The conversion is fixed once made, so it keeps the order of every two
 // stamps; the consumer's own clock (Now, the Reader's watermark) goes
 // through the same conversion, so it compares with records exactly.
 // Against CLOCK_MONOTONIC the converted time drifts by the calibration's
 // error, some 5e-5 (3 ms a minute): it is for order and display, and the
 // ring's other times (heartbeat, waits) stay CLOCK_MONOTONIC. Records
-// stamped before the ring was mapped here (bare mode's recorder, a
-// resumed ring) convert on the same line.
+// stamped before the analyzer started (bare mode's recorder, a resumed
+// ring) convert on the same line.
 //
 // A Clock is safe for concurrent use.
 type Clock struct {
 	tsc   bool
-	start tscPair // read when the ring was mapped
+	start tscPair // processPair
 	once  sync.Once
 	conv  StampConv // after calibrate
 }
@@ -68,10 +69,21 @@ func readPair() tscPair {
 	return best
 }
 
+// processPair is the first reading of every Clock's line, taken while
+// the analyzer's packages are initialised. It used to be taken when the
+// ring was mapped, and the first conversion then waited out the rest of
+// calibrateSpan: on a host that starts processes in half a millisecond,
+// `run ls /` went through its program's whole life before the session
+// could read its first record, and `ls` waited about 1.5 ms at exit for
+// its leak check to begin. Taken this early, the span has passed by
+// then (the analyzer's start takes longer), and any two readings make
+// the same line.
+var processPair = readPair()
+
 func newClock(tsc bool) *Clock {
 	c := &Clock{tsc: tsc}
 	if tsc {
-		c.start = readPair()
+		c.start = processPair
 	}
 	return c
 }
@@ -80,8 +92,8 @@ func newClock(tsc bool) *Clock {
 func (c *Clock) TSC() bool { return c.tsc }
 
 // Conv returns the conversion of record timestamps to ns. With a TSC
-// clock, the first call waits until calibrateSpan has passed since the
-// ring was mapped (in a `run`, the program's start takes longer).
+// clock, the first call waits until calibrateSpan has passed since
+// processPair (by then it has, but in a test that asks at once).
 func (c *Clock) Conv() StampConv {
 	c.once.Do(c.calibrate)
 	return c.conv
