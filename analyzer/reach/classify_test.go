@@ -208,3 +208,23 @@ func TestReadEdgesInSpans(t *testing.T) {
 	assert.Equal(t, [][]int32{{1}, {}, {}}, edges(c))
 	assert.Equal(t, uint64(24+0x10), total)
 }
+
+// TestScratchGrows: the scratch buffer is sized to what a scan reads at
+// once, in powers of two from minScratch up to batchBytes, and never
+// shrinks.
+func TestScratchGrows(t *testing.T) {
+	s := NewScratch()
+	defer s.Close()
+	for _, tc := range []struct{ need, want uint64 }{
+		{0, minScratch},
+		{minScratch, minScratch},
+		{100 << 10, 128 << 10},
+		{40 << 10, 128 << 10}, // kept
+		{5 << 20, batchBytes}, // at most batchBytes
+		{1, batchBytes},
+	} {
+		assert.Len(t, s.grow(tc.need), int(tc.want), "need %d", tc.need)
+	}
+	s.Close()
+	assert.Len(t, s.grow(1), minScratch, "mapped again after Close")
+}

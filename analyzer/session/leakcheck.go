@@ -29,8 +29,8 @@ type leakChecker struct {
 	// reportNow writes the reports of a process that waits for them
 	// (engine.ExitCheck.Reports), before it is released.
 	reportNow func(pid uint32)
-	// scratch is the scans' read buffer, mapped at the first check and
-	// kept for the others (close).
+	// scratch is the scans' read buffer, mapped at the first check,
+	// grown as scans need it and kept for the others (close).
 	scratch *reach.Scratch
 	// syms is the session loop's symbol cache (the report writer has its
 	// own), for the suppressions.
