@@ -52,23 +52,29 @@ const (
 func ReadWritableMaps(pid int) ([]Mapping, error) {
 	maps, err := queryWritableMaps(pid)
 	if errors.Is(err, errNoProcmapQuery) {
-		all, err := ReadMaps(pid)
-		if err != nil {
-			return nil, err
-		}
-		maps = all[:0]
-		for _, m := range all {
-			if m.Readable() && m.Writable() {
-				maps = append(maps, m)
-			}
-		}
-		return maps, nil
+		return readWritableMapsText(pid)
 	}
 	return maps, err
 }
 
+// readWritableMapsText is ReadWritableMaps from /proc/PID/maps' text.
+func readWritableMapsText(pid int) ([]Mapping, error) {
+	all, err := ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	maps := all[:0]
+	for _, m := range all {
+		if m.Readable() && m.Writable() {
+			maps = append(maps, m)
+		}
+	}
+	return maps, nil
+}
+
 // errNoProcmapQuery: the kernel has no PROCMAP_QUERY (before 6.11), or
-// answered in a way this code does not expect; the text is read instead.
+// refused or answered it in a way this code does not expect; the text is
+// read instead.
 var errNoProcmapQuery = errors.New("no PROCMAP_QUERY")
 
 func queryWritableMaps(pid int) ([]Mapping, error) {
@@ -93,10 +99,11 @@ func queryWritableMaps(pid int) ([]Mapping, error) {
 		case 0:
 		case unix.ENOENT: // no mapping at or after addr
 			return out, nil
-		case unix.ENOTTY, unix.EINVAL, unix.EOPNOTSUPP, unix.ENAMETOOLONG:
-			return nil, errNoProcmapQuery
 		default:
-			return nil, fmt.Errorf("%s: PROCMAP_QUERY at %#x: %w", path, addr, errno)
+			// ENOTTY before 6.11, or a refusal this code does not know
+			// (a seccomp filter's EPERM): the text says the same, and
+			// fails in its own words if the process is gone.
+			return nil, errNoProcmapQuery
 		}
 		if q.VmaEnd <= q.VmaStart || q.VmaStart < addr || q.VmaNameSize > uint32(len(name)) {
 			return nil, errNoProcmapQuery
