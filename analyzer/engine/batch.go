@@ -185,6 +185,16 @@ func (e *Engine) applyBatch(limit uint64) bool {
 			b.th[k].proc.live.prefetch(b.ev[k].ptr)
 		}
 		k := o & (batchCap - 1)
+		if applied+1 < n {
+			// An allocation and the free of its block next in time order,
+			// by the same thread: one step (applyTempPair).
+			o2 := b.ord[applied+1]
+			k2 := o2 & (batchCap - 1)
+			if o2>>batchIdxBits <= applyTo-base && b.th[k2] == b.th[k] && e.applyTempPair(b.th[k], &b.ev[k], &b.ev[k2]) {
+				applied++
+				continue
+			}
+		}
 		e.applyEvent(b.th[k], &b.ev[k])
 	}
 	// Take the applied events off their threads' runs.

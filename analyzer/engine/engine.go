@@ -527,6 +527,10 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 				}
 				live.prefetch(b.ev[i+slotAhead].ptr)
 			}
+			if i+1 < end && b.ev[i+1].key <= bound && e.applyTempPair(th, ev, &b.ev[i+1]) {
+				i++
+				continue
+			}
 			e.applyEvent(th, ev)
 		}
 		// Take them off the run (at the end of the head block, skip
@@ -539,6 +543,20 @@ func (e *Engine) applyRun(th *thread, bound uint64) (empty bool) {
 			return false
 		}
 	}
+}
+
+// applyTempPair applies ev and nx, th's next event in the order events
+// are applied, as one if they are an allocation and the free of its
+// block (proc.tempPair), and reports whether it did.
+func (e *Engine) applyTempPair(th *thread, ev, nx *event) bool {
+	const kinds = 1<<kindBit - 1
+	if ev.key&kinds != evAlloc || nx.key&kinds != evFree || nx.ptr != ev.ptr {
+		return false
+	}
+	if e.safe != 0 && nx.ts() >= e.safe {
+		return false // the free waits (deferred.go)
+	}
+	return th.proc.tempPair(th, ev.ts(), ev.ptr, ev.size, ev.stack, nx.ts(), e.reuseSkew)
 }
 
 // applyEvent applies one event of th's (the events it applies are not

@@ -301,6 +301,83 @@ func TestOutOfOrder(t *testing.T) {
 				},
 			},
 		},
+		{
+			// A temporary pair (an allocation and its free, next in
+			// order) is applied in one step without the live table
+			// (proc.tempPair) only when nothing but the pair is at stake.
+			// Here B runs first and A's pair arrives late: counted late,
+			// as two events would be.
+			name: "a temporary pair that arrives late",
+			stream: func(s *stream) {
+				s.malloc(pid, b, 30*ms, 0x2000, 20, 2).free(pid, b, 31*ms, 0x2000).malloc(pid, b, 32*ms, 0x3000, 5, 3).
+					malloc(pid, a, 10*ms, 0x1000, 10, 1).free(pid, a, 20*ms, 0x1000)
+			},
+			inWindow: want{
+				t: Totals{Allocations: 3, Frees: 2, BytesAllocated: 35, LiveObjects: 1, LiveBytes: 5, PeakBytes: 20, PeakObjects: 1, PeakTS: 30 * ms, TemporaryAllocations: 2},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 1, allocBytes: 10, temporaries: 1},
+					{stack: 2, tid: b, allocs: 1, allocBytes: 20, peakObjects: 1, peakBytes: 20, temporaries: 1},
+					{stack: 3, tid: b, allocs: 1, allocBytes: 5, liveObjects: 1, liveBytes: 5},
+				},
+			},
+			noWindow: want{
+				t: Totals{Allocations: 3, Frees: 2, BytesAllocated: 35, LiveObjects: 1, LiveBytes: 5, PeakBytes: 20, PeakObjects: 1, PeakTS: 30 * ms, TemporaryAllocations: 2, LateEvents: 2},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 1, allocBytes: 10, temporaries: 1},
+					{stack: 2, tid: b, allocs: 1, allocBytes: 20, peakObjects: 1, peakBytes: 20, temporaries: 1},
+					{stack: 3, tid: b, allocs: 1, allocBytes: 5, liveObjects: 1, liveBytes: 5},
+				},
+			},
+		},
+		{
+			// B frees p (unknown) 50 us before A allocates it (a block
+			// handed over, stamped out of order: reuse.go): A's
+			// allocation pairs with that free, so A's own free of p is
+			// the unknown one and A's pair was not temporary. (B's
+			// temporary block first sets a peak that A's does not pass.)
+			name: "a temporary pair after a hand-over",
+			stream: func(s *stream) {
+				s.malloc(pid, b, 21*ms, 0x2000, 100, 2).free(pid, b, 21100*ms/1000, 0x2000).free(pid, b, 21950*ms/1000, 0x1000).
+					malloc(pid, a, 22*ms, 0x1000, 10, 1).free(pid, a, 23*ms, 0x1000)
+			},
+			inWindow: want{
+				t: Totals{Allocations: 2, Frees: 2, BytesAllocated: 110, PeakBytes: 100, PeakObjects: 1, PeakTS: 21 * ms, TemporaryAllocations: 1, UnknownFrees: 1},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 1, allocBytes: 10},
+					{stack: 2, tid: b, allocs: 1, allocBytes: 100, peakObjects: 1, peakBytes: 100, temporaries: 1},
+				},
+			},
+			noWindow: want{
+				t: Totals{Allocations: 2, Frees: 2, BytesAllocated: 110, PeakBytes: 100, PeakObjects: 1, PeakTS: 21 * ms, TemporaryAllocations: 1, UnknownFrees: 1},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 1, allocBytes: 10},
+					{stack: 2, tid: b, allocs: 1, allocBytes: 100, peakObjects: 1, peakBytes: 100, temporaries: 1},
+				},
+			},
+		},
+		{
+			// The second pair is a new peak: the peak is its block's.
+			name: "a temporary pair that is a new peak",
+			stream: func(s *stream) {
+				s.malloc(pid, a, 1*ms, 0x1000, 10, 1).free(pid, a, 2*ms, 0x1000).
+					malloc(pid, a, 3*ms, 0x2000, 50, 2).free(pid, a, 4*ms, 0x2000).
+					malloc(pid, a, 5*ms, 0x3000, 20, 1).free(pid, a, 6*ms, 0x3000)
+			},
+			inWindow: want{
+				t: Totals{Allocations: 3, Frees: 3, BytesAllocated: 80, PeakBytes: 50, PeakObjects: 1, PeakTS: 3 * ms, TemporaryAllocations: 3},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 2, allocBytes: 30, temporaries: 2},
+					{stack: 2, tid: a, allocs: 1, allocBytes: 50, peakObjects: 1, peakBytes: 50, temporaries: 1},
+				},
+			},
+			noWindow: want{
+				t: Totals{Allocations: 3, Frees: 3, BytesAllocated: 80, PeakBytes: 50, PeakObjects: 1, PeakTS: 3 * ms, TemporaryAllocations: 3},
+				sites: []siteWant{
+					{stack: 1, tid: a, allocs: 2, allocBytes: 30, temporaries: 2},
+					{stack: 2, tid: a, allocs: 1, allocBytes: 50, peakObjects: 1, peakBytes: 50, temporaries: 1},
+				},
+			},
+		},
 	}
 	for _, tc := range tests {
 		for _, mode := range []struct {
@@ -683,4 +760,19 @@ func TestFreesWaitForTheWatermark(t *testing.T) {
 	assert.Equal(t, uint64(0), c.Totals.LiveBytes, "the child does not keep the block its parent freed before the fork")
 	p = e.EndProcess(parent, ExitStatus{})
 	assert.Equal(t, uint64(7), p.Totals.LiveBytes)
+}
+
+// TestTemporaryPairAcrossSample: a temporary pair whose free comes after
+// a timeline boundary is applied as two events, so the boundary's sample
+// holds the block (proc.tempPair).
+func TestTemporaryPairAcrossSample(t *testing.T) {
+	const pid, tid = 400, 400
+	s := newStream(t)
+	s.malloc(pid, tid, 1*ms, 0x1000, 100, 1).free(pid, tid, 2*ms, 0x1000).
+		malloc(pid, tid, 9*ms, 0x2000, 30, 2).free(pid, tid, 12*ms, 0x2000)
+	e := run(t, 100*time.Millisecond, s.recs)
+	p := e.EndProcess(pid, ExitStatus{Known: true})
+	require.NotNil(t, p)
+	assert.Contains(t, p.Timeline, Sample{TS: 10 * ms, HeapBytes: 30, LiveObjects: 1})
+	assert.Equal(t, uint64(2), p.Totals.TemporaryAllocations)
 }

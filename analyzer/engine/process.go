@@ -439,6 +439,44 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
 	}
 }
 
+// tempPair applies an allocation of ptr at ts by th and the free of ptr
+// at freeTS that comes right after it in the order events are applied
+// (a temporary block: th freed what it had just allocated) as alloc then
+// free would, without the block entering the live table: the insert and
+// the remove were most of the cost of a program that allocates and frees
+// in a loop. It does nothing and reports false unless the pair is plain:
+// in time (not late, freeTS not before ts), no timeline sample due
+// between them, no new peak (the peak profile must see the block live),
+// the address not live already and no earlier free of it waiting
+// (reuse.go). The caller has checked that the free is not deferred.
+func (p *proc) tempPair(th *thread, ts, ptr, size, stack, freeTS, reuseSkew uint64) bool {
+	if ptr == 0 || ts < p.maxApplied || freeTS < ts || freeTS >= p.nextSample ||
+		ts < p.lastPending+reuseSkew || p.t.LiveBytes+size > p.t.PeakBytes {
+		return false
+	}
+	if _, _, _, live := p.live.find(ptr); live {
+		return false
+	}
+	p.maxApplied = freeTS
+	p.heapEvents = true
+	si, ok := p.siteIndex.home(stack, th.tid)
+	if !ok {
+		si = p.siteFor(stack, th.tid, ts)
+	}
+	s := &p.sites[si]
+	p.touch(s)
+	s.Allocs++
+	s.AllocBytes += size
+	s.Temporaries++
+	p.t.Allocations++
+	p.t.BytesAllocated += size
+	p.t.Frees++
+	p.t.TemporaryAllocations++
+	// As free leaves them after alloc set them.
+	th.lastAlloc, th.lastAllocTS, th.lastAllocOK = ptr, ts, false
+	return true
+}
+
 func (p *proc) free(th *thread, ts, ptr, reuseSkew uint64) {
 	p.applied(ts)
 	p.heapEvents = true
