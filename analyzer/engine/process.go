@@ -403,12 +403,10 @@ func (p *proc) siteFor(stack uint64, tid uint32, ts uint64) uint32 {
 	return i
 }
 
-func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
-	late := p.applied(ts)
-	p.heapEvents = true
-	if ptr == 0 {
-		return
-	}
+// countAlloc counts an allocation of size bytes at stack by th, at ts,
+// in its site (found or made, and snapshotted for the peak first) and in
+// the process's totals, and returns the site.
+func (p *proc) countAlloc(th *thread, ts, size, stack uint64) (uint32, *site) {
 	si, ok := p.siteIndex.home(stack, th.tid)
 	if !ok {
 		si = p.siteFor(stack, th.tid, ts)
@@ -419,6 +417,16 @@ func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
 	s.AllocBytes += size
 	p.t.Allocations++
 	p.t.BytesAllocated += size
+	return si, s
+}
+
+func (p *proc) alloc(th *thread, ts, ptr, size, stack, reuseSkew uint64) {
+	late := p.applied(ts)
+	p.heapEvents = true
+	if ptr == 0 {
+		return
+	}
+	si, s := p.countAlloc(th, ts, size, stack)
 	th.lastAlloc, th.lastAllocTS, th.lastAllocOK = ptr, ts, true
 	// The hand-over rule (reuse.go) looks only when a free by a thread
 	// found no block less than the skew ago: not a lookup per allocation.
@@ -459,17 +467,8 @@ func (p *proc) tempPair(th *thread, ts, ptr, size, stack, freeTS, reuseSkew uint
 	}
 	p.maxApplied = freeTS
 	p.heapEvents = true
-	si, ok := p.siteIndex.home(stack, th.tid)
-	if !ok {
-		si = p.siteFor(stack, th.tid, ts)
-	}
-	s := &p.sites[si]
-	p.touch(s)
-	s.Allocs++
-	s.AllocBytes += size
+	_, s := p.countAlloc(th, ts, size, stack)
 	s.Temporaries++
-	p.t.Allocations++
-	p.t.BytesAllocated += size
 	p.t.Frees++
 	p.t.TemporaryAllocations++
 	// As free leaves them after alloc set them.
