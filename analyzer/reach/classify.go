@@ -374,6 +374,7 @@ func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64,
 	type blockRun struct{ from, until int }
 	var rs []remoteRange
 	var held []blockRun
+	used := uint64(0) // bytes of buf the ranges in rs take
 	flush := func() error {
 		if len(rs) == 0 {
 			return nil
@@ -393,31 +394,26 @@ func (c *classifier) readEdgesOf(from, until int, read memory) ([]int32, uint64,
 				c.first[i+1] = uint32(len(to))
 			}
 		}
-		rs, held = rs[:0], held[:0]
+		rs, held, used = rs[:0], held[:0], 0
 		return nil
 	}
-	used := uint64(0)
 	room := func() uint64 { return uint64(len(buf)) - used }
 	for i := from; i < until; {
-		if room() == 0 || len(rs) == iovMax {
+		b := &c.blocks[i]
+		// Read what is pending first when the batch is full, or when b
+		// does not fit what is left of the buffer but fits all of it.
+		if room() == 0 || len(rs) == iovMax || (b.wordBytes() > room() && b.wordBytes() <= uint64(len(buf))) {
 			if err := flush(); err != nil {
 				return nil, 0, err
 			}
-			used = 0
 		}
-		b := &c.blocks[i]
 		if b.wordBytes() > room() {
-			if used > 0 && b.wordBytes() <= uint64(len(buf)) {
-				used = uint64(len(buf)) // flush first: it fits an empty buffer
-				continue
-			}
 			// Larger than the buffer: piece by piece.
 			for done := uint64(0); done < b.wordBytes(); {
 				if room() == 0 || len(rs) == iovMax {
 					if err := flush(); err != nil {
 						return nil, 0, err
 					}
-					used = 0
 				}
 				piece := min(b.wordBytes()-done, room())
 				rs = append(rs, remoteRange{b.addr + done, buf[used : used+piece]})

@@ -207,6 +207,15 @@ func TestReadEdgesInSpans(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, [][]int32{{1}, {}, {}}, edges(c))
 	assert.Equal(t, uint64(24+0x10), total)
+
+	// A 48-byte buffer: block 3 does not fit what block 0 left of it but
+	// fits all of it, so block 0 is read first and block 3 whole after.
+	ranges = nil
+	c = newClassifier([]heapBlock{blocks[0], blocks[3]})
+	c.buf = make([]byte, 48)
+	_, err = c.readEdges(read(^uint64(0), &ranges))
+	require.NoError(t, err)
+	assert.Equal(t, [][2]uint64{{base, 24}, {base + 0x2000, 32}}, ranges)
 }
 
 // TestScratchGrows: the scratch buffer is sized to what a scan reads at
