@@ -1,8 +1,6 @@
 package symbolize
 
 import (
-	"bytes"
-	"encoding/gob"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,15 +17,17 @@ import (
 // addresses of a python run cost 0.3 s more. With the cache, a run whose
 // addresses were all seen before opens no DWARF at all.
 //
-// One file per build ID (DIR/<build id>.gob, mode 0600 in a 0700
-// directory), written whole to a temporary file and renamed; a file
+// One file per build ID (DIR/<build id>.sym, mode 0600 in a 0700
+// directory, in the format of cachefile.go), written whole to a
+// temporary file and renamed; a file
 // written by another build of memscope (its executable's size and time
 // differ) or unreadable is ignored and replaced. Only results computed
 // with DWARF and without error are kept, so a module without debug info
 // is looked up again (and warned about) at every run, and installing its
 // debug package takes effect at once.
 
-// cacheFormat changes when the file layout does.
+// cacheFormat changes when what a file means does (its layout has its
+// own version, in cacheMagic).
 const cacheFormat = 1
 
 // maxCachedAddrs bounds the addresses kept per build ID.
@@ -44,12 +44,6 @@ type cacheFile struct {
 	added  int                // entries added this run
 }
 
-// cacheOnDisk is a cache file's contents.
-type cacheOnDisk struct {
-	Stamp  string
-	Frames map[uint64][]Frame
-}
-
 func newDiskCache(dir string) *diskCache {
 	stamp := fmt.Sprint(cacheFormat)
 	if exe, err := os.Executable(); err == nil {
@@ -60,7 +54,7 @@ func newDiskCache(dir string) *diskCache {
 	return &diskCache{dir: dir, stamp: stamp, files: map[string]*cacheFile{}}
 }
 
-func (c *diskCache) path(id string) string { return filepath.Join(c.dir, id+".gob") }
+func (c *diskCache) path(id string) string { return filepath.Join(c.dir, id+".sym") }
 
 // file returns the cache of build ID id, read from disk on first use.
 func (c *diskCache) file(buildID []byte) *cacheFile {
@@ -79,11 +73,11 @@ func (c *diskCache) read(id string) map[uint64][]Frame {
 	if err != nil {
 		return map[uint64][]Frame{}
 	}
-	var d cacheOnDisk
-	if gob.NewDecoder(bytes.NewReader(b)).Decode(&d) != nil || d.Stamp != c.stamp || d.Frames == nil {
+	stamp, frames, err := decodeCacheFile(b)
+	if err != nil || stamp != c.stamp {
 		return map[uint64][]Frame{}
 	}
-	return d.Frames
+	return frames
 }
 
 func (c *diskCache) lookup(buildID []byte, fileAddr uint64) ([]Frame, bool) {
@@ -131,7 +125,7 @@ func (c *diskCache) write(id string, frames map[uint64][]Frame) error {
 	if err != nil {
 		return fmt.Errorf("symbol cache: %w", err)
 	}
-	err = gob.NewEncoder(tmp).Encode(cacheOnDisk{Stamp: c.stamp, Frames: frames})
+	_, err = tmp.Write(encodeCacheFile(c.stamp, frames))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -142,5 +136,7 @@ func (c *diskCache) write(id string, frames map[uint64][]Frame) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("symbol cache %s: %w", c.path(id), err)
 	}
+	// What a memscope before the .sym format kept for this build ID.
+	os.Remove(filepath.Join(c.dir, id+".gob"))
 	return nil
 }

@@ -29,7 +29,7 @@ func TestDiskCache(t *testing.T) {
 	}
 	require.NoError(t, first.SaveCache())
 	first.Close()
-	file := filepath.Join(cache, hex.EncodeToString(id)+".gob")
+	file := filepath.Join(cache, hex.EncodeToString(id)+".sym")
 	fi, err := os.Stat(file)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
