@@ -1,7 +1,8 @@
 package engine
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 
 	"memscope/analyzer/reach"
 	"memscope/shm"
@@ -604,26 +605,38 @@ func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
 	}
 	copy(out.Modules, p.modules)
 	byKind := p.siteKinds()
-	for i := range p.sites {
+	// Sites in (stack, thread) order: the keys are sorted, 16 bytes
+	// each, not the 160-byte sites (sort.Slice on the sites took 2.6 ms
+	// of a compiler's 20 000; BenchmarkSnapshot).
+	type siteOrder struct {
+		stack uint64
+		tid   uint32
+		i     uint32
+	}
+	order := make([]siteOrder, len(p.siteKeys))
+	for i := range p.siteKeys {
+		order[i] = siteOrder{p.siteKeys[i].StackID, p.siteKeys[i].Tid, uint32(i)}
+	}
+	slices.SortFunc(order, func(a, b siteOrder) int {
+		if c := cmp.Compare(a.stack, b.stack); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.tid, b.tid)
+	})
+	for j, o := range order {
+		i := o.i
 		c, k := &p.sites[i], &p.siteKeys[i]
-		s := Site{StackID: k.StackID, Tid: k.Tid, FirstTS: k.FirstTS,
+		s := &out.Sites[j]
+		*s = Site{StackID: k.StackID, Tid: k.Tid, FirstTS: k.FirstTS,
 			Allocs: c.Allocs, AllocBytes: c.AllocBytes, LiveObjects: c.LiveObjects, LiveBytes: c.LiveBytes,
 			PeakObjects: c.PeakObjects, PeakBytes: c.PeakBytes, Temporaries: c.Temporaries, ByKind: byKind[i]}
 		if c.snapEpoch != p.peakEpoch {
 			s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
 		}
-		out.Sites[i] = s
 		if pcs, ok := stacks[s.StackID]; ok {
 			out.Stacks[s.StackID] = pcs
 		}
 	}
-	sort.Slice(out.Sites, func(i, j int) bool {
-		a, b := &out.Sites[i], &out.Sites[j]
-		if a.StackID != b.StackID {
-			return a.StackID < b.StackID
-		}
-		return a.Tid < b.Tid
-	})
 	out.Timeline = append([]Sample(nil), p.timeline...)
 	if p.maxApplied != 0 {
 		out.Timeline = append(out.Timeline, Sample{TS: p.maxApplied, HeapBytes: p.t.LiveBytes, LiveObjects: p.t.LiveObjects})
