@@ -667,7 +667,7 @@ func TestSymbolCache(t *testing.T) {
 
 	plain := analyze(t, nil, prog)
 	first := analyzeEnv(t, env, nil, prog)
-	require.FileExists(t, filepath.Join(cache, id+".gob"), "the program's frames are kept")
+	require.FileExists(t, filepath.Join(cache, id+".sym"), "the program's frames are kept")
 	second := analyzeEnv(t, env, nil, prog)
 
 	profileLines := func(a *analyzed) []string {
