@@ -115,6 +115,10 @@ type Engine struct {
 	deferring []*proc // processes with frees waiting for the watermark
 	slack     uint64  // release in steps of at least this many key units
 
+	// flushing is the process FlushProcess applies: its records are all
+	// read, so its frees need not wait for the watermark.
+	flushing *proc
+
 	stateBuf []byte // WriteState's spill buffer, kept between checkpoints
 }
 
@@ -553,7 +557,7 @@ func (e *Engine) applyTempPair(th *thread, ev, nx *event) bool {
 	if ev.key&kinds != evAlloc || nx.key&kinds != evFree || nx.ptr != ev.ptr {
 		return false
 	}
-	if e.safe != 0 && nx.ts() >= e.safe {
+	if e.safe != 0 && nx.ts() >= e.safe && th.proc != e.flushing {
 		return false // the free waits (deferred.go)
 	}
 	return th.proc.tempPair(th, ev.ts(), ev.ptr, ev.size, ev.stack, nx.ts(), e.reuseSkew)
@@ -567,7 +571,7 @@ func (e *Engine) applyEvent(th *thread, ev *event) {
 	case evAlloc:
 		p.alloc(th, ev.ts(), ev.ptr, ev.size, ev.stack, e.reuseSkew)
 	case evFree:
-		if e.safe != 0 && ev.ts() >= e.safe {
+		if e.safe != 0 && ev.ts() >= e.safe && p != e.flushing {
 			e.deferFree(th, ev.ts(), ev.ptr) // the window passed the watermark
 		} else {
 			p.free(th, ev.ts(), ev.ptr, e.reuseSkew)

@@ -107,6 +107,25 @@ func (th *thread) headKey() uint64 { return th.headBlk.ev[th.headIdx].key }
 
 func (th *thread) lastKey() uint64 { return th.tailBlk.ev[th.tailIdx-1].key }
 
+// hasProcEvent reports whether a process record is among th's pending
+// events (a fork or exec, ordered with other processes' events).
+func (th *thread) hasProcEvent() bool {
+	left := th.pending
+	for b, i := th.headBlk, th.headIdx; b != nil && left > 0; b, i = b.next, 0 {
+		end := blockEvents
+		if b == th.tailBlk {
+			end = th.tailIdx
+		}
+		for ; i < end && left > 0; i++ {
+			if b.ev[i].key&(1<<kindBit-1) == evProc {
+				return true
+			}
+			left--
+		}
+	}
+	return false
+}
+
 func (th *thread) pop(pool *blockPool) event {
 	ev := th.headBlk.ev[th.headIdx]
 	th.skip(1, pool)

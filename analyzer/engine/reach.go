@@ -144,23 +144,55 @@ func (e *Engine) ExitChecked(pid uint32) {
 	e.exitChecks = kept
 }
 
-// FlushProcess applies every pending event of pid (and, to keep time
-// order, every older event of other processes). Call it once pid's
-// records are all read (it is stopped): its frees waiting for the
-// watermark are applied too, as no allocation of its is still to come.
+// FlushProcess applies every pending event of pid. Call it once pid's
+// records are all read (it is stopped): its frees are applied without
+// waiting for the watermark, as no allocation of its is still to come.
+//
+// Other processes' events are applied only up to the watermark, when
+// pid's events past it are one thread's heap events: those are applied
+// alone, in their order. Releasing everything up to pid's last event
+// instead (as FlushProcess did, and still does otherwise: several
+// threads, or a process record to keep in time order with the others')
+// applied the other processes' events past the watermark too, and made
+// their frees wait for it, applied out of time order and counted late:
+// a fork child's exit check gave its parent hundreds of late events,
+// depending on timing (TestResumeAfterAnalyzerCrash failed one run in
+// four).
 func (e *Engine) FlushProcess(pid uint32) {
 	p := e.procs[pid]
 	if p == nil {
 		return
 	}
+	e.flushing = p
+	defer func() { e.flushing = nil }()
 	var limit uint64
+	var only *thread // pid's one thread with pending events, if one
+	threads := 0
 	for _, th := range p.threads {
-		if !th.empty() && th.lastKey() > limit {
-			limit = th.lastKey()
+		if !th.empty() {
+			threads++
+			only = th
+			limit = max(limit, th.lastKey())
 		}
 	}
 	if limit > 0 {
-		e.release(limit)
+		var below uint64 // the last key below the watermark
+		if e.safe > 0 {
+			below = eventKey(e.safe-1, 1<<kindBit-1)
+		}
+		if threads == 1 && below < limit && !only.hasProcEvent() {
+			e.release(below)
+			if !only.empty() {
+				if i := e.heap.index(only); i >= 0 {
+					e.heap.remove(i)
+				}
+				if !e.applyRun(only, limit) {
+					e.heap.add(only)
+				}
+			}
+		} else {
+			e.release(limit)
+		}
 	}
 	if len(p.deferred) > 0 {
 		p.applyDeferred(^uint64(0))

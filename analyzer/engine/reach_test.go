@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -138,5 +139,65 @@ func BenchmarkSnapshot(b *testing.B) {
 	require.Len(b, p.sites, 20_000)
 	for b.Loop() {
 		p.snapshot(nil, ExitStatus{})
+	}
+}
+
+// TestFlushProcessLeavesOthersToTheWatermark: a process's exit check
+// applies all of its events (FlushProcess), its frees past the watermark
+// at once (no allocation of its is still to come), but another
+// process's events past the watermark stay pending: applying them made
+// their frees wait for the watermark, counted late (a fork child's check
+// gave its parent hundreds of late events). With a process record of
+// the checked process's past the watermark, or several threads of it
+// with events there, the flush keeps time order across processes: their
+// frees then wait as before.
+func TestFlushProcessLeavesOthersToTheWatermark(t *testing.T) {
+	const checked, other = 500, 501
+	tests := []struct {
+		name                string
+		extra               func(s *stream)
+		pending             int       // past the watermark before the flush
+		checked             [3]uint64 // allocations, frees, live bytes
+		checkedLate         uint64
+		otherLate           uint64
+		otherPendingAtFlush int
+	}{
+		{"one thread, heap events", func(*stream) {}, 3, [3]uint64{2, 1, 8}, 0, 0, 1},
+		{"a second thread of the checked process", func(s *stream) {
+			s.malloc(checked, checked+1, 27*ms, 0x9000, 5, 9)
+		}, 4, [3]uint64{3, 1, 13}, 0, 1, 0},
+		{"a process record of the checked process", func(s *stream) {
+			// A fork no child claims: its cut waits aside.
+			s.add(checked, checked, shm.AppendProcess(nil, 28*ms, shm.Process{Pid: checked, Event: shm.ProcessForked, Status: 1}))
+		}, 4, [3]uint64{2, 1, 8}, 0, 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStream(t)
+			s.malloc(other, other, 10*ms, 0x1000, 100, 1)
+			s.malloc(checked, checked, 15*ms, 0x2000, 40, 2)
+			s.free(checked, checked, 25*ms, 0x2000) // past the watermark
+			s.free(other, other, 24*ms, 0x1000)     // past it too, before the checked process's last event
+			s.malloc(checked, checked, 26*ms, 0x3000, 8, 3)
+			tc.extra(s)
+			e := New(Options{ReorderWindow: time.Second})
+			for _, r := range s.recs {
+				require.NoError(t, e.Apply(r))
+			}
+			e.Settle(20 * ms)
+			require.Equal(t, tc.pending, e.Pending(), "the events past the watermark wait")
+
+			e.FlushProcess(checked)
+			c := e.Snapshot(checked)
+			assert.Equal(t, tc.checked, [3]uint64{c.Totals.Allocations, c.Totals.Frees, c.Totals.LiveBytes}, "every event of the checked process applied")
+			assert.Equal(t, tc.checkedLate, c.Totals.LateEvents)
+			assert.Equal(t, tc.otherPendingAtFlush, e.Pending(), "the other process's free")
+
+			e.Settle(100 * ms)
+			o := e.EndProcess(other, ExitStatus{})
+			require.NotNil(t, o)
+			assert.Equal(t, [2]uint64{1, 0}, [2]uint64{o.Totals.Frees, o.Totals.LiveBytes})
+			assert.Equal(t, tc.otherLate, o.Totals.LateEvents)
+		})
 	}
 }
