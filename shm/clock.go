@@ -47,6 +47,13 @@ type StampConv struct {
 // CLOCK_MONOTONIC ring): the identity.
 func NSStamps() StampConv { return StampConv{mul: 1 << 32} }
 
+// Line returns the conversion's base and slope, for a journal to keep
+// (StampConvOf makes the conversion again).
+func (v StampConv) Line() (base, mul uint64) { return v.base, v.mul }
+
+// StampConvOf is the conversion whose Line is base, mul.
+func StampConvOf(base, mul uint64) StampConv { return StampConv{base: base, mul: mul} }
+
 // calibrateSpan is the least time between the two readings the slope
 // is measured from: each pair is read to within some 50 ns.
 const calibrateSpan = 2 * time.Millisecond
@@ -97,6 +104,22 @@ func (c *Clock) TSC() bool { return c.tsc }
 func (c *Clock) Conv() StampConv {
 	c.once.Do(c.calibrate)
 	return c.conv
+}
+
+// Adopt makes conv the conversion of a TSC clock that has made none yet,
+// and reports whether it did. An analyzer that resumes a ring adopts the
+// line of the one before it, in which its journal's times (settled
+// watermarks, the checkpoint's state) are: on a line of its own the same
+// stamps would convert differently, by the calibrations' error (some
+// 5e-5) times the time since, and the restored times would no longer
+// compare exactly with the new records'.
+func (c *Clock) Adopt(conv StampConv) bool {
+	if !c.tsc || conv.mul == 0 {
+		return false
+	}
+	adopted := false
+	c.once.Do(func() { c.conv, adopted = conv, true })
+	return adopted
 }
 
 func (c *Clock) calibrate() {

@@ -82,3 +82,30 @@ func TestClockCalibratedAtStart(t *testing.T) {
 	require.Less(t, time.Since(began), calibrateSpan/2, "converted without waiting")
 	require.Equal(t, processPair, c.start)
 }
+
+// TestClockAdopt: a Clock that has converted nothing yet takes another
+// analyzer's line (a resumed ring, whose journal's times are on it) and
+// converts every stamp on it; one that has converted keeps its own, and
+// a CLOCK_MONOTONIC clock, whose stamps are ns, adopts nothing.
+func TestClockAdopt(t *testing.T) {
+	line := StampConvOf(5_000, 3<<31) // 1.5 ns a tick, 5 us at 0
+	base, mul := line.Line()
+	require.Equal(t, [2]uint64{5_000, 3 << 31}, [2]uint64{base, mul})
+
+	fresh := newClock(true)
+	require.True(t, fresh.Adopt(line))
+	require.Equal(t, line, fresh.Conv())
+	require.Equal(t, uint64(5_000+1_500), fresh.Conv().NS(1_000))
+	require.False(t, fresh.Adopt(StampConvOf(0, 1<<32)), "a line once made stays")
+	require.Equal(t, line, fresh.Conv())
+
+	used := newClock(true)
+	own := used.Conv()
+	require.False(t, used.Adopt(line))
+	require.Equal(t, own, used.Conv())
+
+	mono := newClock(false)
+	require.False(t, mono.Adopt(line))
+	require.Equal(t, uint64(1_000), mono.Conv().NS(1_000))
+	require.False(t, newClock(true).Adopt(StampConv{}), "no line: calibrate")
+}

@@ -13,7 +13,8 @@
 // File format (little-endian), next to the ring as RING.journal, 0600:
 //
 //	header      magic "MSJRNL01" | version u32 | header size u32 |
-//	            ring created_ns u64 | root pid u32 | flags u32    (32 B)
+//	            ring created_ns u64 | root pid u32 | flags u32 |
+//	            stamp line base u64 | stamp line mul u64         (48 B)
 //	checkpoint  (flags & flagCheckpoint) state len u64 |
 //	            chunks u64 | chunks * (seq u64 | next offset u64) |
 //	            state (state len bytes)
@@ -52,14 +53,15 @@ package journal
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
 
 const (
 	magic      = "MSJRNL01"
-	version    = 2
-	headerSize = 32
+	version    = 3
+	headerSize = 48
 	frameSize  = 24
 	// maxFrame bounds a frame's data: a chunk's (shm.MaxChunkSize).
 	maxFrame = 1 << 24
@@ -71,6 +73,11 @@ type Header struct {
 	RingCreatedNS uint64 // the ring's created_ns: which ring
 	Root          uint32 // the session's first process (run: PROG), 0 if unknown
 	Flags         uint32 // flagLimit
+	// StampBase and StampMul are the line the writer converted record
+	// stamps to ns on (shm.StampConv.Line; 0, 0 for a CLOCK_MONOTONIC
+	// ring): the journal's times are on it, and an analyzer that
+	// resumes the ring converts on it too (shm.Clock.Adopt).
+	StampBase, StampMul uint64
 }
 
 // noteMark is a note's data offset: no frame of a chunk starts there.
@@ -118,15 +125,17 @@ func (h Header) encode() []byte {
 	le.PutUint64(b[16:], h.RingCreatedNS)
 	le.PutUint32(b[24:], h.Root)
 	le.PutUint32(b[28:], h.Flags)
+	le.PutUint64(b[32:], h.StampBase)
+	le.PutUint64(b[40:], h.StampMul)
 	return b
 }
 
 func decodeHeader(b []byte) (Header, error) {
+	if len(b) < len(magic) || string(b[:len(magic)]) != magic {
+		return Header{}, fmt.Errorf("bad magic %q: not a memscope journal", b[:min(len(b), len(magic))])
+	}
 	if len(b) < headerSize {
 		return Header{}, fmt.Errorf("%d bytes: shorter than a journal header", len(b))
-	}
-	if string(b[:8]) != magic {
-		return Header{}, fmt.Errorf("bad magic %q: not a memscope journal", b[:8])
 	}
 	le := binary.LittleEndian
 	if v := le.Uint32(b[8:]); v != version {
@@ -135,7 +144,32 @@ func decodeHeader(b []byte) (Header, error) {
 	if hs := le.Uint32(b[12:]); hs != headerSize {
 		return Header{}, fmt.Errorf("header size %d, want %d", hs, headerSize)
 	}
-	return Header{RingCreatedNS: le.Uint64(b[16:]), Root: le.Uint32(b[24:]), Flags: le.Uint32(b[28:])}, nil
+	return Header{RingCreatedNS: le.Uint64(b[16:]), Root: le.Uint32(b[24:]), Flags: le.Uint32(b[28:]),
+		StampBase: le.Uint64(b[32:]), StampMul: le.Uint64(b[40:])}, nil
+}
+
+// ReadHeader reads the header of the journal at path.
+func ReadHeader(path string) (Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Header{}, err
+	}
+	defer f.Close()
+	return readHeader(f, path)
+}
+
+// readHeader reads a journal's header from r (path names it in errors).
+func readHeader(r io.Reader, path string) (Header, error) {
+	b := make([]byte, headerSize)
+	n, err := io.ReadFull(r, b)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return Header{}, fmt.Errorf("journal %s: header: %w", path, err)
+	}
+	h, err := decodeHeader(b[:n])
+	if err != nil {
+		return Header{}, fmt.Errorf("journal %s: %w", path, err)
+	}
+	return h, nil
 }
 
 // frame is one frame's header.

@@ -27,7 +27,7 @@ func rec(s string) []byte { // 8 bytes: a stand-in for whole records
 
 func writeJournal(t *testing.T, path string, frames func(w *Writer)) {
 	t.Helper()
-	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42, StampBase: 1 << 63, StampMul: 0x15555555}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
 	require.NoError(t, err)
 	frames(w)
 	require.NoError(t, w.Publish())
@@ -62,7 +62,12 @@ func TestReplay(t *testing.T) {
 	committed := func(seq uint64, end uint32) bool { return end <= map[uint64]uint32{0: 24, 1: 8}[seq] }
 	got, h, st, err := replayAll(t, path, committed)
 	require.NoError(t, err)
-	require.Equal(t, Header{RingCreatedNS: 77, Root: 42}, h)
+	// The header says which ring, and on which line its times are.
+	want := Header{RingCreatedNS: 77, Root: 42, StampBase: 1 << 63, StampMul: 0x15555555}
+	require.Equal(t, want, h)
+	rh, err := ReadHeader(path)
+	require.NoError(t, err)
+	require.Equal(t, want, rh)
 	require.Equal(t, []applied{{1, 10, "a"}, {1, 11, "b"}, {1, 10, "c\x00\x00\x00\x00\x00\x00\x00d"}}, got)
 	require.Equal(t, Stats{Frames: 3, Bytes: 32, Skipped: 1}, st)
 
@@ -145,7 +150,7 @@ func TestWriterDrops(t *testing.T) {
 func TestCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ring.journal")
-	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42, StampBase: 1 << 63, StampMul: 0x15555555}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
 	require.NoError(t, err)
 	require.NoError(t, w.Publish())
 	w.Taken(0, 0, 1, 10, rec("a"))
@@ -162,7 +167,7 @@ func TestCheckpoint(t *testing.T) {
 
 	got, h, st, err := replayAll(t, path, func(uint64, uint32) bool { return true })
 	require.NoError(t, err)
-	require.Equal(t, Header{RingCreatedNS: 77, Root: 42, Flags: flagCheckpoint}, h)
+	require.Equal(t, Header{RingCreatedNS: 77, Root: 42, Flags: flagCheckpoint, StampBase: 1 << 63, StampMul: 0x15555555}, h)
 	require.Equal(t, []applied{{data: "state after a and b [{0 8} {1 8}] ring=false"}, {1, 10, "c"}, {pid: 5, data: "note verdicts"}, {1, 12, "d"}}, got)
 	require.Equal(t, Stats{Frames: 2, Bytes: 16, Checkpoint: 16 + 2*16 + 13, Notes: 1}, st)
 	left, _ := os.ReadDir(dir)
@@ -226,7 +231,7 @@ func checkpoint(w *Writer, state []byte, chunks []ChunkOffset, ring bool) error 
 // chunk offsets to skip to, and a frame there is refused.
 func TestRingCheckpoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ring.journal")
-	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
+	w, err := Create(path, Header{RingCreatedNS: 77, Root: 42, StampBase: 1 << 63, StampMul: 0x15555555}, 0, func(r string) { t.Fatalf("dropped: %s", r) })
 	require.NoError(t, err)
 	require.NoError(t, w.Publish())
 	w.Taken(0, 0, 1, 10, rec("a"))

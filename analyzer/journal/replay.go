@@ -91,13 +91,9 @@ func Replay(path string, ringCreatedNS uint64, committed func(seq uint64, end ui
 func replay(r io.Reader, size int64, path string, ringCreatedNS uint64, committed func(seq uint64, end uint32) bool,
 	restore Restore, apply func(pid, tid uint32, data []byte) error, note func(pid uint32, data []byte) error) (Header, Stats, error) {
 	var st Stats
-	hb := make([]byte, headerSize)
-	if _, err := io.ReadFull(r, hb); err != nil {
-		return Header{}, st, fmt.Errorf("journal %s: header: %w", path, err)
-	}
-	h, err := decodeHeader(hb)
+	h, err := readHeader(r, path)
 	if err != nil {
-		return Header{}, st, fmt.Errorf("journal %s: %w", path, err)
+		return Header{}, st, err
 	}
 	if h.RingCreatedNS != ringCreatedNS {
 		return h, st, fmt.Errorf("journal %s: written for a ring created at %d, this one was created at %d", path, h.RingCreatedNS, ringCreatedNS)

@@ -52,7 +52,11 @@ func startJournal(cfg Config, ring *shm.Ring, rd *shm.Reader, eng *engine.Engine
 			}
 		}
 		var err error
-		w, err = journal.Create(path, journal.Header{RingCreatedNS: created, Root: cfg.Root}, limit, onDrop)
+		h := journal.Header{RingCreatedNS: created, Root: cfg.Root}
+		if ring.Clock().TSC() {
+			h.StampBase, h.StampMul = ring.Clock().Conv().Line()
+		}
+		w, err = journal.Create(path, h, limit, onDrop)
 		if err != nil {
 			onDrop(err.Error())
 		}

@@ -322,6 +322,12 @@ func Run(ctx context.Context, cfg Config, exits <-chan Exit) (res Result, err er
 		return res, err
 	}
 	clock := ring.Clock()
+	if rd.Resumed() {
+		// The dead analyzer's times are on its line: convert on it too.
+		if h, err := journal.ReadHeader(journal.Path(ring.Path())); err == nil {
+			clock.Adopt(shm.StampConvOf(h.StampBase, h.StampMul))
+		}
+	}
 	eng := engine.New(engine.Options{Stamps: clock.Conv()})
 	cp := newCheckpointer(cfg)
 	jr, jroot, restored, missing := startJournal(cfg, ring, rd, eng, cp)
