@@ -319,6 +319,12 @@ func (rd *Reader) firstStamp(j uint64, off, end uint32) uint64 {
 	return ts
 }
 
+// Behind reports whether the last PollChunks or Poll stopped before the
+// end of its snapshot (PollBytes): the ring holds records not delivered
+// yet that may be stamped long before now (a backlog: a consumer that
+// fell behind, or one that took over a ring nobody read for a while).
+func (rd *Reader) Behind() bool { return rd.snapOpen }
+
 // Watermark is a time no record delivered after the last PollChunks or
 // Poll can be stamped before (ns of the ring's Clock; 0 when nothing is
 // known): a consumer that orders events by time can apply those below it

@@ -85,18 +85,23 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 		midStep bool // the next step asked for, not awaited
 		applied bool // the kill waits until the analyzer applied step 1's heap
 		env     []string
+		// offline steps run after the kill, then gap passes before the
+		// resume: the ring holds records older than the reorder window.
+		offline int
+		gap     time.Duration
 	}{
-		{"before any step", 0, false, false, nil},
-		{"after step 1", 1, false, true, nil},
-		{"after step 3", 3, false, false, nil},
-		{"during step 4", 3, true, false, nil},
-		{"after step 5", 5, false, false, nil},
-		{"checkpoints/before any step", 0, false, false, []string{often}},
-		{"checkpoints/after step 1", 1, false, true, []string{often}},
-		{"checkpoints/after step 3", 3, false, false, []string{often}},
-		{"checkpoints/during step 4", 3, true, false, []string{often}},
-		{"checkpoints/after step 5", 5, false, false, []string{often}},
-		{"no journal", 1, false, true, []string{"MEMSCOPE_JOURNAL=off"}},
+		{"before any step", 0, false, false, nil, 0, 0},
+		{"after step 1", 1, false, true, nil, 0, 0},
+		{"after step 3", 3, false, false, nil, 0, 0},
+		{"during step 4", 3, true, false, nil, 0, 0},
+		{"after step 5", 5, false, false, nil, 0, 0},
+		{"checkpoints/before any step", 0, false, false, []string{often}, 0, 0},
+		{"checkpoints/after step 1", 1, false, true, []string{often}, 0, 0},
+		{"checkpoints/after step 3", 3, false, false, []string{often}, 0, 0},
+		{"checkpoints/during step 4", 3, true, false, []string{often}, 0, 0},
+		{"checkpoints/after step 5", 5, false, false, []string{often}, 0, 0},
+		{"no journal", 1, false, true, []string{"MEMSCOPE_JOURNAL=off"}, 0, 0},
+		{"step 4 while none reads, resumed 1.2 s later", 3, false, false, nil, 1, 1200 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			xdg, out := shortTempDir(t), t.TempDir()
@@ -120,6 +125,11 @@ func TestResumeAfterAnalyzerCrash(t *testing.T) {
 			}
 			require.NoError(t, r.cmd.Process.Signal(syscall.SIGKILL))
 			r.cmd.Process.Wait() // not cmd.Wait: the program still holds the pipes
+			for range tc.offline {
+				r.step(next)
+				next++
+			}
+			time.Sleep(tc.gap)
 
 			rings, _ := filepath.Glob(filepath.Join(xdg, "memscope", "*.ring"))
 			require.Len(t, rings, 1, "the dead analyzer's ring")
