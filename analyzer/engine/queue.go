@@ -107,20 +107,27 @@ func (th *thread) headKey() uint64 { return th.headBlk.ev[th.headIdx].key }
 
 func (th *thread) lastKey() uint64 { return th.tailBlk.ev[th.tailIdx-1].key }
 
+// events yields th's pending events in order, leaving them pending
+// (for ev := range th.events).
+func (th *thread) events(yield func(*event) bool) {
+	b, i := th.headBlk, th.headIdx
+	for n := 0; n < th.pending; n++ {
+		if i == blockEvents {
+			b, i = b.next, 0
+		}
+		if !yield(&b.ev[i]) {
+			return
+		}
+		i++
+	}
+}
+
 // hasProcEvent reports whether a process record is among th's pending
 // events (a fork or exec, ordered with other processes' events).
 func (th *thread) hasProcEvent() bool {
-	left := th.pending
-	for b, i := th.headBlk, th.headIdx; b != nil && left > 0; b, i = b.next, 0 {
-		end := blockEvents
-		if b == th.tailBlk {
-			end = th.tailIdx
-		}
-		for ; i < end && left > 0; i++ {
-			if b.ev[i].key&(1<<kindBit-1) == evProc {
-				return true
-			}
-			left--
+	for ev := range th.events {
+		if ev.key&(1<<kindBit-1) == evProc {
+			return true
 		}
 	}
 	return false

@@ -272,17 +272,11 @@ func (s *stateEnc) proc(p *proc) {
 		s.u64(th.lastAllocTS)
 		s.bool(th.lastAllocOK)
 		s.u64(uint64(th.pending))
-		b, i := th.headBlk, th.headIdx
-		for n := 0; n < th.pending; n++ {
-			if i == blockEvents {
-				b, i = b.next, 0
-			}
-			ev := &b.ev[i]
+		for ev := range th.events {
 			s.u64(ev.key)
 			s.u64(ev.ptr)
 			s.u64(ev.size)
 			s.u64(ev.stack)
-			i++
 		}
 	}
 }
