@@ -244,9 +244,6 @@ static int claim_slot(struct ms_ring *r, struct ms_chunk_header *c, uint64_t seq
 	}
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
 #define POPULATE_CHUNKS 64
 
 /*

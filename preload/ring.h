@@ -8,8 +8,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>
 
 #include "../include/memscope.h"
+
+/* Maps pages writable ahead of their first touch (ring.c, slots.c); older
+ * kernels answer EINVAL and the page faults stay. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 
 /* A process's view of one mapped ring. Read-only after ms_ring_attach. */
 struct ms_ring {

@@ -45,13 +45,6 @@
  */
 #include "memscope_internal.h"
 
-#include <errno.h>
-#include <sys/mman.h>
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels: EINVAL, the faults stay */
-#endif
-
 static unsigned region_bits(const struct ms_slots *t, unsigned r)
 {
 	return t->bits0 + 2 * r;
