@@ -65,12 +65,13 @@ func (s *Scratch) grow(n uint64) []byte {
 
 // Close unmaps the buffer.
 func (s *Scratch) Close() {
-	if s != nil && s.free != nil {
+	if s == nil {
+		return
+	}
+	if s.free != nil {
 		s.free()
 	}
-	if s != nil {
-		s.buf, s.free = nil, nil
-	}
+	s.buf, s.free = nil, nil
 }
 
 // Result is the outcome of a scan.
