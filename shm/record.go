@@ -361,22 +361,35 @@ func (r Record) Realloc() (Realloc, error) {
 
 // Stack decodes a STACK record. PCs is a fresh slice.
 func (r Record) Stack() (Stack, error) {
+	s, _, err := r.StackInto(nil)
+	return s, err
+}
+
+// StackInto decodes a STACK record like Stack, appending its PCs to buf
+// when they fit in buf's capacity (else to a new array of their own):
+// Stack.PCs is the appended part, its capacity its length, and the
+// second result buf with the PCs appended. A reader keeping many stacks
+// decodes them into large arrays instead of one allocation each.
+func (r Record) StackInto(buf []uint64) (Stack, []uint64, error) {
 	if err := r.need(RecStack, stackFixedSize); err != nil {
-		return Stack{}, err
+		return Stack{}, buf, err
 	}
 	d := r.Data
 	depth := int(le.Uint32(d[stackOffDepth:]))
 	if depth > MaxDepth {
-		return Stack{}, r.errorf("depth %d exceeds %d", depth, MaxDepth)
+		return Stack{}, buf, r.errorf("depth %d exceeds %d", depth, MaxDepth)
 	}
 	if stackFixedSize+8*depth > len(d) {
-		return Stack{}, r.errorf("depth %d does not fit", depth)
+		return Stack{}, buf, r.errorf("depth %d does not fit", depth)
 	}
-	pcs := make([]uint64, depth)
-	for i := range pcs {
-		pcs[i] = le.Uint64(d[stackOffPCs+8*i:])
+	if cap(buf)-len(buf) < depth {
+		buf = make([]uint64, 0, depth)
 	}
-	return Stack{ID: le.Uint64(d[stackOffID:]), PCs: pcs}, nil
+	start := len(buf)
+	for i := 0; i < depth; i++ {
+		buf = append(buf, le.Uint64(d[stackOffPCs+8*i:]))
+	}
+	return Stack{ID: le.Uint64(d[stackOffID:]), PCs: buf[start:len(buf):len(buf)]}, buf, nil
 }
 
 // Module decodes a MODULE record.

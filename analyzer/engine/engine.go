@@ -90,10 +90,9 @@ type Engine struct {
 	// windowBlocks is maxWindowBlocks; tests make it small.
 	windowBlocks int
 
-	stacks    map[uint64][]uint64
-	stackRefs map[uint64]int32 // processes and cuts holding each stack (stackrefs.go)
-	maxStacks int              // bound of len(stacks) (Options.MaxStacks)
-	reuseSkew uint64           // Options.ReuseSkew, ns
+	ownedStacks int    // stacks of the living processes' tables (stacktable.go T3)
+	maxStacks   int    // bound of ownedStacks (Options.MaxStacks)
+	reuseSkew   uint64 // Options.ReuseSkew, ns
 
 	procRecs   map[uint64]pendingProc // PROCESS records waiting in the window
 	nextProcID uint64
@@ -136,15 +135,13 @@ func New(opts Options) *Engine {
 		iv = 10 * time.Millisecond
 	}
 	e := &Engine{
-		window:    uint64(w),
-		interval:  uint64(iv),
-		stamps:    opts.Stamps,
-		procs:     map[uint32]*proc{},
-		threads:   map[uint64]*thread{},
-		stacks:    map[uint64][]uint64{},
-		stackRefs: map[uint64]int32{},
-		procRecs:  map[uint64]pendingProc{},
-		slack:     uint64(w) / 16 << kindBit,
+		window:   uint64(w),
+		interval: uint64(iv),
+		stamps:   opts.Stamps,
+		procs:    map[uint32]*proc{},
+		threads:  map[uint64]*thread{},
+		procRecs: map[uint64]pendingProc{},
+		slack:    uint64(w) / 16 << kindBit,
 
 		maxStacks:    opts.MaxStacks,
 		windowBlocks: maxWindowBlocks,
@@ -305,17 +302,7 @@ func (e *Engine) applyRecord(rec shm.Record) error {
 		// ApplyChunk queued it unless it is malformed: say how.
 		return recErr(rec, heapRecordFault(rec))
 	case shm.RecStack:
-		s, err := rec.Stack()
-		if err != nil {
-			return recErr(rec, err)
-		}
-		if _, ok := e.stacks[s.ID]; !ok {
-			if len(e.stacks) >= e.maxStacks {
-				return recErr(rec, fmt.Errorf("more than %d distinct stacks: refusing the ring (corrupt, or written by something hostile)", e.maxStacks))
-			}
-			e.stacks[s.ID] = s.PCs
-		}
-		e.holdStack(e.proc(rec.Pid), s.ID)
+		return e.addStack(e.proc(rec.Pid), rec)
 	case shm.RecModule:
 		m, err := rec.Module()
 		if err != nil {
@@ -713,7 +700,7 @@ func (e *Engine) EndProcess(pid uint32, exit ExitStatus) *Process {
 	if len(p.deferred) > 0 {
 		p.applyDeferred(^uint64(0))
 	}
-	out := p.snapshot(e.stacks, exit) // holds the PCs of its stacks itself
+	out := p.snapshot(exit) // holds the PCs of its stacks itself
 	e.dropStacks(p)
 	for _, th := range p.threads {
 		th.release(&e.pool)
@@ -746,7 +733,7 @@ func (e *Engine) Snapshot(pid uint32) *Process {
 	if p == nil {
 		return nil
 	}
-	return p.snapshot(e.stacks, ExitStatus{})
+	return p.snapshot(ExitStatus{})
 }
 
 // Pids returns the processes the engine holds state for, ascending.
@@ -759,11 +746,21 @@ func (e *Engine) Pids() []uint32 {
 	return out
 }
 
-// Stack returns the PCs of a stack id (shared: do not modify), innermost
-// first: pcs[0] is the return address into the caller of malloc.
-func (e *Engine) Stack(id uint64) ([]uint64, bool) {
-	pcs, ok := e.stacks[id]
-	return pcs, ok
+// Stack returns the PCs of stack id of process pid (shared: do not
+// modify), innermost first: pcs[0] is the return address into the
+// caller of malloc.
+func (e *Engine) Stack(pid uint32, id uint64) ([]uint64, bool) {
+	p := e.procs[pid]
+	if p == nil {
+		return nil, false
+	}
+	return p.stacks.get(id)
+}
+
+// errTooManyStacks refuses a ring whose processes write more stacks than
+// the engine keeps.
+func errTooManyStacks(limit int) error {
+	return fmt.Errorf("more than %d distinct stacks: refusing the ring (corrupt, or written by something hostile)", limit)
 }
 
 // Pending returns how many events wait in the reorder window.

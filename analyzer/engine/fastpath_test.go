@@ -187,7 +187,7 @@ func TestApplyChunk(t *testing.T) {
 			assert.Equal(t, want, p.Totals)
 			assert.Equal(t, map[uint32]string{tid: "worker"}, p.Threads)
 			assert.Contains(t, p.Stacks, uint64(7), "the process's stacks go with its snapshot")
-			_, ok := e.Stack(7)
+			_, ok := e.Stack(pid, 7)
 			assert.False(t, ok, "and the engine forgets them")
 		})
 	}

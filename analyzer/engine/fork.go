@@ -74,10 +74,7 @@ func (e *Engine) forked(parent *proc, k uint32, ts uint64) {
 	if e.forkCuts == nil {
 		e.forkCuts = map[forkID]*proc{}
 	}
-	if old := e.forkCuts[id]; old != nil {
-		e.dropStacks(old) // a fork number seen twice: bad input
-	}
-	e.forkCuts[id] = cut
+	e.forkCuts[id] = cut // a fork number seen twice (bad input): the last
 }
 
 // fork applies the child's FORK record of fork k (0: not numbered) of
@@ -104,15 +101,11 @@ func (e *Engine) fork(p *proc, ppid, k uint32, ts uint64) {
 }
 
 // copyProc makes p the child of a fork of src at ts (proc.copyFrom; take:
-// src is a cut, dropped after), holding the stacks src holds, which its
-// inherited blocks use (stackrefs.go R1).
+// src is a cut, dropped after), seeing the stacks src sees, which its
+// inherited blocks use (stacktable.go T2).
 func (e *Engine) copyProc(p, src *proc, ts uint64, take bool) {
 	p.copyFrom(src, ts, take)
-	if take {
-		e.moveStacks(p, src)
-	} else {
-		e.shareStacks(p, src)
-	}
+	e.inheritStacks(p, src)
 }
 
 // forgetForks drops what waits for forks of pid's image that ended (its
@@ -136,7 +129,6 @@ func (e *Engine) expireForkCuts(ts uint64) {
 	for id, cut := range e.forkCuts {
 		if cut.startTS+forkCutTTL < ts {
 			delete(e.forkCuts, id)
-			e.dropStacks(cut)
 			continue
 		}
 		ids = append(ids, id)
@@ -146,7 +138,6 @@ func (e *Engine) expireForkCuts(ts uint64) {
 	}
 	sort.Slice(ids, func(i, j int) bool { return e.forkCuts[ids[i]].startTS < e.forkCuts[ids[j]].startTS })
 	for _, id := range ids[:len(ids)-maxForkCuts+1] {
-		e.dropStacks(e.forkCuts[id])
 		delete(e.forkCuts, id)
 	}
 }

@@ -199,9 +199,9 @@ type proc struct {
 
 	threadNames map[uint32]string
 	modules     []Module
-	stackIDs    map[uint64]struct{} // the stacks this process holds (stackrefs.go)
-	loaded      int                 // modules not unloaded (loadedModules)
-	threads     []*thread           // queues of this pid in the engine
+	stacks      *stackTable // the stacks it wrote, and its parent's (stacktable.go)
+	loaded      int         // modules not unloaded (loadedModules)
+	threads     []*thread   // queues of this pid in the engine
 
 	live      liveTable
 	sites     []site
@@ -586,7 +586,7 @@ func (p *proc) addModule(ts uint64, m shm.Module) {
 }
 
 // snapshot returns the state as a Process that shares nothing mutable.
-func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
+func (p *proc) snapshot(exit ExitStatus) *Process {
 	out := &Process{
 		Pid: p.pid, Ppid: p.ppid, Exe: p.exe, Argv0: p.argv0, Execs: p.execs,
 		StartTS: p.startTS, EndTS: p.maxApplied,
@@ -633,7 +633,7 @@ func (p *proc) snapshot(stacks map[uint64][]uint64, exit ExitStatus) *Process {
 		if c.snapEpoch != p.peakEpoch {
 			s.PeakObjects, s.PeakBytes = s.LiveObjects, s.LiveBytes
 		}
-		if pcs, ok := stacks[s.StackID]; ok {
+		if pcs, ok := p.stacks.get(s.StackID); ok {
 			out.Stacks[s.StackID] = pcs
 		}
 	}

@@ -242,7 +242,7 @@ func (e *Engine) AllocatedByLoader(pid, site uint32) bool {
 		return false
 	}
 	k := &p.siteKeys[site]
-	pcs := e.stacks[k.StackID]
+	pcs, _ := p.stacks.get(k.StackID)
 	if len(pcs) == 0 {
 		return false
 	}

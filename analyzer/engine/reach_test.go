@@ -138,7 +138,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	p := e.procs[1]
 	require.Len(b, p.sites, 20_000)
 	for b.Loop() {
-		p.snapshot(nil, ExitStatus{})
+		p.snapshot(ExitStatus{})
 	}
 }
 

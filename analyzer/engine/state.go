@@ -76,12 +76,21 @@ func (e *Engine) encodeState(s *stateEnc) {
 	s.u64(e.safe)
 	s.u64(e.nextProcID)
 
-	s.u64(uint64(len(e.stacks)))
-	for id, pcs := range e.stacks {
-		s.u64(id)
-		s.u64(uint64(len(pcs)))
-		for _, pc := range pcs {
-			s.u64(pc)
+	// The stacks: each table's own, every table once (an id in two
+	// tables is written twice; the reader keeps one).
+	tables := e.stackTables()
+	nstacks := 0
+	for _, t := range tables {
+		nstacks += len(t.own)
+	}
+	s.u64(uint64(nstacks))
+	for _, t := range tables {
+		for id, pcs := range t.own {
+			s.u64(id)
+			s.u64(uint64(len(pcs)))
+			for _, pc := range pcs {
+				s.u64(pc)
+			}
 		}
 	}
 
@@ -189,10 +198,11 @@ func (s *stateEnc) proc(p *proc) {
 		}
 	}
 
-	s.u64(uint64(len(p.stackIDs)))
-	for id := range p.stackIDs {
-		s.u64(id)
-	}
+	// The stacks it sees (stacktable.go T2).
+	nvisible := 0
+	visibleStacks(p, func(uint64, []uint64) { nvisible++ })
+	s.u64(uint64(nvisible))
+	visibleStacks(p, func(id uint64, _ []uint64) { s.u64(id) })
 
 	s.u64(uint64(p.live.count))
 	p.live.each(func(b liveBlock) {
@@ -292,7 +302,7 @@ func totalsFields(t *Totals) [13]*uint64 {
 // to the one AppendState wrote. On an error, which says what is wrong
 // and where, the engine is unchanged.
 func (e *Engine) RestoreState(b []byte) error {
-	if len(e.procs) != 0 || len(e.stacks) != 0 || len(e.threads) != 0 {
+	if len(e.procs) != 0 || len(e.threads) != 0 {
 		return errors.New("engine state: the engine has applied records already")
 	}
 	d := stateDec{b: b}
@@ -306,16 +316,17 @@ func (e *Engine) RestoreState(b []byte) error {
 	n.safe = d.u64()
 	n.nextProcID = d.u64()
 
+	d.stacks = map[uint64][]uint64{}
 	for i, c := 0, d.count(16); i < c; i++ {
 		id := d.u64()
 		pcs := make([]uint64, d.count(8))
 		for j := range pcs {
 			pcs[j] = d.u64()
 		}
-		if len(n.stacks) >= e.maxStacks {
+		if len(d.stacks) >= e.maxStacks {
 			d.fail("more than %d stacks", e.maxStacks)
 		}
-		n.stacks[id] = pcs
+		d.stacks[id] = pcs
 	}
 
 	for i, c := 0, d.count(40); i < c; i++ {
@@ -387,10 +398,15 @@ func (e *Engine) RestoreState(b []byte) error {
 		}
 	}
 	e.maxSeen, e.released, e.safe, e.nextProcID = n.maxSeen, n.released, n.safe, n.nextProcID
-	e.stacks, e.procRecs, e.exitChecks = n.stacks, n.procRecs, n.exitChecks
+	e.procRecs, e.exitChecks = n.procRecs, n.exitChecks
 	e.forkCuts, e.forkTaken = n.forkCuts, n.forkTaken
 	e.procs, e.threads, e.heap, e.deferring = n.procs, n.threads, n.heap, n.deferring
-	e.countStackRefs()
+	e.ownedStacks = 0
+	for _, p := range e.procs {
+		if p.stacks != nil {
+			e.ownedStacks += len(p.stacks.own)
+		}
+	}
 	e.pool.inUse += n.pool.inUse
 	e.pool.free = append(e.pool.free, n.pool.free...)
 	e.last = nil
@@ -459,16 +475,21 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 		}
 		p.siteIndex.put(stack, tid, idx)
 	}
+	// Each restored process sees its stacks in a table of its own; an id
+	// the stacks section lacks is not seen (its sites have no frames).
 	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
 		id := d.u64()
-		if _, dup := p.stackIDs[id]; dup {
+		t := stackTableOf(p)
+		if _, dup := t.own[id]; dup {
 			d.fail("process %d: stack %#x held twice", pid, id)
 			return
 		}
-		if p.stackIDs == nil {
-			p.stackIDs = map[uint64]struct{}{}
+		if t.own == nil {
+			t.own = map[uint64][]uint64{}
 		}
-		p.stackIDs[id] = struct{}{}
+		if pcs, ok := d.stacks[id]; ok {
+			t.own[id] = pcs
+		}
 	}
 
 	nblocks := d.count(28)
@@ -614,6 +635,9 @@ type stateDec struct {
 	b   []byte
 	off int
 	err error
+	// stacks are those of the stacks section, by id, which the
+	// processes' tables take theirs from.
+	stacks map[uint64][]uint64
 }
 
 func (d *stateDec) fail(format string, args ...any) {

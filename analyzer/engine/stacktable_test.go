@@ -14,15 +14,16 @@ func (s *stream) stack(pid, tid uint32, ts, id uint64, pcs ...uint64) *stream {
 	return s.add(pid, tid, shm.AppendStack(nil, ts, 0, shm.Stack{ID: id, PCs: pcs}))
 }
 
-// TestStacksForgotten: the engine keeps a stack while a process or a
-// fork cut that wrote or inherited it lives (stackrefs.go R1-R2), and
-// each process's report gets the stacks of its sites even after another
-// holder ended; with every process ended, no stack is left.
+// TestStacksForgotten: each process sees the stacks it wrote and those
+// its parent had when it forked (stacktable.go T2), its report gets the
+// stacks of its sites even after its parent ended, and the stacks of
+// the living processes are counted (T3): none once every process ended.
 func TestStacksForgotten(t *testing.T) {
 	const a, b, child = 500, 501, 502
 	type step struct {
 		end       uint32   // the process ended at this step
-		wantKept  []uint64 // the stacks the engine holds after it
+		wantKept  []uint64 // the stacks the living processes see after it
+		wantOwned int      // the stacks they wrote (ownedStacks)
 		wantStack []uint64 // the stacks of the ended process's report
 	}
 	for _, tc := range []struct {
@@ -40,18 +41,18 @@ func TestStacksForgotten(t *testing.T) {
 					stack(b, b, 4*ms, 10, 0x401000).malloc(b, b, 4*ms, 0x2000, 16, 10)
 			},
 			steps: []step{
-				{end: a, wantKept: []uint64{10}, wantStack: []uint64{10, 11}},
+				{end: a, wantKept: []uint64{10}, wantOwned: 1, wantStack: []uint64{10, 11}},
 				{end: b, wantKept: nil, wantStack: []uint64{10}},
 			},
 		},
 		{
 			// The child writes no STACK of its own: its inherited block
 			// uses the parent's, which must outlive the parent. The FORKED
-			// record comes first: the cut holds the stacks until the
-			// child takes it. STACK records are applied as they are read,
-			// the FORKED record in time order, so the cut also holds 11,
-			// written after the fork: kept a little longer, never too
-			// short.
+			// record comes first: the cut sees the parent's table until
+			// the child takes it. STACK records are applied as they are
+			// read, the FORKED record in time order, so the child also
+			// sees 11, written after the fork: kept a little longer,
+			// never too short.
 			name: "a fork child inherits its parent's stacks (cut)",
 			recs: func(s *stream) {
 				s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
@@ -67,8 +68,8 @@ func TestStacksForgotten(t *testing.T) {
 		},
 		{
 			// The child's STACK records are read before its fork is
-			// applied in time order: it holds 10 and 12 when it takes the
-			// cut's 10 and 11. 10, held by both, must be counted once.
+			// applied in time order: it has written 10 and 12 when it
+			// takes the cut, which sees 10 and 11.
 			name: "a fork child that wrote stacks before taking its cut (fewer than the cut's)",
 			recs: func(s *stream) {
 				s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
@@ -80,7 +81,7 @@ func TestStacksForgotten(t *testing.T) {
 					stack(child, child, 6*ms, 12, 0x401200).malloc(child, child, 6*ms, 0x3000, 16, 12)
 			},
 			steps: []step{
-				{end: a, wantKept: []uint64{10, 11, 12}, wantStack: []uint64{10, 11}},
+				{end: a, wantKept: []uint64{10, 11, 12}, wantOwned: 2, wantStack: []uint64{10, 11}},
 				{end: child, wantKept: nil, wantStack: []uint64{10, 12}},
 			},
 		},
@@ -96,7 +97,7 @@ func TestStacksForgotten(t *testing.T) {
 					stack(child, child, 7*ms, 13, 0x401300).malloc(child, child, 7*ms, 0x3100, 16, 13)
 			},
 			steps: []step{
-				{end: a, wantKept: []uint64{10, 12, 13}, wantStack: []uint64{10}},
+				{end: a, wantKept: []uint64{10, 12, 13}, wantOwned: 3, wantStack: []uint64{10}},
 				{end: child, wantKept: nil, wantStack: []uint64{10, 12, 13}},
 			},
 		},
@@ -109,7 +110,7 @@ func TestStacksForgotten(t *testing.T) {
 					stack(child, child, 4*ms, 12, 0x401200).malloc(child, child, 4*ms, 0x3000, 16, 12)
 			},
 			steps: []step{
-				{end: a, wantKept: []uint64{10, 12}, wantStack: []uint64{10}},
+				{end: a, wantKept: []uint64{10, 12}, wantOwned: 1, wantStack: []uint64{10}},
 				{end: child, wantKept: nil, wantStack: []uint64{10, 12}},
 			},
 		},
@@ -134,17 +135,17 @@ func TestStacksForgotten(t *testing.T) {
 				p := e.EndProcess(st.end, ExitStatus{})
 				require.NotNil(t, p, "process %d", st.end)
 				assert.ElementsMatch(t, st.wantStack, keysOf(p.Stacks), "process %d: its report's stacks", st.end)
-				assert.ElementsMatch(t, st.wantKept, keysOf(e.stacks), "after process %d: stacks kept", st.end)
-				assert.Len(t, e.stackRefs, len(st.wantKept), "after process %d: stacks counted", st.end)
+				assert.ElementsMatch(t, st.wantKept, seenStacks(e), "after process %d: stacks seen", st.end)
+				assert.Equal(t, st.wantOwned, e.ownedStacks, "after process %d: stacks counted", st.end)
 			}
 			assert.Empty(t, e.forkCuts)
 		})
 	}
 }
 
-// TestStacksForgottenAfterRestore: a restored state holds the same
-// stacks for the same processes (the held ids are in the state, the
-// counts rebuilt from them).
+// TestStacksForgottenAfterRestore: a restored state gives each process
+// the stacks it saw (the ids are in the state, the count rebuilt from
+// them).
 func TestStacksForgottenAfterRestore(t *testing.T) {
 	const a, b = 500, 501
 	s := newStream(t)
@@ -157,14 +158,86 @@ func TestStacksForgottenAfterRestore(t *testing.T) {
 	e.Flush()
 	restored := New(Options{ReorderWindow: time.Millisecond})
 	require.NoError(t, restored.RestoreState(e.AppendState(nil)))
-	assert.Equal(t, map[uint64]int32{10: 2, 11: 1}, restored.stackRefs)
-	require.NotNil(t, restored.EndProcess(b, ExitStatus{}))
-	assert.ElementsMatch(t, []uint64{10}, keysOf(restored.stacks))
+	assert.Equal(t, 3, restored.ownedStacks)
+	pb := restored.EndProcess(b, ExitStatus{})
+	require.NotNil(t, pb)
+	assert.ElementsMatch(t, []uint64{10, 11}, keysOf(pb.Stacks))
+	assert.Equal(t, []uint64{0x401100}, pb.Stacks[11])
+	assert.ElementsMatch(t, []uint64{10}, seenStacks(restored))
 	p := restored.EndProcess(a, ExitStatus{})
 	require.NotNil(t, p)
 	assert.ElementsMatch(t, []uint64{10}, keysOf(p.Stacks))
-	assert.Empty(t, restored.stacks)
-	assert.Empty(t, restored.stackRefs)
+	assert.Empty(t, seenStacks(restored))
+	assert.Zero(t, restored.ownedStacks)
+}
+
+// TestStacksOfForkChainRestored: a child that sees its parent's stacks
+// through its table's link sees the same ones after a restore, where
+// each has a table of its own; and a stack written twice (the child's
+// again, S3) is stored and counted once.
+func TestStacksOfForkChainRestored(t *testing.T) {
+	const a, child = 500, 502
+	s := newStream(t)
+	s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
+		stack(a, a, 2*ms, 10, 0x401000).malloc(a, a, 2*ms, 0x1000, 16, 10).
+		forkChild(child, a, 3*ms, 0).
+		stack(child, child, 4*ms, 10, 0x401000).malloc(child, child, 4*ms, 0x2000, 16, 10).
+		stack(child, child, 5*ms, 12, 0x401200, 0x401300).malloc(child, child, 5*ms, 0x3000, 16, 12)
+	e := run(t, -1, s.recs) // applied as they come: the fork before the child's STACK
+	assert.Equal(t, 2, e.ownedStacks, "10 once (the parent's), 12")
+	pcs, ok := e.Stack(child, 10)
+	require.True(t, ok)
+	assert.Equal(t, []uint64{0x401000}, pcs)
+
+	restored := New(Options{ReorderWindow: time.Millisecond})
+	require.NoError(t, restored.RestoreState(e.AppendState(nil)))
+	assert.Equal(t, 3, restored.ownedStacks, "the child's own table has 10 too")
+	for _, pid := range []uint32{child, a} {
+		want, got := e.EndProcess(pid, ExitStatus{}), restored.EndProcess(pid, ExitStatus{})
+		require.NotNil(t, want)
+		require.NotNil(t, got)
+		assert.Equal(t, want.Stacks, got.Stacks, "process %d", pid)
+	}
+	assert.Zero(t, e.ownedStacks)
+	assert.Zero(t, restored.ownedStacks)
+}
+
+// TestTooManyStacks: the bound counts the stacks of the living processes
+// (T3): a ring that writes more is refused, one whose processes end in
+// time is not.
+func TestTooManyStacks(t *testing.T) {
+	e := New(Options{ReorderWindow: -1, MaxStacks: 2})
+	s := newStream(t)
+	s.process(500, 500, 1*ms, shm.ProcessStart, 1, "/bin/a").
+		stack(500, 500, 2*ms, 10, 0x401000).
+		stack(500, 500, 3*ms, 11, 0x401100).
+		stack(500, 500, 4*ms, 11, 0x401100) // seen: not counted again
+	for _, r := range s.recs {
+		require.NoError(t, e.Apply(r))
+	}
+	e.EndProcess(500, ExitStatus{})
+	s = newStream(t)
+	s.process(501, 501, 5*ms, shm.ProcessStart, 1, "/bin/a").
+		stack(501, 501, 6*ms, 10, 0x401000).
+		stack(501, 501, 7*ms, 11, 0x401100).
+		stack(501, 501, 8*ms, 12, 0x401200)
+	var err error
+	for _, r := range s.recs {
+		if err = e.Apply(r); err != nil {
+			break
+		}
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "more than 2 distinct stacks")
+}
+
+// seenStacks lists the stacks the engine's living processes see.
+func seenStacks(e *Engine) []uint64 {
+	seen := map[uint64]bool{}
+	for _, p := range e.procs {
+		visibleStacks(p, func(id uint64, _ []uint64) { seen[id] = true })
+	}
+	return keysOf(seen)
 }
 
 func keysOf[V any](m map[uint64]V) []uint64 {
