@@ -2,13 +2,13 @@ package report
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
 
 	"github.com/google/pprof/profile"
+	"github.com/klauspost/compress/gzip"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/reach"
