@@ -2,10 +2,10 @@ package report
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 
 	"memscope/analyzer/engine"
 	"memscope/analyzer/reach"
@@ -308,91 +308,105 @@ func frameText(f Frame) string {
 	return fmt.Sprintf("%#x in %s %s:%d", f.Address, f.Function, f.File, f.Line)
 }
 
-// The JSON schema of DESIGN.md §6; field order is the schema's.
-type jsonReport struct {
-	Version    int    `json:"version"`
-	Pid        uint32 `json:"pid"`
-	Ppid       uint32 `json:"ppid"`
-	Program    string `json:"program"`
-	ExitStatus *int   `json:"exit_status"`
-	Complete   bool   `json:"complete"`
-	// Incomplete says why complete is false (absent when it is true).
-	Incomplete    []string   `json:"incomplete,omitempty"`
-	Totals        jsonTotals `json:"totals"`
-	LeakedBytes   uint64     `json:"leaked_bytes"`
-	LeakedObjects uint64     `json:"leaked_objects"`
-	// Reachability is "checked" or "not checked: REASON".
-	Reachability     string     `json:"reachability"`
-	DirectBytes      uint64     `json:"direct_bytes"`
-	DirectObjects    uint64     `json:"direct_objects"`
-	IndirectBytes    uint64     `json:"indirect_bytes"`
-	IndirectObjects  uint64     `json:"indirect_objects"`
-	ReachableBytes   uint64     `json:"reachable_bytes"`
-	ReachableObjects uint64     `json:"reachable_objects"`
-	Leaks            []jsonLeak `json:"leaks"`
-}
-
-type jsonTotals struct {
-	Allocations          uint64 `json:"allocations"`
-	Frees                uint64 `json:"frees"`
-	BytesAllocated       uint64 `json:"bytes_allocated"`
-	PeakBytes            uint64 `json:"peak_bytes"`
-	TemporaryAllocations uint64 `json:"temporary_allocations"`
-	DroppedEvents        uint64 `json:"dropped_events"`
-	UnrecordedCalls      uint64 `json:"unrecorded_calls"`
-	UnknownFrees         uint64 `json:"unknown_frees"`
-	LateEvents           uint64 `json:"late_events"`
-}
-
-type jsonLeak struct {
-	Kind       string      `json:"kind"`
-	Bytes      uint64      `json:"bytes"`
-	Objects    uint64      `json:"objects"`
-	Suppressed bool        `json:"suppressed"`
-	Frames     []jsonFrame `json:"frames"`
-}
-
-type jsonFrame struct {
-	Address  string `json:"address"`
-	Function string `json:"function"`
-	File     string `json:"file"`
-	Line     int    `json:"line"`
-	Module   string `json:"module"`
-}
-
 // WriteJSON writes the report as one line of JSON (DESIGN.md §6). Every
 // group still allocated is listed with its "kind" (reachable ones too),
 // suppressed leaks with "suppressed": true; exit_status is
 // the exit code, 128+N for a process killed by signal N, null if unknown.
+// The fields are in the schema's order; strings are escaped as
+// encoding/json escapes them without HTML escaping (jsonwrite.go).
 func (r *LeakReport) WriteJSON(w io.Writer) error {
-	jr := jsonReport{
-		Version: 1, Pid: r.Pid, Ppid: r.Ppid, Program: r.Program, Complete: r.Complete, Incomplete: r.IncompleteReasons(),
-		Totals: jsonTotals{
-			Allocations: r.Totals.Allocations, Frees: r.Totals.Frees, BytesAllocated: r.Totals.BytesAllocated,
-			PeakBytes: r.Totals.PeakBytes, TemporaryAllocations: r.Totals.TemporaryAllocations, DroppedEvents: r.Totals.DroppedEvents,
-			UnrecordedCalls: r.Totals.UnrecordedCalls, UnknownFrees: r.Totals.UnknownFrees, LateEvents: r.Totals.LateEvents,
-		},
-		LeakedBytes: r.LeakedBytes, LeakedObjects: r.LeakedObjects,
-		Reachability: "checked",
-		DirectBytes:  r.ByKind[reach.Direct].Bytes, DirectObjects: r.ByKind[reach.Direct].Objects,
-		IndirectBytes: r.ByKind[reach.Indirect].Bytes, IndirectObjects: r.ByKind[reach.Indirect].Objects,
-		ReachableBytes: r.ByKind[reach.Reachable].Bytes, ReachableObjects: r.ByKind[reach.Reachable].Objects,
-		Leaks: make([]jsonLeak, 0, len(r.Leaks)),
-	}
-	if !r.Reach.Checked {
-		jr.Reachability = "not checked: " + r.Reach.Why()
-	}
+	var j jsonWriter
+	j.b = append(j.b, `{"version":1,"pid":`...)
+	j.uint(uint64(r.Pid))
+	j.field("ppid")
+	j.uint(uint64(r.Ppid))
+	j.field("program")
+	j.str(r.Program)
+	j.field("exit_status")
 	if code, ok := r.Exit.ShellCode(); ok {
-		jr.ExitStatus = &code
+		j.int(int64(code))
+	} else {
+		j.b = append(j.b, "null"...)
 	}
-	for _, l := range r.Leaks {
-		jl := jsonLeak{Kind: l.Kind.String(), Bytes: l.Bytes, Objects: l.Objects, Suppressed: l.Suppressed, Frames: make([]jsonFrame, 0, len(l.Frames))}
-		for _, f := range l.Frames {
-			jl.Frames = append(jl.Frames, jsonFrame{Address: fmt.Sprintf("%#x", f.Address), Function: f.Function, File: f.File, Line: f.Line, Module: f.Module})
+	j.field("complete")
+	j.bool(r.Complete)
+	if why := r.IncompleteReasons(); len(why) > 0 {
+		j.field("incomplete")
+		j.b = append(j.b, '[')
+		for i, s := range why {
+			j.comma(i)
+			j.str(s)
 		}
-		jr.Leaks = append(jr.Leaks, jl)
+		j.b = append(j.b, ']')
 	}
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(jr)
+	t := &r.Totals
+	j.field("totals")
+	j.b = append(j.b, '{')
+	for i, f := range [...]struct {
+		name string
+		v    uint64
+	}{
+		{"allocations", t.Allocations}, {"frees", t.Frees}, {"bytes_allocated", t.BytesAllocated},
+		{"peak_bytes", t.PeakBytes}, {"temporary_allocations", t.TemporaryAllocations},
+		{"dropped_events", t.DroppedEvents}, {"unrecorded_calls", t.UnrecordedCalls},
+		{"unknown_frees", t.UnknownFrees}, {"late_events", t.LateEvents},
+	} {
+		j.comma(i)
+		j.key(f.name)
+		j.uint(f.v)
+	}
+	j.b = append(j.b, '}')
+	j.field("leaked_bytes")
+	j.uint(r.LeakedBytes)
+	j.field("leaked_objects")
+	j.uint(r.LeakedObjects)
+	j.field("reachability")
+	if r.Reach.Checked {
+		j.str("checked")
+	} else {
+		j.str("not checked: " + r.Reach.Why())
+	}
+	for _, k := range [...]struct {
+		name string
+		kind reach.Kind
+	}{{"direct", reach.Direct}, {"indirect", reach.Indirect}, {"reachable", reach.Reachable}} {
+		j.field(k.name + "_bytes")
+		j.uint(r.ByKind[k.kind].Bytes)
+		j.field(k.name + "_objects")
+		j.uint(r.ByKind[k.kind].Objects)
+	}
+	j.field("leaks")
+	j.b = append(j.b, '[')
+	for i, l := range r.Leaks {
+		j.comma(i)
+		j.b = append(j.b, `{"kind":`...)
+		j.str(l.Kind.String())
+		j.field("bytes")
+		j.uint(l.Bytes)
+		j.field("objects")
+		j.uint(l.Objects)
+		j.field("suppressed")
+		j.bool(l.Suppressed)
+		j.field("frames")
+		j.b = append(j.b, '[')
+		for i, f := range l.Frames {
+			j.comma(i)
+			j.b = append(j.b, `{"address":"0x`...)
+			j.b = strconv.AppendUint(j.b, f.Address, 16)
+			j.b = append(j.b, '"')
+			j.field("function")
+			j.str(f.Function)
+			j.field("file")
+			j.str(f.File)
+			j.field("line")
+			j.int(int64(f.Line))
+			j.field("module")
+			j.str(f.Module)
+			j.b = append(j.b, '}')
+		}
+		j.b = append(j.b, "]}"...)
+	}
+	j.b = append(j.b, "]}\n"...)
+	_, err := w.Write(j.b)
+	return err
 }
