@@ -173,11 +173,7 @@ func (pe *profileEncoder) sample(s *profile.Sample) {
 		}
 		e.end(vs)
 	}
-	pe.keys = pe.keys[:0]
-	for k := range s.Label {
-		pe.keys = append(pe.keys, k)
-	}
-	slices.Sort(pe.keys)
+	pe.keys = sortedKeys(pe.keys, s.Label)
 	for _, k := range pe.keys {
 		keyX := pe.str(k)
 		for _, v := range s.Label[k] {
@@ -188,11 +184,7 @@ func (pe *profileEncoder) sample(s *profile.Sample) {
 			e.end(l)
 		}
 	}
-	pe.keys = pe.keys[:0]
-	for k := range s.NumLabel {
-		pe.keys = append(pe.keys, k)
-	}
-	slices.Sort(pe.keys)
+	pe.keys = sortedKeys(pe.keys, s.NumLabel)
 	for _, k := range pe.keys {
 		keyX := pe.str(k)
 		for _, v := range s.NumLabel[k] {
@@ -203,6 +195,16 @@ func (pe *profileEncoder) sample(s *profile.Sample) {
 		}
 	}
 	e.end(at)
+}
+
+// sortedKeys returns m's keys in order, in buf's array.
+func sortedKeys[V any](buf []string, m map[string]V) []string {
+	buf = buf[:0]
+	for k := range m {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
 }
 
 // encodeTables appends prof's mappings, locations and functions to b.
