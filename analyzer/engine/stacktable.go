@@ -22,7 +22,8 @@ import "memscope/shm"
 // Invariants:
 //   T1  a table's own map only grows, and the PCs of an id never change
 //       (a chunk's words are written once): a snapshot shares them.
-//   T2  a process or fork cut reaches through its table's chain every
+//   T2  a process or fork cut reaches through its table's chain (which
+//       never loops: a link that would close one is not made) every
 //       stack its live blocks and sites use: the ones it wrote (own), and,
 //       through parent, those its parent had written when it forked
 //       (STACK records are applied as they are read, so before the fork,
@@ -56,6 +57,16 @@ func (t *stackTable) get(id uint64) ([]uint64, bool) {
 		}
 	}
 	return nil, false
+}
+
+// reaches says whether u is t or one of its ancestors.
+func (t *stackTable) reaches(u *stackTable) bool {
+	for ; t != nil; t = t.parent {
+		if t == u {
+			return true
+		}
+	}
+	return false
 }
 
 // stackTableOf returns p's table, made on first use.
@@ -107,13 +118,17 @@ func (e *Engine) inheritStacks(p, src *proc) {
 		return
 	}
 	t := stackTableOf(p)
-	if t.parent == nil && t != from {
+	if t.parent == nil && !from.reaches(t) {
 		t.parent = from
 		return
 	}
-	// A second fork applied to one process (bad input): its own table
-	// takes the stacks it does not see yet.
+	// A second fork applied to one process, or one whose parent descends
+	// from it (bad input: the link would close a loop, and a lookup would
+	// never end): its own table takes the stacks it does not see yet.
 	for u := from; u != nil; u = u.parent {
+		if u == t {
+			break // the rest of the chain is t's own
+		}
 		for id, pcs := range u.own {
 			if _, ok := t.get(id); !ok {
 				if t.own == nil {

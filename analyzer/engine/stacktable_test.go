@@ -247,3 +247,33 @@ func keysOf[V any](m map[uint64]V) []uint64 {
 	}
 	return ks
 }
+
+// TestStacksForkCycle: records that make two processes each other's
+// fork parent (a corrupt or hostile ring) do not link their tables into
+// a loop: a lookup of a stack neither wrote ends, and each still sees
+// the other's stacks.
+func TestStacksForkCycle(t *testing.T) {
+	const a, b = 500, 501
+	s := newStream(t)
+	s.process(a, a, 1*ms, shm.ProcessStart, 1, "/bin/a").
+		stack(a, a, 2*ms, 10, 0x401000).malloc(a, a, 2*ms, 0x1000, 16, 10).
+		forkChild(b, a, 3*ms, 0).
+		stack(b, b, 4*ms, 12, 0x401200).malloc(b, b, 4*ms, 0x2000, 16, 12).
+		forkChild(a, b, 5*ms, 0) // a "forked" from its own child
+	done := make(chan *Engine, 1)
+	go func() { done <- run(t, -1, s.recs) }()
+	var e *Engine
+	select {
+	case e = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("applying the records did not end")
+	}
+	for _, pid := range []uint32{a, b} {
+		_, ok := e.Stack(pid, 99)
+		assert.False(t, ok, "process %d: a stack nobody wrote", pid)
+		for _, id := range []uint64{10, 12} {
+			_, ok := e.Stack(pid, id)
+			assert.True(t, ok, "process %d sees stack %d", pid, id)
+		}
+	}
+}
