@@ -151,27 +151,28 @@ func (e *Engine) dropStacks(p *proc) {
 	}
 }
 
-// visibleStacks calls f with each stack p sees (T2), each id once: the
+// visibleStackIDs appends to ids each stack id p sees (T2), once: the
 // state's encoding of what p holds.
-func visibleStacks(p *proc, f func(id uint64, pcs []uint64)) {
+func visibleStackIDs(ids []uint64, p *proc) []uint64 {
 	if p.stacks == nil {
-		return
+		return ids
 	}
-	if p.stacks.parent == nil {
-		for id, pcs := range p.stacks.own {
-			f(id, pcs)
-		}
-		return
+	var seen map[uint64]struct{} // only when a parent may repeat an id
+	if p.stacks.parent != nil {
+		seen = map[uint64]struct{}{}
 	}
-	seen := map[uint64]struct{}{}
 	for t := p.stacks; t != nil; t = t.parent {
-		for id, pcs := range t.own {
-			if _, dup := seen[id]; !dup {
+		for id := range t.own {
+			if seen != nil {
+				if _, dup := seen[id]; dup {
+					continue
+				}
 				seen[id] = struct{}{}
-				f(id, pcs)
 			}
+			ids = append(ids, id)
 		}
 	}
+	return ids
 }
 
 // stackTables returns every table a process or fork cut reaches, each

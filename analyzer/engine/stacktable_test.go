@@ -235,7 +235,9 @@ func TestTooManyStacks(t *testing.T) {
 func seenStacks(e *Engine) []uint64 {
 	seen := map[uint64]bool{}
 	for _, p := range e.procs {
-		visibleStacks(p, func(id uint64, _ []uint64) { seen[id] = true })
+		for _, id := range visibleStackIDs(nil, p) {
+			seen[id] = true
+		}
 	}
 	return keysOf(seen)
 }

@@ -199,10 +199,11 @@ func (s *stateEnc) proc(p *proc) {
 	}
 
 	// The stacks it sees (stacktable.go T2).
-	nvisible := 0
-	visibleStacks(p, func(uint64, []uint64) { nvisible++ })
-	s.u64(uint64(nvisible))
-	visibleStacks(p, func(id uint64, _ []uint64) { s.u64(id) })
+	s.ids = visibleStackIDs(s.ids[:0], p)
+	s.u64(uint64(len(s.ids)))
+	for _, id := range s.ids {
+		s.u64(id)
+	}
 
 	s.u64(uint64(p.live.count))
 	p.live.each(func(b liveBlock) {
@@ -476,18 +477,21 @@ func (d *stateDec) proc(e *Engine, interval uint64) {
 		p.siteIndex.put(stack, tid, idx)
 	}
 	// Each restored process sees its stacks in a table of its own; an id
-	// the stacks section lacks is not seen (its sites have no frames).
+	// the stacks section lacks is not seen (its sites have no frames),
+	// but is still refused when listed twice.
+	held := map[uint64]bool{}
 	for i, c := 0, d.count(8); i < c && d.err == nil; i++ {
 		id := d.u64()
-		t := stackTableOf(p)
-		if _, dup := t.own[id]; dup {
+		if held[id] {
 			d.fail("process %d: stack %#x held twice", pid, id)
 			return
 		}
-		if t.own == nil {
-			t.own = map[uint64][]uint64{}
-		}
+		held[id] = true
 		if pcs, ok := d.stacks[id]; ok {
+			t := stackTableOf(p)
+			if t.own == nil {
+				t.own = map[uint64][]uint64{}
+			}
 			t.own[id] = pcs
 		}
 	}
@@ -597,6 +601,7 @@ type stateEnc struct {
 	b   []byte
 	w   io.Writer
 	err error
+	ids []uint64 // a process's stack ids, reused from process to process
 }
 
 func (s *stateEnc) u64(v uint64) {
